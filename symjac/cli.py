@@ -1,0 +1,125 @@
+"""Command line: a thin layer over :mod:`symjac.api`. Exit 0 ok, 1 refuted, 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from . import __version__, catalog
+from .derivation import N_MAX
+from .errors import SymjacError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line and exit status 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise SymjacError(message)
+
+
+def _size(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise SymjacError(f"-n must be a whole number from 1 to {N_MAX}, got {text!r}") from None
+    if not 1 <= value <= N_MAX:
+        raise SymjacError(f"-n must be a whole number from 1 to {N_MAX}, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="symjac",
+        description="Derive Jacobians symbolically, prove their closed forms, and write "
+        "derivation documents (LaTeX/PDF) and fixed-size kernels (NumPy, C99).",
+    )
+    parser.add_argument("--version", action="version", version=f"symjac {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    sub.add_parser("list", help="show the function catalog with closed forms and structure")
+
+    d = sub.add_parser(
+        "derive",
+        help="derive, prove and generate LaTeX, NumPy and C for one function and size",
+        description="Derive the Jacobian of FUNCTION for size N, prove every entry's closed "
+        "form, and write FUNCTION_nN.{tex,py,h,c} (with --dtype float32: FUNCTION_nN_f32.*).",
+    )
+    d.add_argument("function", metavar="FUNCTION", help="a catalog name (see `symjac list`)")
+    d.add_argument("-n", type=_size, required=True, metavar="N",
+                   help=f"input size, a whole number from 1 to {N_MAX}")
+    d.add_argument("-o", "--out", default="generated", metavar="DIR",
+                   help="output directory (default: generated/)")
+    d.add_argument("--target", default="latex,numpy,c", metavar="LIST",
+                   help="comma-separated subset of latex,numpy,c (default: all three)")
+    d.add_argument("--dtype", default="float64", metavar="DTYPE",
+                   help="float64 (default) or float32")
+    d.add_argument("--pdf", action="store_true",
+                   help="also compile the .tex with pdflatex, when it is on PATH")
+    return parser
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    rows = [(f.name, f.closed_form_text, f.structure_text) for f in catalog.CATALOG.values()]
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    print(f"{'function':<{w0}}  {'J_ij (closed form)':<{w1}}  structure")
+    for f in catalog.CATALOG.values():
+        print(f"{f.name:<{w0}}  {f.closed_form_text:<{w1}}  {f.structure_text}")
+    return 0
+
+
+def _cmd_derive(args: argparse.Namespace) -> int:
+    from .api import derive
+
+    start = time.perf_counter()
+    result = derive(args.function, args.n, targets=args.target, dtype=args.dtype,
+                    out_dir=args.out, pdf=args.pdf)
+    d = result.derivation
+    print(
+        f"{d.spec.function} n={d.n}: {d.proof.entries} entries proved "
+        f"({d.proof.method}; {d.proof.backend}); structure: {d.structure}"
+    )
+    for path in result.files:
+        print(f"wrote {path}")
+    if result.pdf is not None:
+        print(f"wrote {result.pdf}")
+    if result.pdf_note:
+        print(f"note: {result.pdf_note}", file=sys.stderr)
+    print(f"done in {time.perf_counter() - start:.2f} s")
+    return 0
+
+
+COMMANDS = {"list": _cmd_list, "derive": _cmd_derive}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (also used by ``python -m symjac``)."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv or bool(os.environ.get("SYMJAC_DEBUG"))
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return 2
+        return COMMANDS[args.command](args)
+    except SymjacError as exc:
+        if debug:
+            raise
+        print(f"symjac: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("symjac: interrupted; no file was changed", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a failure to do the job is still one line, exit 2
+        if debug:
+            raise
+        print(f"symjac: internal error: {type(exc).__name__}: {exc} (rerun with --debug for "
+              "the traceback)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""The templates ship inside the package and are found through it, not through the repo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from symjac.render import template_root
+
+
+def test_templates_are_found_inside_the_package(installed_package):
+    root = Path(str(template_root()))
+    assert root.resolve().is_dir()
+    assert (root / "c" / "kernel.c.jinja").is_file()
+    assert str(root).startswith(str(installed_package))
+
+
+def test_ci_tests_the_installed_wheel(installed_package):
+    # In CI the package comes from `pip install .` (site-packages), never the source tree.
+    if os.environ.get("CI"):
+        assert "site-packages" in str(installed_package), installed_package
