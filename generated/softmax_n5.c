@@ -70,10 +70,10 @@ static void vjp_from(const double *x, const double *y, const double *g, double *
     double dot0 = 0.0;
     (void)x;
     for (k = 0; k < N; ++k) {
-        dot0 += -y[k] * g[k];
+        dot0 += -g[k]*y[k];
     }
     for (k = 0; k < N; ++k) {
-        out[k] = g[k] * y[k] + y[k] * dot0;
+        out[k] = y[k]*(dot0 + g[k]);
     }
 }
 
@@ -96,10 +96,10 @@ void softmax_n5_jvp(const double *x, const double *v, double *out)
     double dot0 = 0.0;
     forward_into(x, y);
     for (k = 0; k < N; ++k) {
-        dot0 += y[k] * v[k];
+        dot0 += v[k]*y[k];
     }
     for (k = 0; k < N; ++k) {
-        out[k] = y[k] * v[k] + -y[k] * dot0;
+        out[k] = y[k]*(-dot0 + v[k]);
     }
 }
 

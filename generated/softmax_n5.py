@@ -67,14 +67,14 @@ def jvp(x, v, out=None):
     x = _vector("x", x)
     v = _vector("v", v)
     y = _forward(x)
-    result = (y) * v
-    result = result + (-y) * numpy.sum((y) * v, axis=-1, keepdims=True)
+    dot0 = numpy.sum(v*y, axis=-1, keepdims=True)
+    result = y*(-dot0 + v)
     return _store(result, out, numpy.broadcast_shapes(x.shape, v.shape))
 
 
 def _vjp_from(x, y, u, out):
-    result = u * (y)
-    result = result + (y) * numpy.sum(u * (-y), axis=-1, keepdims=True)
+    dot0 = numpy.sum(-u*y, axis=-1, keepdims=True)
+    result = y*(dot0 + u)
     return _store(result, out, numpy.broadcast_shapes(y.shape, u.shape))
 
 

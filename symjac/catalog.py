@@ -134,7 +134,125 @@ def _softmax() -> FunctionDef:
     )
 
 
-CATALOG: dict[str, FunctionDef] = {f.name: f for f in (_softmax(),)}
+def _log_softmax() -> FunctionDef:
+    e, Z, m, L, d = (_sym("e", positive=True), _sym("Z", positive=True), _sym("m", real=True),
+                     _sym("L", real=True), _sym("d", real=True))
+    return FunctionDef(
+        name="log_softmax",
+        title="Log-softmax",
+        definition_tex=r"y_i = x_i - \log \sum_{k=1}^{n} e^{x_k}",
+        closed_form_text="delta_ij - s_j",
+        closed_form_tex=r"\delta_{ij} - s_j, \quad s_j = e^{y_j}",
+        structure_text="identity minus rank one",
+        definition=(Map("e", sp.exp(X)), Reduce("Z", "sum", e), Map("y", X - sp.log(Z))),
+        # log-sum-exp with the shift kept apart: y = (x - m) - log(sum exp(x - m)). The
+        # exponents are <= 0 (no overflow), 1 <= Z <= n, and x - m is formed before log Z
+        # is subtracted, so large |x| loses no digits to m + log Z rounding.
+        stable=(
+            Reduce("m", "max", X),
+            Map("d", X - m),
+            Map("e", sp.exp(d)),
+            Reduce("Z", "sum", e),
+            Let("L", sp.log(Z)),
+            Map("y", d - L),
+        ),
+        closed_form=lambda c, p: c.delta - sp.exp(c.yj),
+        symbols={"e": e, "Z": Z, "m": m, "L": L, "d": d},
+    )
+
+
+def _softmax_temperature() -> FunctionDef:
+    e, Z, m, r = (_sym("e", positive=True), _sym("Z", positive=True), _sym("m", real=True),
+                  _sym("r", positive=True))
+    T = _sym("T", positive=True)
+    return FunctionDef(
+        name="softmax_temperature",
+        title="Softmax with temperature",
+        definition_tex=r"s_i = \frac{e^{x_i/T}}{\sum_{k=1}^{n} e^{x_k/T}}, \quad T > 0",
+        closed_form_text="s_i (delta_ij - s_j) / T",
+        closed_form_tex=r"\frac{s_i\,(\delta_{ij} - s_j)}{T}",
+        structure_text="diagonal minus rank one, symmetric",
+        definition=(Map("e", sp.exp(X / T)), Reduce("Z", "sum", e), Map("y", e / Z)),
+        # T > 0, so the largest x_k/T belongs to the largest x_k: (x - m)/T <= 0.
+        stable=(
+            Reduce("m", "max", X),
+            Map("e", sp.exp((X - m) / T)),
+            Reduce("Z", "sum", e),
+            Let("r", 1 / Z),
+            Map("y", e * r),
+        ),
+        closed_form=lambda c, p: c.yi * (c.delta - c.yj) / p["T"],
+        params=(Param("T", "scalar", "temperature, a finite number > 0", "T", positive=True,
+                      example=0.7),),
+        symbols={"e": e, "Z": Z, "m": m, "r": r, "T": T},
+    )
+
+
+def _sigmoid() -> FunctionDef:
+    z = _sym("z", positive=True)
+    return FunctionDef(
+        name="sigmoid",
+        title="Sigmoid",
+        definition_tex=r"y_i = \sigma(x_i) = \frac{1}{1 + e^{-x_i}}",
+        closed_form_text="delta_ij y_i (1 - y_i)",
+        closed_form_tex=r"\delta_{ij}\, y_i\,(1 - y_i)",
+        structure_text="diagonal",
+        definition=(Map("y", 1 / (1 + sp.exp(-X))),),
+        # z = e^{-|x|} <= 1 never overflows; both branches are finite for every x.
+        stable=(
+            Map("z", sp.exp(-sp.Abs(X))),
+            Map("y", sp.Piecewise((1 / (1 + z), X >= 0), (z / (1 + z), True))),
+        ),
+        closed_form=lambda c, p: c.delta * c.yi * (1 - c.yi),
+        symbols={"z": z},
+    )
+
+
+def _tanh() -> FunctionDef:
+    return FunctionDef(
+        name="tanh",
+        title="Hyperbolic tangent",
+        definition_tex=r"y_i = \tanh(x_i)",
+        closed_form_text="delta_ij (1 - y_i^2)",
+        closed_form_tex=r"\delta_{ij}\,(1 - y_i^2)",
+        structure_text="diagonal",
+        definition=(Map("y", sp.tanh(X)),),
+        stable=(Map("y", sp.tanh(X)),),  # libm/NumPy tanh saturate to +-1 without overflow
+        closed_form=lambda c, p: c.delta * (1 - c.yi**2),
+    )
+
+
+def _relu() -> FunctionDef:
+    relu = sp.Piecewise((X, X > 0), (0, True))
+    return FunctionDef(
+        name="relu",
+        title="ReLU",
+        definition_tex=r"y_i = \max(0, x_i)",
+        closed_form_text="delta_ij H(x_i), H(0) = 0",
+        closed_form_tex=r"\delta_{ij}\, H(x_i), \quad H(0) = 0",
+        structure_text="diagonal",
+        definition=(Map("y", relu),),
+        stable=(Map("y", relu),),
+        # H(x_i) = H(y_i) because y_i > 0 exactly when x_i > 0; written with y, the
+        # backward pass needs only the output. At 0 the derivative is taken as 0, as in
+        # PyTorch and JAX (SymPy's Heaviside(0) = 1/2 is never used).
+        closed_form=lambda c, p: c.delta * sp.Piecewise((1, c.yi > 0), (0, True)),
+        notes=(r"At $x_i = 0$ ReLU has no derivative; symjac uses $H(0) = 0$, "
+               r"as PyTorch and JAX do.",),
+    )
+
+
+CATALOG: dict[str, FunctionDef] = {
+    f.name: f
+    for f in (
+        _softmax(),
+        _log_softmax(),
+        _softmax_temperature(),
+        _sigmoid(),
+        _tanh(),
+        _relu(),
+    )
+}
 
 
 def get(name: str) -> FunctionDef:

@@ -64,6 +64,19 @@ def header_lines(d: Derivation) -> list[str]:
     ]
 
 
+def jvp_expr(d: Derivation, v: sp.Symbol, dots: list[sp.Symbol]) -> sp.Expr:
+    """``(J v)_k = D_k v_k + sum_r A_r,k dot_r``, factored: softmax's ``y (v - dot)``
+    subtracts before it scales, one rounding fewer than ``v y - dot y``."""
+    return sp.factor_terms(d.diagonal * v + sum(
+        (t.a * dot for t, dot in zip(d.rank_terms, dots)), sp.Integer(0)))
+
+
+def vjp_expr(d: Derivation, g: sp.Symbol, dots: list[sp.Symbol]) -> sp.Expr:
+    """``(g^T J)_k = g_k D_k + sum_r B_r,k dot_r``, factored as :func:`jvp_expr`."""
+    return sp.factor_terms(g * d.diagonal + sum(
+        (t.b * dot for t, dot in zip(d.rank_terms, dots)), sp.Integer(0)))
+
+
 def _params(d: Derivation, ctype: str) -> list[CParam]:
     out = []
     for p in d.function.params:
@@ -102,18 +115,34 @@ def c_context(d: Derivation) -> dict:
         elif isinstance(stage, Let):
             stages.append(CStage("let", stage.name, cc(stage.expr, element)))
 
-    # [structured closed form] -> pieces at index i (rows) and j (columns).
-    at = {"y": "y[{k}]", "x": "x[{k}]", **vec}
+    # [structured closed form] -> whole statements, printed (never pasted together):
+    #   J_ij = delta_ij D_i + sum_r A_r,i B_r,j   (a_r: A_r at the row, b_r: B_r array)
+    #   jvp_k = D_k v_k + A_r,k dot_r, dot_r = sum_k B_r,k v_k
+    #   vjp_k = g_k D_k + B_r,k dot_r, dot_r = sum_k A_r,k g_k
+    at = {"y": "y[{k}]", "x": "x[{k}]", "g": "g[{k}]", "v": "v[{k}]", **vec}
+    g, v = sp.Symbol("g", real=True), sp.Symbol("v", real=True)
+    dots = [sp.Symbol(f"dot{r}", real=True) for r in range(len(d.rank_terms))]
+    a_row = [sp.Symbol(f"a{r}", real=True) for r in range(len(d.rank_terms))]
+    b_col = []
+    for r, t in enumerate(d.rank_terms):
+        if t.b == Y:
+            b_col.append(Y)
+        else:
+            b_col.append(sp.Symbol(f"b{r}", real=True))
+            at[f"b{r}"] = f"b{r}[{{k}}]"
     rank = [
         {
             "a_i": cc(t.a, at, "i"),
-            "a_k": cc(t.a, at, "k"),
             "b_j": cc(t.b, at, "j"),
-            "b_k": cc(t.b, at, "k"),
-            "b_is_y": t.b == Y,
+            "has_b_array": t.b != Y,
+            "jvp_dot": cc(t.b * v, at, "k"),
+            "vjp_dot": cc(t.a * g, at, "k"),
         }
         for t in d.rank_terms
     ]
+    jac_row = cc(sum((a * b for a, b in zip(a_row, b_col)), sp.Integer(0)), at, "j")
+    jvp_out = cc(jvp_expr(d, v, dots), at, "k")
+    vjp_out = cc(vjp_expr(d, g, dots), at, "k")
     unrolled: list[Assign] = []
     if d.n <= UNROLL_MAX_N:
         entry_arrays = {"y": "y[{k}]", "x": "x[{k}]", **vec}
@@ -139,7 +168,9 @@ def c_context(d: Derivation) -> dict:
         "stages": stages,
         "locals": locals_,
         "diag_i": cc(d.diagonal, at, "i"),
-        "diag_k": cc(d.diagonal, at, "k"),
+        "jac_row": jac_row,
+        "jvp_out": jvp_out,
+        "vjp_out": vjp_out,
         "unroll_max_n": UNROLL_MAX_N,
         "diagonal_only": not d.rank_terms,
         "rank": rank,
@@ -155,6 +186,8 @@ def c_context(d: Derivation) -> dict:
 def numpy_context(d: Derivation) -> dict:
     """View model for ``templates/numpy/module.py.jinja``."""
     fn = d.function
+    u, v = sp.Symbol("u", real=True), sp.Symbol("v", real=True)
+    dots = [sp.Symbol(f"dot{r}", real=True) for r in range(len(d.rank_terms))]
     stages = []
     for stage in fn.stable:
         code = numpy_code(stage.expr)
@@ -173,6 +206,26 @@ def numpy_context(d: Derivation) -> dict:
         "params": [p for p in fn.params],
         "stages": stages,
         "diag": numpy_code(d.diagonal),
-        "rank": [{"a": numpy_code(t.a), "b": numpy_code(t.b)} for t in d.rank_terms],
+        # J v and u^T J as whole printed expressions over the dot products dot_r.
+        "jvp_dots": [numpy_code(t.b * v) for t in d.rank_terms],
+        "jvp_out": numpy_code(jvp_expr(d, v, dots)),
+        "vjp_dots": [numpy_code(u * t.a) for t in d.rank_terms],
+        "vjp_out": numpy_code(vjp_expr(d, u, dots)),
+        "rank": [
+            {
+                "a": numpy_code(t.a),
+                "b": numpy_code(t.b),
+                # Broadcast-ready column A[..., :, None] and row B[..., None, :]; constants
+                # (log-softmax's A = -1) broadcast as they are.
+                "a_col": _axis(t.a, "[..., :, None]"),
+                "b_row": _axis(t.b, "[..., None, :]"),
+            }
+            for t in d.rank_terms
+        ],
         "backward": d.backward_from_output,
     }
+
+
+def _axis(expr: sp.Expr, index: str) -> str:
+    code = numpy_code(expr)
+    return code if not expr.free_symbols else f"({code}){index}"

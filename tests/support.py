@@ -108,7 +108,7 @@ class Built:
 
     def __init__(self, function: str, n: int, dtype: str, root: Path):
         self.derivation = derive(Spec(function, n, dtype))
-        self.texts = render(self.derivation)
+        self.texts = render(self.derivation, ("numpy", "c"))  # documents: test_latex.py
         self.dir = root
         for name, text in self.texts.items():
             (root / name).write_text(text)
