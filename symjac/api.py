@@ -1,4 +1,4 @@
-"""The Python API: the same jobs as the command line (derive, render), one call each.
+"""The Python API: the same jobs as the command line (derive, prove, render), one call each.
 
 The pipeline, one stage per module::
 
@@ -121,3 +121,34 @@ def compile_pdf(tex: Path) -> tuple[Path | None, str | None]:
     pdf = tex.with_suffix(".pdf")
     write_atomically({pdf: data})
     return pdf, None
+
+
+@dataclass(frozen=True)
+class ProveResult:
+    """What :func:`prove` did: the checked all-n proof and the file it wrote."""
+
+    document: object  # symjac.proof.ProofDocument
+    tex: Path
+    pdf: Path | None = None
+    pdf_note: str | None = None
+
+
+def prove(function: str, *, out: str | Path | None = None, pdf: bool = False) -> ProveResult:
+    """Write the derivation of ``function``'s Jacobian for arbitrary n, every step checked.
+
+    Args:
+        out: the ``.tex`` file to write (default ``generated/FUNCTION_proof.tex``); an
+            existing directory means that file name inside it.
+        pdf: also compile it with pdflatex, when on PATH.
+    """
+    from .proof import prove as prove_document
+
+    document = prove_document(function)  # raises before anything is written
+    path = Path(out) if out is not None else Path("generated") / f"{function}_proof.tex"
+    if path.is_dir():
+        path = path / f"{function}_proof.tex"
+    if path.suffix != ".tex":
+        raise SymjacError(f"the proof is LaTeX: -o must name a .tex file, got {path}")
+    write_atomically({path: document.tex})
+    pdf_path, note = compile_pdf(path) if pdf else (None, None)
+    return ProveResult(document, path, pdf_path, note)

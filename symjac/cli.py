@@ -58,7 +58,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="float64 (default) or float32")
     d.add_argument("--pdf", action="store_true",
                    help="also compile the .tex with pdflatex, when it is on PATH")
+
+    pr = sub.add_parser(
+        "prove",
+        help="write the derivation for arbitrary n, every step checked symbolically",
+        description="Derive FUNCTION's Jacobian for general n in index notation (sums over "
+        "k = 1..n, Kronecker delta), check every displayed step with SymPy for symbolic n, "
+        "and write it as a standalone LaTeX document.",
+    )
+    pr.add_argument("function", metavar="FUNCTION", help="a catalog name (see `symjac list`)")
+    pr.add_argument("-o", "--out", default=None, metavar="FILE",
+                    help="the .tex file to write (default: generated/FUNCTION_proof.tex)")
+    pr.add_argument("--pdf", action="store_true",
+                    help="also compile the .tex with pdflatex, when it is on PATH")
     return parser
+
+
+def _cmd_prove(args: argparse.Namespace) -> int:
+    from .api import prove
+
+    start = time.perf_counter()
+    catalog.get(args.function)
+    result = prove(args.function, out=args.out, pdf=args.pdf)
+    steps = result.document.steps
+    print(f"{args.function}: {len(steps)} steps checked symbolically for general n")
+    print(f"wrote {result.tex}")
+    if result.pdf is not None:
+        print(f"wrote {result.pdf}")
+    if result.pdf_note:
+        print(f"note: {result.pdf_note}", file=sys.stderr)
+    print(f"done in {time.perf_counter() - start:.2f} s")
+    return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -92,7 +122,7 @@ def _cmd_derive(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": _cmd_list, "derive": _cmd_derive}
+COMMANDS = {"list": _cmd_list, "derive": _cmd_derive, "prove": _cmd_prove}
 
 
 def main(argv: list[str] | None = None) -> int:

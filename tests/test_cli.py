@@ -106,3 +106,22 @@ def test_python_api_matches_cli(tmp_path):
     run_cli("derive", "softmax", "-n", "3", "-o", "cli", cwd=tmp_path)
     assert snapshot(tmp_path / "api") == snapshot(tmp_path / "cli")
     assert result.derivation.structure == "diagonal plus rank one"
+
+
+def test_prove_writes_the_all_n_proof(tmp_path):
+    proc = run_cli("prove", "softmax", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    tex = (tmp_path / "generated" / "softmax_proof.tex").read_text()
+    assert "steps checked symbolically for general n" in proc.stdout
+    assert r"\delta" in tex and "Regenerate: symjac prove softmax" in tex
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["prove", "softmin"], "unknown function 'softmin'"),
+    (["prove", "softmax", "-o", "proof.pdf"], "-o must name a .tex file"),
+])
+def test_prove_bad_input(tmp_path, args, message):
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())

@@ -1,4 +1,5 @@
-"""generated/ holds the outputs of the README's main command; they must not drift.
+"""generated/ holds the outputs of the README's main command (and the softmax proof for
+all n, `symjac prove softmax`); they must not drift.
 
 Refresh after an intended change with:  SYMJAC_UPDATE_GOLDEN=1 pytest tests/test_generated.py
 """
@@ -12,14 +13,27 @@ from pathlib import Path
 import pytest
 
 import symjac
+from symjac.proof import prove_tex
 
 GOLDEN = Path(__file__).resolve().parent.parent / "generated"
 CASES = [("softmax", 5, "float64")]
 
 
-@pytest.mark.parametrize(("function", "n", "dtype"), CASES)
-def test_generated_files_match(function, n, dtype):
-    texts = symjac.render(symjac.derivation(function, n, dtype))
+PROOFS = ["softmax"]
+
+
+def _cases():
+    for function, n, dtype in CASES:
+        yield pytest.param(lambda f=function, n=n, d=dtype: symjac.render(
+            symjac.derivation(f, n, d)), id=f"derive-{function}-{n}-{dtype}")
+    for function in PROOFS:
+        yield pytest.param(lambda f=function: {f"{f}_proof.tex": prove_tex(f)},
+                           id=f"prove-{function}")
+
+
+@pytest.mark.parametrize("produce", list(_cases()))
+def test_generated_files_match(produce):
+    texts = produce()
     update = os.environ.get("SYMJAC_UPDATE_GOLDEN") == "1"
     drift = []
     for name, text in texts.items():
