@@ -5,6 +5,7 @@
  * softmax for n = 5 (double); Jacobian structure: diagonal plus rank one.
  * Arrays are row-major and contiguous; jac holds 5*5 values, J[i][j] = dy_i/dx_j.
  * Batched kernels take `count` vectors stored one after another.
+ * -ffast-math is NOT safe: it breaks symjac_exp, the exp used here (see the .c file).
  */
 #ifndef SOFTMAX_N5_H
 #define SOFTMAX_N5_H

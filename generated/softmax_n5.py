@@ -49,11 +49,13 @@ def _jacobian_from(x, y, out):
     if jac.shape != y.shape + (N,):
         raise ValueError(f"out must have shape {y.shape + (N,)}, got {jac.shape}")
     numpy.multiply((-y)[..., :, None], (y)[..., None, :], out=jac)
-    jac[..., _DIAG, _DIAG] += y
+    _diagonal(jac)[...] += y
     return jac
 
 
-_DIAG = numpy.arange(N)
+def _diagonal(jac):
+    # A writable strided view of J[..., i, i]: no index arrays, no gather/scatter copies.
+    return numpy.einsum("...ii->...i", jac)
 
 
 def jacobian(x, out=None):

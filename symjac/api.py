@@ -15,12 +15,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import codegen, document
+from . import codegen, document, userfn
 from .derivation import Derivation, Spec
 from .derivation import derive as derive_spec
 from .errors import SymjacError
 from .files import write_atomically
 from .render import render as render_template
+from .userfn import CustomDerivation, CustomFunction
 
 TARGETS = ("latex", "numpy", "c")
 
@@ -49,26 +50,36 @@ def parse_targets(targets: str | tuple[str, ...] | list[str] | None) -> tuple[st
     return tuple(t for t in TARGETS if t in items)
 
 
-def render(derivation: Derivation, targets: tuple[str, ...] = TARGETS) -> dict[str, str]:
+def render(derivation: Derivation | CustomDerivation,
+           targets: tuple[str, ...] = TARGETS) -> dict[str, str]:
     """Render the chosen targets to ``{file name: text}`` without touching the disk."""
+    if isinstance(derivation, CustomDerivation):  # the user's own function (symjac.custom)
+        return userfn.render(derivation, targets)
     stem = derivation.spec.stem
     out: dict[str, str] = {}
     if "latex" in targets:
         out[f"{stem}.tex"] = render_template("latex/derive.tex.jinja",
                                              **document.derive_context(derivation))
+    # Scalar functions of a vector (a 1 x n Jacobian, the gradient) have kernels of their own.
+    scalar = derivation.gradient is not None
     if "numpy" in targets:
-        out[f"{stem}.py"] = render_template("numpy/module.py.jinja",
-                                            **codegen.numpy_context(derivation))
+        if scalar:
+            text = render_template("numpy/gradient.py.jinja",
+                                   **codegen.gradient_numpy_context(derivation))
+        else:
+            text = render_template("numpy/module.py.jinja", **codegen.numpy_context(derivation))
+        out[f"{stem}.py"] = text
     if "c" in targets:
-        ctx = codegen.c_context(derivation)
-        out[f"{stem}.h"] = render_template("c/kernel.h.jinja", **ctx)
-        out[f"{stem}.c"] = render_template("c/kernel.c.jinja", **ctx)
+        ctx = codegen.gradient_c_context(derivation) if scalar else codegen.c_context(derivation)
+        kind = "gradient" if scalar else "kernel"
+        out[f"{stem}.h"] = render_template(f"c/{kind}.h.jinja", **ctx)
+        out[f"{stem}.c"] = render_template(f"c/{kind}.c.jinja", **ctx)
     return out
 
 
 def derive(
-    function: str,
-    n: int,
+    function: str | CustomFunction,
+    n: int | None = None,
     *,
     targets: str | tuple[str, ...] | list[str] | None = None,
     dtype: str = "float64",
@@ -77,11 +88,17 @@ def derive(
 ) -> DeriveResult:
     """Derive, prove and write ``function`` at size ``n`` into ``out_dir``.
 
+    ``function`` is a catalog name, or your own function from :func:`symjac.custom`
+    (its size is its number of inputs; ``n`` may be left out).
+
     Everything is rendered in memory first; files are written only when every target
     succeeded, and all at once (see :func:`symjac.files.write_atomically`).
     """
     chosen = parse_targets(targets)
-    derivation = derive_spec(Spec(function=function, n=n, dtype=dtype))
+    if isinstance(function, CustomFunction):
+        derivation = userfn.derive(function, n=n, dtype=dtype)
+    else:
+        derivation = derive_spec(Spec(function=function, n=n, dtype=dtype))
     texts = render(derivation, chosen)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -143,12 +160,12 @@ def prove(function: str, *, out: str | Path | None = None, pdf: bool = False) ->
     """
     from .proof import prove as prove_document
 
-    document = prove_document(function)  # raises before anything is written
     path = Path(out) if out is not None else Path("generated") / f"{function}_proof.tex"
     if path.is_dir():
         path = path / f"{function}_proof.tex"
-    if path.suffix != ".tex":
+    if path.suffix != ".tex":  # checked before the (slow) proof
         raise SymjacError(f"the proof is LaTeX: -o must name a .tex file, got {path}")
+    document = prove_document(function)  # raises before anything is written
     write_atomically({path: document.tex})
     pdf_path, note = compile_pdf(path) if pdf else (None, None)
     return ProveResult(document, path, pdf_path, note)

@@ -73,13 +73,22 @@ class Param:
 
 @dataclass(frozen=True)
 class ClosedForm:
-    """Symbols in which a catalog closed form is written, and the entry itself."""
+    """Symbols in which a catalog closed form ``J_ij`` is written."""
 
     yi: sp.Symbol
     yj: sp.Symbol
     xi: sp.Symbol
     xj: sp.Symbol
     delta: sp.Symbol
+    stages: dict[str, sp.Symbol] = field(default_factory=dict)
+
+    def i(self, name: str) -> sp.Symbol:
+        """A stage or vector parameter at the row index, e.g. ``s_i``."""
+        return sp.Symbol(f"{name}_i", **self.stages[name].assumptions0)
+
+    def j(self, name: str) -> sp.Symbol:
+        """A stage or vector parameter at the column index, e.g. ``t_j``."""
+        return sp.Symbol(f"{name}_j", **self.stages[name].assumptions0)
 
 
 @dataclass(frozen=True)
@@ -242,6 +251,48 @@ def _relu() -> FunctionDef:
     )
 
 
+def _softmax_cross_entropy() -> FunctionDef:
+    e, Z, s_, tsum, m, d, r, L = (
+        _sym("e", positive=True), _sym("Z", positive=True), _sym("s", positive=True),
+        _sym("tsum", real=True), _sym("m", real=True), _sym("d", real=True),
+        _sym("r", positive=True), _sym("L", real=True))
+    t = _sym("t", real=True)
+    return FunctionDef(
+        name="softmax_cross_entropy",
+        title="Softmax cross-entropy",
+        definition_tex=r"L(x; t) = -\sum_{k=1}^{n} t_k \log s_k, \quad "
+        r"s_k = \frac{e^{x_k}}{\sum_{m=1}^{n} e^{x_m}}",
+        closed_form_text="s_j sum_k t_k - t_j (s - t for a distribution t)",
+        closed_form_tex=r"s_j \sum_{k=1}^{n} t_k - t_j",
+        structure_text="a 1 x n row (the gradient)",
+        definition=(
+            Map("e", sp.exp(X)),
+            Reduce("Z", "sum", e),
+            Map("s", e / Z),
+            Reduce("tsum", "sum", t),
+            Reduce("y", "sum", -t * sp.log(s_)),
+        ),
+        # -log s_k = log Z' - (x_k - m) with Z' = sum exp(x - m) >= 1: no overflow, and
+        # no log of an underflowed s_k.
+        stable=(
+            Reduce("m", "max", X),
+            Map("d", X - m),
+            Map("e", sp.exp(d)),
+            Reduce("Z", "sum", e),
+            Let("r", 1 / Z),
+            Let("L", sp.log(Z)),
+            Map("s", e * r),
+            Reduce("tsum", "sum", t),
+            Reduce("y", "sum", t * (L - d)),
+        ),
+        closed_form=lambda c, p: c.j("s") * p["tsum"] - c.j("t"),
+        params=(Param("t", "vector", "target weights (a probability vector gives s - t)",
+                      "t"),),
+        symbols={"e": e, "Z": Z, "s": s_, "tsum": tsum, "m": m, "d": d, "r": r, "L": L,
+                 "t": t},
+    )
+
+
 CATALOG: dict[str, FunctionDef] = {
     f.name: f
     for f in (
@@ -251,6 +302,7 @@ CATALOG: dict[str, FunctionDef] = {
         _sigmoid(),
         _tanh(),
         _relu(),
+        _softmax_cross_entropy(),
     )
 }
 

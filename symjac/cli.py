@@ -71,6 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the .tex file to write (default: generated/FUNCTION_proof.tex)")
     pr.add_argument("--pdf", action="store_true",
                     help="also compile the .tex with pdflatex, when it is on PATH")
+
+    v = sub.add_parser(
+        "verify",
+        help="check a hand-derived Jacobian (a formula or NumPy code) against the true one",
+        description="Check a claimed Jacobian of FUNCTION at size N. A formula is decided "
+        "exactly, entry by entry, then cross-checked numerically; NumPy code is called with "
+        "x flat (N,) and as a column (N, 1) and checked numerically. Exit 0 correct, 1 "
+        "refuted (with the differing entries, a counterexample and a diagnosis), 2 bad "
+        "input or not decided.",
+    )
+    v.add_argument("function", metavar="FUNCTION", help="a catalog name (see `symjac list`)")
+    v.add_argument("-n", type=_size, required=True, metavar="N",
+                   help=f"input size, a whole number from 1 to {N_MAX}")
+    claim = v.add_mutually_exclusive_group(required=True)
+    claim.add_argument("--formula", metavar="EXPR",
+                       help="one entry J[i, j] in x[k], y[k], s[k], delta(i, j), n, numbers, "
+                       "+ - * / **, exp log sqrt tanh, e.g. \"s[i]*(delta(i, j) - s[j])\"; "
+                       "parsed safely, never run as code")
+    claim.add_argument("--numpy", metavar="FILE.py:NAME",
+                       help="a Python function NAME(x) returning the N x N Jacobian; "
+                       "FILE.py is imported, which RUNS ITS CODE: use only files you trust")
+    v.add_argument("--json", action="store_true", help="print one JSON object instead of prose")
     return parser
 
 
@@ -122,23 +144,46 @@ def _cmd_derive(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": _cmd_list, "derive": _cmd_derive, "prove": _cmd_prove}
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    result = verify(args.function, args.n, formula=args.formula, numpy=args.numpy)
+    print(result.to_json() if args.json else result.to_text())
+    if result.verdict == "unproved":
+        print("symjac: not proved: the claim is numerically consistent but could not be "
+              "decided exactly", file=sys.stderr)
+    elif result.verdict == "unusable":
+        print(f"symjac: error: {result.claim} returned no {args.n} x {args.n} result for "
+              "either input shape", file=sys.stderr)
+    return result.exit_code
+
+
+COMMANDS = {"list": _cmd_list, "derive": _cmd_derive, "prove": _cmd_prove,
+            "verify": _cmd_verify}
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message on one line: a newline in a path or name is shown as \\n."""
+    return str(exc).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (also used by ``python -m symjac``)."""
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv or bool(os.environ.get("SYMJAC_DEBUG"))
+    argv = [a for a in argv if a != "--debug"]  # accepted anywhere, also after the command
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
             build_parser().print_help()
+            print("symjac: error: no command given; choose one of "
+                  f"{', '.join(COMMANDS)}", file=sys.stderr)
             return 2
         return COMMANDS[args.command](args)
     except SymjacError as exc:
         if debug:
             raise
-        print(f"symjac: error: {exc}", file=sys.stderr)
+        print(f"symjac: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("symjac: interrupted; no file was changed", file=sys.stderr)
@@ -146,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a failure to do the job is still one line, exit 2
         if debug:
             raise
-        print(f"symjac: internal error: {type(exc).__name__}: {exc} (rerun with --debug for "
-              "the traceback)", file=sys.stderr)
+        print(f"symjac: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
+              "--debug for the traceback)", file=sys.stderr)
         return 2
 
 

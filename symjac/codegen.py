@@ -6,11 +6,14 @@ flat records of ``(name, code)`` text and only place them.
 Jacobian emission: for ``n <= UNROLL_MAX_N`` the C jacobian is one statement per entry
 (printed from the proven closed form, so the file shows ``jac[1] = -y[0]*y[1];``);
 above it, a loop over the structured form ``delta_ij D_i + sum_r A_r,i B_r,j`` with n a
-compile-time constant. Measured on this machine (gcc 12, -O2): at n = 16 the unrolled
-body compiles in ~0.1 s and runs as fast as the loop; at n = 64 unrolled code takes
-~20 s to compile and runs slower than the loop (the loop vectorises, 4096 straight-line
-stores do not). So 16 is the threshold: small n reads as closed forms, large n stays
-compact and fast.
+compile-time constant. Measured on this machine (gcc 12, -O2): unrolled code pays only
+in cache up to n ~ 16; at n = 64 it takes ~20 s to compile and runs slower than the loop
+(the loop vectorises, 4096 straight-line stores do not). At n = 16 both forms run at the
+same speed, and gcc 12.2 miscompiles the unrolled n = 16 softmax Jacobian when the batch
+kernel is built with -O3 -march=native -fPIC on an AVX-512 machine (SLP vectoriser; 5
+wrong entries per matrix; sanitizers clean, -fno-tree-slp-vectorize or AVX2 correct). So
+the threshold is 15: small n reads as closed forms, n >= 16 takes the loop.
+tests/test_compilers.py sweeps these flags over the catalog to keep it that way.
 """
 
 from __future__ import annotations
@@ -24,7 +27,15 @@ from .catalog import Let, Map, Reduce, Y
 from .derivation import DTYPES, Derivation
 from .printers import c_code, numpy_code
 
-UNROLL_MAX_N = 16
+UNROLL_MAX_N = 15
+STREAM_MIN_N = 17  # streaming stores lose below this (n = 16: 11 GB/s streamed vs 20 plain)
+
+LANE = "k + l"
+"""Reductions run in LANES (a C macro) independent partial results, element k + l in lane
+l: gcc keeps the lanes in vector registers without -ffast-math (one running sum is a serial
+chain it may not reorder), and the combining order, hence the result, is fixed."""
+
+ITEMSIZE = {"double": 8, "float": 4}
 
 
 @dataclass(frozen=True)
@@ -33,7 +44,7 @@ class CStage:
 
     kind: str  # "map", "output", "sum", "max", "let"
     name: str
-    code: str  # expression at element k (map/reduce) or scalar expression (let)
+    code: str  # at element k (map), k + l (reduce: lane l of a block) or a scalar (let)
     first: str = ""  # max reductions: the expression at k = 0
 
 
@@ -111,7 +122,7 @@ def c_context(d: Derivation) -> dict:
                 locals_.append(stage.name)
         elif isinstance(stage, Reduce):
             first = cc(stage.expr, element, index="0")
-            stages.append(CStage(stage.op, stage.name, cc(stage.expr, element), first))
+            stages.append(CStage(stage.op, stage.name, cc(stage.expr, element, LANE), first))
         elif isinstance(stage, Let):
             stages.append(CStage("let", stage.name, cc(stage.expr, element)))
 
@@ -132,13 +143,14 @@ def c_context(d: Derivation) -> dict:
             at[f"b{r}"] = f"b{r}[{{k}}]"
     rank = [
         {
+            "index": r,
             "a_i": cc(t.a, at, "i"),
             "b_j": cc(t.b, at, "j"),
             "has_b_array": t.b != Y,
-            "jvp_dot": cc(t.b * v, at, "k"),
-            "vjp_dot": cc(t.a * g, at, "k"),
+            "jvp_dot": cc(t.b * v, at, LANE),
+            "vjp_dot": cc(t.a * g, at, LANE),
         }
-        for t in d.rank_terms
+        for r, t in enumerate(d.rank_terms)
     ]
     jac_row = cc(sum((a * b for a, b in zip(a_row, b_col)), sp.Integer(0)), at, "j")
     jvp_out = cc(jvp_expr(d, v, dots), at, "k")
@@ -150,6 +162,8 @@ def c_context(d: Derivation) -> dict:
             for j in range(d.n):
                 code = c_code(d.entry(i, j), dtype=d.spec.dtype, arrays=entry_arrays)
                 unrolled.append(Assign(f"jac[{i * d.n + j}]", code))
+    printed = [s.expr for s in fn.stable] + [d.diagonal]
+    printed += [e for t in d.rank_terms for e in (t.a, t.b)]
     one = "1.0F" if ctype == "float" else "1.0"
     zero = "0.0F" if ctype == "float" else "0.0"
     return {
@@ -176,6 +190,14 @@ def c_context(d: Derivation) -> dict:
         "rank": rank,
         "unrolled": unrolled,
         "backward": d.backward_from_output,
+        # The kernel then includes symjac_exp / symjac_expf (see printers.FAST_FUNCTIONS).
+        "fastexp": any(e.has(sp.exp) for e in printed),
+        # Batched Jacobians get a streaming-store path (kernel.c.jinja) when rows can start
+        # on a 16-byte (SSE2) boundary; the kernel checks the AVX boundary and the output's
+        # alignment at run time. Only from STREAM_MIN_N: shorter rows lose
+        # (measured n = 8: 4.9 GB/s streamed vs 8.0 plain; n = 16: 11 vs 20).
+        "stream": d.n >= STREAM_MIN_N and d.n * ITEMSIZE[ctype] % 16 == 0,
+        "simd": "pd" if ctype == "double" else "ps",
         "needs_x_in_jacobian": any(
             sp.Symbol("x", real=True) in e.free_symbols
             for e in [d.diagonal] + [t.a for t in d.rank_terms] + [t.b for t in d.rank_terms]
@@ -229,3 +251,103 @@ def numpy_context(d: Derivation) -> dict:
 def _axis(expr: sp.Expr, index: str) -> str:
     code = numpy_code(expr)
     return code if not expr.free_symbols else f"({code}){index}"
+
+
+# Scalar functions of a vector (softmax cross-entropy): the Jacobian is one row, the
+# gradient G. The kernels are forward (y), jacobian (G as 1 x n), jvp (G . v) and
+# vjp (u G); there is no backward from the output, which does not determine G.
+
+
+def _c_forward_stages(d: Derivation) -> tuple[list[CStage], list[str]]:
+    """The stable program as printed C stages (output reduction named ``total``)."""
+    fn = d.function
+    element = {"x": "x[{k}]", **_vector_params(d)}
+
+    def cc(expr: sp.Expr, index: str = "k") -> str:
+        return c_code(expr, dtype=d.spec.dtype, arrays=element, index=index)
+
+    stages: list[CStage] = []
+    locals_: list[str] = []
+    for stage in fn.stable:
+        if isinstance(stage, Map):
+            stages.append(CStage("map", stage.name, cc(stage.expr)))
+            element[stage.name] = f"{stage.name}[{{k}}]"
+            locals_.append(stage.name)
+        elif isinstance(stage, Reduce):
+            name = "total" if stage.name == fn.output else stage.name
+            stages.append(CStage(stage.op, name, cc(stage.expr, LANE), cc(stage.expr, "0")))
+        else:
+            stages.append(CStage("let", stage.name, cc(stage.expr)))
+    return stages, locals_
+
+
+def _needed(d: Derivation, roots: sp.Expr) -> set[str]:
+    """Names of the stable-program stages that ``roots`` depends on, transitively."""
+    by_name = {st.name: st for st in d.function.stable}
+    need: set[str] = set()
+    todo = [s.name for s in roots.free_symbols]
+    while todo:
+        name = todo.pop()
+        if name in by_name and name not in need:
+            need.add(name)
+            todo.extend(s.name for s in by_name[name].expr.free_symbols)
+    return need
+
+
+def gradient_c_context(d: Derivation) -> dict:
+    """View model for ``templates/c/gradient.{h,c}.jinja``."""
+    ctype = DTYPES[d.spec.dtype]
+    stages, locals_ = _c_forward_stages(d)
+    arrays = {"x": "x[{k}]", **_vector_params(d), **{name: f"{name}[{{k}}]" for name in locals_}}
+    printed = [s.expr for s in d.function.stable] + [d.gradient]
+    # Each kernel computes only the stages its result needs (no unused variables in C).
+    for_y = _needed(d, Y)
+    for_grad = _needed(d, d.gradient)
+    return {
+        "header": header_lines(d),
+        "prefix": d.spec.stem,
+        "guard": d.spec.stem.upper() + "_H",
+        "n": d.n,
+        "n_macro": d.spec.stem.upper() + "_N",
+        "ctype": ctype,
+        "zero": "0.0F" if ctype == "float" else "0.0",
+        "function": d.function.name,
+        "closed_form": d.function.closed_form_text,
+        "params": _params(d, ctype),
+        "forward": {"stages": [s for s in stages if s.name in for_y - {"y"}],
+                    "locals": [n for n in locals_ if n in for_y]},
+        "grad": {"stages": [s for s in stages if s.name in for_grad],
+                 "locals": [n for n in locals_ if n in for_grad]},
+        "output": next(s for s in stages if s.name == "total"),
+        "gradient": c_code(d.gradient, dtype=d.spec.dtype, arrays=arrays),
+        "jvp_dot": c_code(sp.Symbol("grad") * sp.Symbol("v"), dtype=d.spec.dtype,
+                          arrays={"grad": "grad[{k}]", "v": "v[{k}]"}, index=LANE),
+        "fastexp": any(e.has(sp.exp) for e in printed),
+    }
+
+
+def gradient_numpy_context(d: Derivation) -> dict:
+    """View model for ``templates/numpy/gradient.py.jinja``."""
+    fn = d.function
+    stages = []
+    for stage in fn.stable:
+        code = numpy_code(stage.expr)
+        if isinstance(stage, Reduce):
+            reducer = {"sum": "numpy.sum", "max": "numpy.max"}[stage.op]
+            keep = "" if stage.name == fn.output else ", keepdims=True"
+            stages.append(Assign(stage.name, f"{reducer}({code}, axis=-1{keep})"))
+        else:
+            stages.append(Assign(stage.name, code))
+    for_y, for_grad = _needed(d, Y), _needed(d, d.gradient)
+    return {
+        "header": header_lines(d),
+        "n": d.n,
+        "function": fn.name,
+        "dtype": d.spec.dtype,
+        "closed_form": fn.closed_form_text,
+        "params": list(fn.params),
+        "forward_stages": [s for s in stages if s.target in for_y - {fn.output}],
+        "grad_stages": [s for s in stages if s.target in for_grad],
+        "output": next(s for s in stages if s.target == fn.output),
+        "gradient": numpy_code(d.gradient),
+    }

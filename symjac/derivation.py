@@ -78,7 +78,10 @@ class ChainRule:
 
     local: sp.Expr  # l, index-free
     reductions: tuple[tuple[str, sp.Expr, sp.Expr], ...]  # (R, sigma_R, rho_R)
-    outputs: sp.Expr  # y in terms of the element stages and reductions
+    outputs: sp.Expr  # y in terms of the element stages and reductions (scalar: the summand)
+    # Scalar output y = sum_k f_k (a 1 x n Jacobian, the gradient):
+    #   dy/dx_j = l_j + sum_R (sum_k sigma_R,k) rho_R,j
+    scalar: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,14 +109,24 @@ class Derivation:
     symmetric: bool
     backward_from_output: bool  # D, A, B depend on y and parameters only
     proof: ProofReport
+    gradient: sp.Expr | None = None  # scalar outputs: dy/dx_j, index-free (s, t, ...)
 
     @property
     def n(self) -> int:
         return self.spec.n
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(m, n): one row for a scalar function, n x n otherwise."""
+        return (1 if self.gradient is not None else self.n, self.n)
+
     def entry(self, i: int, j: int) -> sp.Expr:
-        """Closed-form entry J_ij (0-based) in the symbols ``y_i``, ``x_i``."""
+        """Closed-form entry J_ij (0-based) in the symbols ``y_i``, ``x_i`` (``s_j``...)."""
         c = self.symbols
+        if self.gradient is not None:
+            return self.closed.xreplace(
+                {c.j(name): indexed(name, j) for name in c.stages if name not in ("x", "y")}
+                | {c.xj: indexed("x", j)})
         return self.closed.subs(
             {
                 c.yi: indexed("y", i),
@@ -143,8 +156,17 @@ def derive(spec: Spec) -> Derivation:
         xi=sp.Symbol("x_i", real=True),
         xj=sp.Symbol("x_j", real=True),
         delta=sp.Symbol("delta_ij", integer=True),
+        stages={**fn.symbols, "x": X, "y": Y},
     )
     closed = sp.sympify(fn.closed_form(sym, dict(fn.symbols)))
+    if chain.scalar:
+        # A scalar function of a vector: its Jacobian is one row, the gradient.
+        proof = prove_gradient(fn, chain, closed, sym, spec.n)
+        gradient = _generic_j(closed, sym)
+        return Derivation(spec=spec, function=fn, chain=chain, closed=closed, symbols=sym,
+                          diagonal=sp.Integer(0), rank_terms=(),
+                          structure="row (gradient)", symmetric=False,
+                          backward_from_output=False, proof=proof, gradient=gradient)
     # [ChainRule, closed form] -> [ProofReport]: every entry, exactly
     proof = prove_entries(fn, chain, closed, sym, spec.n)
     # [closed form] -> [structure]
@@ -179,6 +201,11 @@ def derive(spec: Spec) -> Derivation:
     )
 
 
+def _generic_j(expr: sp.Expr, sym: ClosedForm) -> sp.Expr:
+    """``expr`` with every ``name_j`` symbol made index-free (``s_j`` -> ``s``)."""
+    return expr.xreplace({sym.j(name): symbol for name, symbol in sym.stages.items()})
+
+
 def _param_symbols(fn: FunctionDef) -> set[sp.Symbol]:
     return {fn.symbols[p.name] for p in fn.params if p.name in fn.symbols}
 
@@ -194,17 +221,20 @@ def chain_rule(fn: FunctionDef) -> ChainRule:
             local[fn.symbols[p.name]] = sp.Integer(0)
             sens[fn.symbols[p.name]] = {}
     output: sp.Expr | None = None
+    scalar = False
     for stage in fn.definition:
         sym = Y if stage.name == fn.output else fn.symbols[stage.name]
-        if isinstance(stage, Reduce):
-            if stage.op != "sum":
-                raise SymjacError(f"{fn.name}: definitions may only use sum reductions")
+        if isinstance(stage, Reduce) and stage.op != "sum":
+            raise SymjacError(f"{fn.name}: definitions may only use sum reductions")
+        if isinstance(stage, Reduce) and stage.name != fn.output:
             if any(s in dict(reductions) for s in stage.expr.free_symbols):
                 raise SymjacError(f"{fn.name}: a reduction may not depend on another one")
             reductions.append((sym, stage.expr))
             continue
-        if not isinstance(stage, Map):
+        if not isinstance(stage, (Map, Reduce)):
             raise SymjacError(f"{fn.name}: definitions use Map and Reduce stages only")
+        # A Map, or the output y = sum_k f_k of a scalar function: differentiate f_k.
+        scalar = isinstance(stage, Reduce)
         expr = stage.expr
         # Total derivatives through earlier element stages (the chain rule, one level).
         loc = sp.diff(expr, X) if X in expr.free_symbols else sp.Integer(0)
@@ -235,8 +265,9 @@ def chain_rule(fn: FunctionDef) -> ChainRule:
             (sp.diff(summand, s) * local[s] for s in summand.free_symbols if s in local),
             sp.Integer(0),
         )
-        terms.append((r.name, sens[Y].get(r, sp.Integer(0)), _rename(rho, back)))
-    return ChainRule(local=local[Y], reductions=tuple(terms), outputs=output)
+        if rho != 0:  # sums of parameters only (sum_k t_k) do not move with x
+            terms.append((r.name, sens[Y].get(r, sp.Integer(0)), _rename(rho, back)))
+    return ChainRule(local=local[Y], reductions=tuple(terms), outputs=output, scalar=scalar)
 
 
 def _rename(expr: sp.Expr, back: dict[sp.Expr, sp.Symbol]) -> sp.Expr:
@@ -257,6 +288,27 @@ def _at(expr: sp.Expr, k: int | str, elements: set[sp.Symbol]) -> sp.Expr:
     return expr.xreplace({s: sp.Symbol(f"{s.name}_{k}", **s.assumptions0) for s in elements})
 
 
+def _unfold(fn: FunctionDef, expr: sp.Expr) -> sp.Expr:
+    """Replace stages computed from other stages (cross-entropy's ``s = e/Z``) by their
+    definitions, so only stages of x itself (``e = exp(x)``) remain as symbols."""
+    for stage in reversed(fn.definition):
+        if (isinstance(stage, Map) and stage.name != fn.output
+                and X not in stage.expr.free_symbols):
+            expr = expr.xreplace({fn.symbols[stage.name]: stage.expr})
+    return expr
+
+
+def _parameter_sums(fn: FunctionDef) -> dict[sp.Symbol, sp.Expr]:
+    """Reductions of parameters only (``tsum = sum_k t_k``), by symbol -> summand."""
+    return {
+        fn.symbols[st.name]: st.expr
+        for st in fn.definition
+        if isinstance(st, Reduce) and st.name != fn.output
+        and not ({X} | {fn.symbols[m.name] for m in fn.definition if isinstance(m, Map)
+                        and m.name != fn.output}) & st.expr.free_symbols
+    }
+
+
 def _generic_closed(fn: FunctionDef, chain: ChainRule, closed: sp.Expr, sym: ClosedForm,
                     elements: set[sp.Symbol]) -> sp.Expr:
     """The closed form in the definition's own symbols at indices i and j, normalised once.
@@ -268,6 +320,14 @@ def _generic_closed(fn: FunctionDef, chain: ChainRule, closed: sp.Expr, sym: Clo
     out = closed.xreplace({sym.yi: _at(chain.outputs, "i", elements),
                            sym.yj: _at(chain.outputs, "j", elements),
                            sym.xi: _at(X, "i", elements), sym.xj: _at(X, "j", elements)})
+    # Stages computed from other stages, used at i or j (s_j), become their definitions.
+    computed = {}
+    for symbol in fn.symbols.values():
+        unfolded = _unfold(fn, symbol)
+        if unfolded != symbol:
+            for k in ("i", "j"):
+                computed[_at(symbol, k, {symbol})] = _at(unfolded, k, elements)
+    out = out.xreplace(computed)
     out = sp.expand(out, power_exp=True, mul=False, multinomial=False)
     # Fold nested Piecewise (ReLU's H(y_i) with y_i itself a Piecewise) in place, without
     # pulling the Kronecker delta into the branches.
@@ -340,6 +400,49 @@ def prove_entries(
         method=method,
         seconds=time.perf_counter() - start,
     )
+
+
+def prove_gradient(
+    fn: FunctionDef, chain: ChainRule, closed: sp.Expr, sym: ClosedForm, n: int
+) -> ProofReport:
+    """Prove ``dy/dx_j - closed_j == 0`` for every j of a scalar function ``y = sum_k f_k``.
+
+    The derivative is ``l_j + sum_R (sum_k sigma_R,k) rho_R,j``; sums of parameters in
+    the closed form (``sum_k t_k``) are written out over the n terms.
+    """
+    start = time.perf_counter()
+    elements = _element_symbols(fn)
+    unfold = [(name, _unfold(fn, s), _unfold(fn, r)) for name, s, r in chain.reductions]
+    totals = [sum((_at(s, k, elements) for k in range(n)), sp.Integer(0)) for _, s, _ in unfold]
+    generic = _generic_closed(fn, chain, closed, sym, elements).xreplace(
+        {s: sum((_at(e, k, elements) for k in range(n)), sp.Integer(0))
+         for s, e in _parameter_sums(fn).items()})
+    local = _unfold(fn, chain.local)
+    use_se = se is not None
+    conv = se.sympify if use_se else (lambda e: e)
+    expand = se.expand if use_se else sp.expand
+    totals_c = [conv(t) for t in totals]
+    generic_c = conv(generic)
+    at_j = [(conv(_at(s, "j", elements)), s) for s in sorted(elements, key=str)]
+    failures = []
+    for j in range(n):
+        derived = conv(_at(local, j, elements)) + sum(
+            (tot * conv(_at(r, j, elements)) for tot, (_, _, r) in zip(totals_c, unfold)),
+            conv(sp.Integer(0)))
+        claim = generic_c.subs({g: conv(_at(s, j, elements)) for g, s in at_j})
+        diff = expand(derived - claim)
+        if diff != 0 and expand(diff.as_numer_denom()[0]) != 0:
+            failures.append((j, sp.sympify(diff)))
+    if failures:
+        j, d = failures[0]
+        raise CheckFailed(
+            f"{fn.name}: closed form {fn.closed_form_text} is not the derivative at entry "
+            f"(0, {j}) (and {len(failures) - 1} more): difference {d}")
+    return ProofReport(
+        entries=n,
+        backend=f"SymEngine {se.__version__}" if use_se else f"SymPy {sp.__version__}",
+        method="derived - closed form expands to 0 over a common denominator",
+        seconds=time.perf_counter() - start)
 
 
 def separate(closed: sp.Expr, sym: ClosedForm) -> tuple[sp.Expr, tuple[RankOne, ...]]:

@@ -15,13 +15,47 @@ from sympy.printing.c import C99CodePrinter
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.numpy import NumPyPrinter
 
+# Functions the generated C defines itself instead of calling libm: symjac_exp / symjac_expf
+# (templates/c/fastexp.h.jinja) are branch-free, so gcc vectorises the loops that call them,
+# and stay within 1 ulp. Kernels that print one of them include that fragment.
+FAST_FUNCTIONS = {
+    "float64": {"exp": "symjac_exp"},
+    "float32": {"exp": "symjac_expf"},
+}
 
-class CPrinter(C99CodePrinter):
+
+_MUL = sp.printing.precedence.PRECEDENCE["Mul"]
+
+
+def _small_power(expr: sp.Basic) -> bool:
+    return isinstance(expr, sp.Pow) and expr.exp.is_Integer and 2 <= int(expr.exp) <= 4
+
+
+class _SmallPowers:
+    """Print ``x**2`` .. ``x**4`` as products: exact, and no libm call at -O0.
+
+    A product binds like a Mul, not like a Pow, so it is parenthesised wherever a Mul
+    operand would be: ``2/t**2`` prints as ``2/(t*t)``, never ``2/t*t``.
+    """
+
+    def _print_Pow(self, expr: sp.Pow, **kwargs) -> str:
+        if _small_power(expr):
+            factor = self.parenthesize(expr.base, _MUL)
+            return "*".join([factor] * int(expr.exp))
+        return super()._print_Pow(expr, **kwargs)
+
+    def parenthesize(self, item: sp.Basic, level: int, strict: bool = False) -> str:
+        if _small_power(item) and level >= _MUL:
+            return f"({self._print(item)})"
+        return super().parenthesize(item, level, strict)
+
+
+class CPrinter(_SmallPowers, C99CodePrinter):
     """C99 printer for kernel bodies.
 
     Args:
-        dtype: "float64" prints ``double`` maths (``exp``), "float32" ``float`` (``expf``,
-            ``1.0F``).
+        dtype: "float64" prints ``double`` maths (``symjac_exp``, ``log``), "float32"
+            ``float`` (``symjac_expf``, ``logf``, ``1.0F``).
         arrays: symbol name -> C lvalue template, e.g. ``{"x": "x[{k}]"}``.
         index: the loop index substituted for ``{k}``.
     """
@@ -33,7 +67,12 @@ class CPrinter(C99CodePrinter):
         index: str = "k",
         names: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__({"type_aliases": {real: float32 if dtype == "float32" else float64}})
+        super().__init__(
+            {
+                "type_aliases": {real: float32 if dtype == "float32" else float64},
+                "user_functions": FAST_FUNCTIONS[dtype],
+            }
+        )
         self._arrays = dict(arrays or {})
         self._index = index
         self._names = dict(names or {})
@@ -48,14 +87,6 @@ class CPrinter(C99CodePrinter):
             return self._names[expr.name]
         return super()._print_Symbol(expr)
 
-    def _print_Pow(self, expr: sp.Pow) -> str:
-        # Small integer powers as products: exact, and no libm call at -O0.
-        base, exp = expr.args
-        if exp.is_Integer and 2 <= int(exp) <= 4:
-            factor = self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Mul"])
-            return "*".join([factor] * int(exp))
-        return super()._print_Pow(expr)
-
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
         # One-line nested ternaries; the last condition must be True (total function).
         if expr.args[-1].cond != sp.true:
@@ -66,7 +97,7 @@ class CPrinter(C99CodePrinter):
         return code
 
 
-class NumpyPrinter(NumPyPrinter):
+class NumpyPrinter(_SmallPowers, NumPyPrinter):
     """NumPy printer for whole-array expressions (broadcasting replaces the loop)."""
 
     def __init__(self, names: Mapping[str, str] | None = None) -> None:
@@ -75,13 +106,6 @@ class NumpyPrinter(NumPyPrinter):
 
     def _print_Symbol(self, expr: sp.Symbol) -> str:
         return self._names.get(expr.name, expr.name)
-
-    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
-        base, exp = expr.args
-        if exp.is_Integer and 2 <= int(exp) <= 4:
-            factor = self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Mul"])
-            return "*".join([factor] * int(exp))
-        return super()._print_Pow(expr, rational=rational)
 
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
         # numpy.where evaluates both branches: catalog entries keep both finite.

@@ -103,6 +103,28 @@ class CKernels:
         return self._call(f"{name}_batch", inputs, shape, batch=count, **p)
 
 
+class CGradientKernels(CKernels):
+    """The same for a scalar function of a vector: y and J v are one value, J one row."""
+
+    def forward(self, x, **p):
+        return self._call("forward", [x], (1,), **p)[0]
+
+    def jacobian(self, x, **p):
+        return self._call("jacobian", [x], (1, self.n), **p)
+
+    def jvp(self, x, v, **p):
+        return self._call("jvp", [x, v], (1,), **p)[0]
+
+    def vjp(self, x, u, **p):
+        return self._call("vjp", [x, np.atleast_1d(u)], (self.n,), **p)
+
+    def batch(self, name: str, inputs: list, **p):
+        count = len(inputs[0])
+        shape = {"forward": (count,), "jvp": (count,), "jacobian": (count, 1, self.n),
+                 "vjp": (count, self.n)}[name]
+        return self._call(f"{name}_batch", inputs, shape, batch=count, **p)
+
+
 class Built:
     """Everything generated for one (function, n, dtype): texts, NumPy module, C kernels."""
 
@@ -117,8 +139,9 @@ class Built:
         self.np = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(self.np)
         lib = compile_shared(root / f"{stem}.c", root / f"lib{stem}.so")
-        self.c = CKernels(ctypes.CDLL(str(lib)), stem, n, dtype,
-                          params=self.derivation.function.params)
+        kind = CGradientKernels if self.derivation.gradient is not None else CKernels
+        self.c = kind(ctypes.CDLL(str(lib)), stem, n, dtype,
+                      params=self.derivation.function.params)
 
 
 

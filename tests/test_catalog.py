@@ -164,3 +164,80 @@ def test_sigmoid_never_overflows_for_large_negative_inputs(build):
             y = b.np.forward(x)
         assert np.all(y >= 0) and np.all(np.isfinite(y))
         np.testing.assert_array_equal(b.c.forward(x), y)
+
+
+# Softmax cross-entropy: a scalar function of a vector, so its Jacobian is one row.
+
+
+def ce_ref(x, t):
+    """-sum_k t_k log softmax(x)_k in extended precision."""
+    x, t = np.asarray(x, dtype=LD), np.asarray(t, dtype=LD)
+    m = x.max()
+    log_s = (x - m) - np.log(np.exp(x - m).sum())
+    return -(t * log_s).sum()
+
+
+def ce_grad_ref(x, t):
+    """s sum(t) - t, the closed form by hand."""
+    return _softmax(x) * np.sum(np.asarray(t, dtype=LD)) - np.asarray(t, dtype=LD)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_cross_entropy_kernels(build, n, dtype, target):
+    b = build("softmax_cross_entropy", n, dtype)
+    assert b.derivation.structure == "row (gradient)"
+    k = b.np if target == "numpy" else b.c
+    rng = np.random.default_rng(n)
+    targets = [np.full(n, 1 / n), rng.dirichlet(np.ones(n)), rng.uniform(-2, 2, size=n)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for x in points(n, dtype, rng):
+            for t in targets:
+                x32, t32 = x.astype(dtype), t.astype(dtype)
+                xr, tr = x32.astype(np.float64), t32.astype(np.float64)
+                y_ref = float(ce_ref(xr, tr))
+                scale = max(1.0, np.abs(tr).sum() * max(1.0, np.abs(xr).max()))
+                check(k.forward(x32, t=t32), y_ref, dtype, scale)
+                g_ref = ce_grad_ref(xr, tr).astype(np.float64)
+                gscale = max(1.0, np.abs(tr).sum())
+                jac = k.jacobian(x32, t=t32)
+                assert jac.shape == (1, n)
+                check(jac[0], g_ref, dtype, gscale)
+                v = rng.normal(size=n).astype(dtype)
+                check(k.jvp(x32, v, t=t32), g_ref @ v, dtype, gscale * np.abs(v).sum())
+                check(k.vjp(x32, 2.5, t=t32), 2.5 * g_ref, dtype, 2.5 * gscale)
+
+
+def test_cross_entropy_gradient_matches_central_differences(build):
+    b = build("softmax_cross_entropy", 6)
+    rng = np.random.default_rng(3)
+    x, t = rng.normal(size=6), rng.dirichlet(np.ones(6))
+    h = 1e-6
+    fd = np.array([(ce_ref(x + h * e, t) - ce_ref(x - h * e, t)) / (2 * h) for e in np.eye(6)])
+    np.testing.assert_allclose(b.np.jacobian(x, t=t)[0], fd.astype(float), atol=1e-8)
+    np.testing.assert_allclose(b.c.jacobian(x, t=t)[0], fd.astype(float), atol=1e-8)
+    # For a probability vector t the gradient is s - t.
+    np.testing.assert_allclose(b.np.jacobian(x, t=t)[0], _softmax(x).astype(float) - t,
+                               atol=1e-15)
+
+
+def test_cross_entropy_batches(build):
+    b = build("softmax_cross_entropy", 4)
+    rng = np.random.default_rng(4)
+    xs, ts, vs = rng.normal(size=(3, 4)), rng.dirichlet(np.ones(4), size=3), rng.normal(size=(3, 4))
+    y = b.np.forward(xs, t=ts)
+    assert y.shape == (3,) and b.np.jacobian(xs, t=ts).shape == (3, 1, 4)
+    assert b.np.forward(xs[0], t=ts[0]).shape == ()
+    np.testing.assert_allclose(y, [float(ce_ref(x, t)) for x, t in zip(xs, ts)], rtol=1e-13)
+    np.testing.assert_array_equal(b.c.batch("forward", [xs], t=ts), [b.c.forward(x, t=t)
+                                  for x, t in zip(xs, ts)])
+    np.testing.assert_array_equal(b.c.batch("jacobian", [xs], t=ts),
+                                  [b.c.jacobian(x, t=t) for x, t in zip(xs, ts)])
+    np.testing.assert_array_equal(b.c.batch("jvp", [xs, vs], t=ts),
+                                  [b.c.jvp(x, v, t=t) for x, v, t in zip(xs, vs, ts)])
+    us = rng.normal(size=3)
+    np.testing.assert_array_equal(b.c.batch("vjp", [xs, us], t=ts),
+                                  [b.c.vjp(x, u, t=t) for x, u, t in zip(xs, us, ts)])
+    np.testing.assert_allclose(b.np.vjp(xs, us, t=ts), us[:, None] * b.np.jacobian(xs, t=ts)[:, 0])

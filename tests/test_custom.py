@@ -1,0 +1,580 @@
+"""The user's own function (symjac.custom) through the whole pipeline.
+
+References are written here, independently of symjac: hand-derived Jacobians in NumPy
+and central finite differences of hand-written forward passes. The generated NumPy and C
+(compiled with the strict flags, called through ctypes) must match them to ~1e-12
+(float64) and ~1e-5 (float32) relative to the largest entry.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+from support import compile_shared, require_pdflatex
+
+import symjac
+from symjac.errors import SymjacError
+from symjac.userfn import derive as derive_custom
+
+TOL = {"float64": 1e-12, "float32": 1e-5}
+SIZES = [1, 2, 5, 12]
+
+
+# -- the functions, as a user writes them, and their references written by hand ---------
+
+
+def normsq_outputs(x):
+    total = sum(v**2 for v in x)
+    return [v**2 / total for v in x]
+
+
+def normsq_ref(x):
+    s = np.sum(x**2, axis=-1, keepdims=True)
+    return x**2 / s
+
+
+def normsq_jac(x):
+    # y_i = x_i^2 / S:  J_ij = 2 x_i delta_ij / S - 2 x_i^2 x_j / S^2
+    #                        = 2 x_i (delta_ij S - x_i x_j) / S^2  (no cancellation at n = 1)
+    s = np.sum(x**2)
+    return 2 * x[:, None] * (np.eye(x.size) * s - np.outer(x, x)) / s**2
+
+
+def softplus_outputs(x):
+    return [sp.log(1 + sp.exp(v)) for v in x]
+
+
+def softplus_ref(x):
+    return np.logaddexp(0.0, x)
+
+
+def softplus_jac(x):
+    return np.diag(1 / (1 + np.exp(-x)))  # the logistic sigmoid on the diagonal
+
+
+def scaled_outputs(x):
+    total = sum(x)
+    return [v * total for v in x]
+
+
+def scaled_ref(x):
+    return x * np.sum(x, axis=-1, keepdims=True)
+
+
+def scaled_jac(x):
+    # y_i = x_i sum_k x_k:  J_ij = delta_ij sum_k x_k + x_i
+    return np.diag(np.full(x.size, np.sum(x))) + np.outer(x, np.ones(x.size))
+
+
+def gauss_outputs(x):
+    return [sum(sp.exp(-((xi - xk) ** 2)) for xk in x) for xi in x]
+
+
+def gauss_ref(x):
+    d = x[..., :, None] - x[..., None, :]
+    return np.sum(np.exp(-(d**2)), axis=-1)
+
+
+def gauss_jac(x):
+    # y_i = sum_k e^{-(x_i - x_k)^2}:
+    #   J_ij = -2 (x_i - x_j) e^{-(x_i - x_j)^2} for i != j,  J_ii = -sum_{k != i} J_ik
+    d = x[:, None] - x[None, :]
+    off = 2 * d * np.exp(-(d**2))
+    return np.diag(np.sum(-off, axis=1)) + off
+
+
+FUNCTIONS = {
+    "normsq": (normsq_outputs, normsq_ref, normsq_jac),
+    "softplus": (softplus_outputs, softplus_ref, softplus_jac),
+    "scaled": (scaled_outputs, scaled_ref, scaled_jac),
+    "gauss": (gauss_outputs, gauss_ref, gauss_jac),
+}
+
+EXPECTED_STRUCTURE = {
+    # n = 1 is always diagonal; every 2 x 2 matrix is diagonal plus rank one.
+    "normsq": {1: "diagonal", 2: "diagonal plus rank one", 5: "diagonal plus rank one",
+               12: "diagonal plus rank one"},
+    "softplus": dict.fromkeys(SIZES, "diagonal"),
+    # y_i = x_i sum_k x_k: J_ij = x_i * 1 off the diagonal.
+    "scaled": {1: "diagonal", 2: "diagonal plus rank one", 5: "diagonal plus rank one",
+               12: "diagonal plus rank one"},
+    "gauss": {1: "diagonal", 2: "diagonal plus rank one", 5: "dense", 12: "dense"},
+}
+
+
+def symbols(n: int):
+    return sp.symbols(f"x0:{n}", real=True)
+
+
+def make(function: str, n: int) -> symjac.CustomFunction:
+    x = symbols(n)
+    return symjac.custom(function, FUNCTIONS[function][0](x), x)
+
+
+# -- building the generated code ---------------------------------------------------------
+
+
+class CKernels:
+    """ctypes wrapper for a generated custom C file (m outputs, n inputs)."""
+
+    def __init__(self, path: Path, prefix: str, m: int, n: int, dtype: str):
+        self.lib = ctypes.CDLL(str(path))
+        self.prefix, self.m, self.n = prefix, m, n
+        self.dtype = np.float64 if dtype == "float64" else np.float32
+        self.ctype = ctypes.c_double if dtype == "float64" else ctypes.c_float
+
+    def _call(self, name, inputs, shape, count=None):
+        fn = getattr(self.lib, f"{self.prefix}_{name}")
+        fn.restype = None
+        arrays = [np.ascontiguousarray(a, dtype=self.dtype) for a in inputs]
+        out = np.full(shape, np.nan, dtype=self.dtype)
+        ptr = ctypes.POINTER(self.ctype)
+        args = [] if count is None else [ctypes.c_size_t(count)]
+        args += [a.ctypes.data_as(ptr) for a in arrays] + [out.ctypes.data_as(ptr)]
+        fn(*args)
+        return out
+
+    def forward(self, x):
+        return self._call("forward", [x], (self.m,))
+
+    def jacobian(self, x):
+        return self._call("jacobian", [x], (self.m, self.n))
+
+    def jvp(self, x, v):
+        return self._call("jvp", [x, v], (self.m,))
+
+    def vjp(self, x, u):
+        return self._call("vjp", [x, u], (self.n,))
+
+    def batch(self, name, inputs):
+        count = len(inputs[0])
+        shape = {"forward": (count, self.m), "jacobian": (count, self.m, self.n),
+                 "jvp": (count, self.m), "vjp": (count, self.n)}[name]
+        return self._call(f"{name}_batch", inputs, shape, count=count)
+
+
+class Built:
+    def __init__(self, f: symjac.CustomFunction, dtype: str, root: Path):
+        self.derivation = symjac.derivation(f, dtype=dtype)
+        self.texts = symjac.render(self.derivation, ("numpy", "c"))
+        stem = self.derivation.spec.stem
+        for name, text in self.texts.items():
+            (root / name).write_text(text)
+        spec = importlib.util.spec_from_file_location(f"custom_{stem}", root / f"{stem}.py")
+        self.np = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.np)
+        self.dir = root
+        lib = compile_shared(root / f"{stem}.c", root / f"lib{stem}.so")
+        self.c = CKernels(lib, stem, f.m, f.n, dtype)
+
+
+_BUILT: dict = {}
+
+
+@pytest.fixture(scope="session")
+def build(tmp_path_factory):
+    def get(function: str, n: int, dtype: str = "float64", f=None) -> Built:
+        key = (function, n, dtype)
+        if key not in _BUILT:
+            root = tmp_path_factory.mktemp(f"custom_{function}_n{n}_{dtype}")
+            _BUILT[key] = Built(f if f is not None else make(function, n), dtype, root)
+        return _BUILT[key]
+
+    return get
+
+
+def close(actual, expected, dtype: str):
+    """Agreement relative to the largest reference entry (entries may be 0)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = max(float(np.max(np.abs(expected))), 1e-300)
+    np.testing.assert_allclose(actual, expected, rtol=TOL[dtype], atol=TOL[dtype] * scale)
+
+
+def central_differences(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    cols = []
+    for j in range(x.size):
+        step = np.zeros(x.size)
+        step[j] = h
+        cols.append((f(x + step) - f(x - step)) / (2 * h))
+    return np.stack(cols, axis=-1)
+
+
+def points(n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=n), rng.uniform(-3, 3, size=n), np.linspace(-2.0, 1.5, n) + 0.1]
+
+
+# -- numbers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_forward_and_jacobian_match_hand_written_references(build, function, n, dtype, target):
+    b = build(function, n, dtype)
+    k = b.np if target == "numpy" else b.c
+    _, ref, ref_jac = FUNCTIONS[function]
+    for x in points(n, seed=n):
+        x = x.astype(dtype).astype(np.float64)  # the reference sees the rounded input
+        close(k.forward(x), ref(x), dtype)
+        close(k.jacobian(x), ref_jac(x), dtype)
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_jacobian_matches_central_differences(build, function, n):
+    b = build(function, n)
+    ref = FUNCTIONS[function][1]
+    x = np.random.default_rng(100 + n).normal(size=n)
+    fd = central_differences(ref, x)
+    scale = max(np.max(np.abs(fd)), 1.0)
+    for k in (b.np, b.c):
+        np.testing.assert_allclose(k.jacobian(x), fd, atol=1e-7 * scale)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_jvp_vjp_agree_with_the_reference_jacobian(build, function, n, dtype):
+    b = build(function, n, dtype)
+    ref_jac = FUNCTIONS[function][2]
+    rng = np.random.default_rng(7 * n)
+    x = rng.normal(size=n).astype(dtype).astype(np.float64)
+    v, u = rng.normal(size=n), rng.normal(size=n)
+    jac = ref_jac(x)
+    # |J| |v| bounds the rounding of J v, whose entries may cancel to ~0.
+    scale_v, scale_u = np.abs(jac) @ np.abs(v), np.abs(u) @ np.abs(jac)
+    for k in (b.np, b.c):
+        np.testing.assert_allclose(k.jvp(x, v), jac @ v, rtol=0,
+                                   atol=TOL[dtype] * 10 * max(scale_v.max(), 1e-300))
+        np.testing.assert_allclose(k.vjp(x, u), u @ jac, rtol=0,
+                                   atol=TOL[dtype] * 10 * max(scale_u.max(), 1e-300))
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_batches_numpy_broadcasting_and_c_batch_kernels(build, function):
+    n = 5
+    b = build(function, n)
+    rng = np.random.default_rng(3)
+    xs = rng.normal(size=(2, 3, n))
+    vs = rng.normal(size=(2, 3, n))
+    y, jac = b.np.forward(xs), b.np.jacobian(xs)
+    assert y.shape == (2, 3, n) and jac.shape == (2, 3, n, n)
+    assert b.np.jvp(xs, vs).shape == (2, 3, n)
+    assert b.np.vjp(xs[0], vs).shape == (2, 3, n)  # broadcast batch
+    flat, vflat = xs.reshape(-1, n), vs.reshape(-1, n)
+    for r, x in enumerate(flat):
+        np.testing.assert_allclose(y.reshape(-1, n)[r], b.np.forward(x), rtol=1e-15, atol=0)
+        np.testing.assert_allclose(jac.reshape(-1, n, n)[r], b.np.jacobian(x), rtol=1e-15,
+                                   atol=0)
+    cb = {name: b.c.batch(name, inputs) for name, inputs in
+          [("forward", [flat]), ("jacobian", [flat]), ("jvp", [flat, vflat]),
+           ("vjp", [flat, vflat])]}
+    for r, (x, v) in enumerate(zip(flat, vflat)):
+        assert np.array_equal(cb["forward"][r], b.c.forward(x))
+        assert np.array_equal(cb["jacobian"][r], b.c.jacobian(x))
+        assert np.array_equal(cb["jvp"][r], b.c.jvp(x, v))
+        assert np.array_equal(cb["vjp"][r], b.c.vjp(x, v))
+        close(cb["jacobian"][r], jac.reshape(-1, n, n)[r], "float64")
+
+
+def test_numpy_out_and_shape_errors(build):
+    b = build("normsq", 5)
+    x = np.random.default_rng(4).normal(size=(4, 5))
+    out = np.empty((4, 5, 5))
+    assert b.np.jacobian(x, out=out) is out
+    np.testing.assert_array_equal(out, b.np.jacobian(x))
+    y = np.empty((4, 5))
+    assert b.np.forward(x, out=y) is y
+    with pytest.raises(ValueError, match=r"x must have shape \(5,\) or \(\.\.\., 5\)"):
+        b.np.forward(np.ones(4))
+    with pytest.raises(ValueError, match=r"v must have shape \(5,\)"):
+        b.np.jvp(np.ones(5), np.ones(3))
+    with pytest.raises(ValueError, match=r"out must have shape \(4, 5\)"):
+        b.np.forward(x, out=np.empty((4, 4)))
+
+
+def test_structured_products_are_linear_in_n(build):
+    """Diagonal and diagonal-plus-rank-one J v never touch n^2 entries."""
+    for function in ("softplus", "normsq"):
+        b = build(function, 12)
+        c = b.texts[f"{function}_n12.c"]
+        body = c.split(f"{function}_n12_jvp(")[1].split("\n}\n")[0]
+        assert len(re.findall(r"\bv\[\d+\]", body)) <= 2 * 12
+        assert not re.search(r"\bjac\b", body)
+
+
+# -- structure ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_structure_is_found_in_the_derivative(function, n):
+    d = symjac.derivation(make(function, n))
+    assert d.structure.kind == EXPECTED_STRUCTURE[function][n]
+    assert d.proof.method == "closed form = SymPy's derivative (no named closed form claimed)"
+    if d.structure.kind == "diagonal plus rank one":
+        st = d.structure
+        x = np.random.default_rng(n).normal(size=n)
+        point = dict(zip(d.inputs, x))
+        a = np.array([float(e.subs(point)) for e in st.a])
+        bb = np.array([float(e.subs(point)) for e in st.b])
+        dd = np.array([float(e.subs(point)) for e in st.diagonal])
+        close(np.diag(dd) + np.outer(a, bb), FUNCTIONS[function][2](x), "float64")
+
+
+def test_a_user_written_softmax_is_found_symmetric_diagonal_plus_rank_one(build):
+    x = symbols(4)
+    total = sum(sp.exp(v) for v in x)
+    f = symjac.custom("mysoftmax", [sp.exp(v) / total for v in x], x)
+    b = build("mysoftmax", 4, f=f)
+    assert b.derivation.structure.kind == "diagonal plus rank one"
+    assert b.derivation.structure.symmetric
+    p = np.array([0.25, -1.0, 2.3, -0.2])
+    s = np.exp(p) / np.sum(np.exp(p))
+    for k in (b.np, b.c):
+        close(k.jacobian(p), np.diag(s) - np.outer(s, s), "float64")
+
+
+def test_generated_c_runs_clean_under_sanitizers(build, tmp_path):
+    """ASan + UBSan over every kernel, single and batched (SPEC section 5)."""
+    cases = [("normsq", 5), ("softplus", 5), ("gauss", 5), ("normsq", 1)]
+    for function, n in cases:
+        b = build(function, n)
+        stem, m = b.derivation.spec.stem, b.derivation.m
+        driver = tmp_path / f"main_{stem}.c"
+        driver.write_text(f"""#include <stdio.h>
+#include "{stem}.h"
+#define N {n}
+#define M {m}
+#define C 3
+int main(void)
+{{
+    double x[C * N], v[C * N], u[C * M], y[C * M], jac[C * M * N], out[C * N];
+    size_t k;
+    for (k = 0; k < C * N; ++k) {{ x[k] = 0.3 * (double)k - 1.1; v[k] = 1.0 - 0.1 * (double)k; }}
+    for (k = 0; k < C * M; ++k) {{ u[k] = 0.5 + 0.2 * (double)k; }}
+    {stem}_forward(x, y);
+    {stem}_jacobian(x, jac);
+    {stem}_jvp(x, v, out);
+    {stem}_vjp(x, u, out);
+    {stem}_forward_batch(C, x, y);
+    {stem}_jacobian_batch(C, x, jac);
+    {stem}_jvp_batch(C, x, v, out);
+    {stem}_vjp_batch(C, x, u, out);
+    printf("%.17g %.17g\\n", jac[C * M * N - 1], out[0]);
+    return 0;
+}}
+""")
+        exe = tmp_path / f"san_{stem}"
+        cmd = ["cc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-g",
+               "-fsanitize=address,undefined", "-fno-sanitize-recover=all", f"-I{b.dir}",
+               str(b.dir / f"{stem}.c"), str(driver), "-o", str(exe), "-lm"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 and "sanitize" in proc.stderr:
+            pytest.skip("the compiler has no sanitizer runtime")
+        assert proc.returncode == 0, proc.stderr
+        run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0 and not run.stderr, run.stderr
+
+
+def test_zero_pattern_and_rectangular_functions(build, tmp_path):
+    x = symbols(3)
+    cyc = symjac.custom("cyc", [x[k] * sp.exp(x[(k + 1) % 3]) for k in range(3)], x)
+    d = symjac.derivation(cyc)
+    assert d.structure.kind == "dense" and d.structure.zeros == 3
+    assert d.structure.a == () and not d.structure.symmetric
+    # m = 2 outputs of n = 3 inputs: a 2 x 3 Jacobian.
+    rect = symjac.custom("rect", [x[0] * x[1] + sp.sin(x[2]) + sp.pi / 4,
+                                  sp.log(1 + x[0] ** 2) * sp.cos(x[1]) * sp.Float(0.5)
+                                  - x[0] / (1 + x[2] ** 2) ** 2], x)
+    b = build("rect", 3, f=rect)
+    assert b.derivation.structure.kind == "dense" and b.derivation.jacobian.shape == (2, 3)
+
+    def ref(p):
+        return np.stack([p[..., 0] * p[..., 1] + np.sin(p[..., 2]) + np.pi / 4,
+                         0.5 * np.log1p(p[..., 0] ** 2) * np.cos(p[..., 1])
+                         - p[..., 0] / (1 + p[..., 2] ** 2) ** 2], axis=-1)
+
+    def ref_jac(p):
+        x0, x1, x2 = p
+        return np.array([[x1, x0, np.cos(x2)],
+                         [x0 / (1 + x0**2) * np.cos(x1) - 1 / (1 + x2**2) ** 2,
+                          -0.5 * np.log1p(x0**2) * np.sin(x1), 4 * x0 * x2 / (1 + x2**2) ** 3]])
+
+    p = np.array([0.3, -1.2, 2.0])
+    u, v = np.array([1.5, -0.5]), np.array([0.2, 0.7, -1.1])
+    for k in (b.np, b.c):
+        close(k.forward(p), ref(p), "float64")
+        close(k.jacobian(p), ref_jac(p), "float64")
+        close(k.jvp(p, v), ref_jac(p) @ v, "float64")
+        close(k.vjp(p, u), u @ ref_jac(p), "float64")
+    np.testing.assert_allclose(b.np.jacobian(p), central_differences(ref, p), atol=1e-8)
+    assert b.np.vjp(np.ones((4, 3)), np.ones((4, 2))).shape == (4, 3)
+    with pytest.raises(ValueError, match=r"u must have shape \(2,\)"):
+        b.np.vjp(p, np.ones(3))
+
+
+def test_kinks_follow_sympys_conventions_without_warnings(build):
+    x = symbols(3)
+    kinks = symjac.custom(
+        "kinks", [sp.Abs(v) + sp.Max(0, v) + sp.Piecewise((sp.log(v), v > 0), (0, True))
+                  for v in x], x)
+    b = build("kinks", 3, f=kinks)
+    assert b.derivation.structure.kind == "diagonal"
+    assert b.derivation.conventions == ("sign", "heaviside", "piecewise")
+    p = np.array([-1.0, 0.0, 2.0])  # log(-1) in the branch not taken: no warning (error)
+    # d/dx: sign(x) + H(x) (H(0) = 1/2) + (1/x for x > 0, else 0)
+    expected = np.diag([-1.0, 0.5, 1.0 + 1.0 + 0.5])
+    y = np.array([1.0, 0.0, 2 + 2 + np.log(2.0)])
+    for k in (b.np, b.c):
+        close(k.forward(p), y, "float64")
+        close(k.jacobian(p), expected, "float64")
+
+
+def test_powers_in_denominators_are_printed_with_parentheses():
+    """symjac.printers writes t**2 as t*t; in a quotient that must read 2/(t*t)."""
+    x = symbols(2)
+    f = symjac.custom("quot", [2 / x[0] ** 2, -4 * x[1] / (x[1] ** 2 + 1) ** 3], x)
+    texts = symjac.render(symjac.derivation(f), ("numpy", "c"))
+    c = texts["quot_n2.c"].split("quot_n2_forward(")[1]
+    assert "y[0] = 2/(x[0]*x[0]);" in c
+    assert "y[1] = -4*x[1]/((x[1]*x[1] + 1)*(x[1]*x[1] + 1)*(x[1]*x[1] + 1));" in c
+    assert "y[..., 0] = 2/(x[..., 0]*x[..., 0])" in texts["quot_n2.py"]
+
+
+# -- the document ----------------------------------------------------------------------
+
+
+def compile_tex(tex: str, tmp_path: Path, name: str) -> str:
+    exe = require_pdflatex()
+    (tmp_path / f"{name}.tex").write_text(tex)
+    proc = subprocess.run([exe, "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
+                          cwd=tmp_path, capture_output=True, text=True, errors="replace",
+                          timeout=300)
+    log = (tmp_path / f"{name}.log").read_text(errors="replace")
+    assert proc.returncode == 0, log[-3000:]
+    return log
+
+
+DOCUMENTS = [("normsq", 2), ("normsq", 12), ("softplus", 1), ("softplus", 5), ("gauss", 5),
+             ("gauss", 12), ("scaled", 40)]
+
+
+@pytest.mark.latex
+@pytest.mark.parametrize(("function", "n"), DOCUMENTS)
+def test_document_compiles_without_overfull_boxes(tmp_path, function, n):
+    d = symjac.derivation(make(function, n))
+    tex = symjac.render(d, ("latex",))[f"{function}_n{n}.tex"]
+    log = compile_tex(tex, tmp_path, f"{function}_n{n}")
+    assert "Overfull \\hbox" not in log
+
+
+@pytest.mark.latex
+def test_document_of_rectangular_and_kinked_functions_compiles(tmp_path):
+    a, b, c = sp.symbols("alpha beta c_long_name")
+    rect = symjac.custom("my_rect", [a * b + sp.exp(c) * sp.tanh(a - b) ** 2,
+                                     sp.Piecewise((sp.sqrt(a), a > 0), (sp.Abs(b), True))],
+                         [a, b, c])
+    tex = symjac.render(symjac.derivation(rect), ("latex",))["my_rect_n3.tex"]
+    assert r"\alpha" in tex and r"my\_rect" in tex
+    log = compile_tex(tex, tmp_path, "my_rect")
+    assert "Overfull \\hbox" not in log
+
+
+def test_document_is_honest_about_the_closed_form():
+    d = symjac.derivation(make("normsq", 3))
+    tex = symjac.render(d, ("latex",))["normsq_n3.tex"]
+    assert "No named closed form is claimed" in tex
+    assert "closed form = SymPy's derivative (no named closed form claimed)" in tex
+    assert r"J = \operatorname{diag}(D) + a b^{\mathsf T}" in tex
+    soft = symjac.render(symjac.derivation(make("softplus", 3)), ("latex",))["softplus_n3.tex"]
+    assert "so the Jacobian is diagonal" in soft
+    # Large sizes are elided: the document lists a bounded number of entries.
+    big = symjac.render(symjac.derivation(make("gauss", 12)), ("latex",))["gauss_n12.tex"]
+    assert big.count(r"\fit{\frac{\partial y") <= 16 and r"\vdots" in big
+
+
+# -- API, files, determinism, bad input -----------------------------------------------------
+
+
+def test_derive_writes_the_catalog_file_names(tmp_path):
+    f = make("softplus", 4)
+    result = symjac.derive(f, out_dir=tmp_path)
+    assert sorted(p.name for p in result.files) == [
+        "softplus_n4.c", "softplus_n4.h", "softplus_n4.py", "softplus_n4.tex"]
+    result = symjac.derive(f, 4, out_dir=tmp_path, targets="c", dtype="float32")
+    assert sorted(p.name for p in result.files) == ["softplus_n4_f32.c", "softplus_n4_f32.h"]
+    header = (tmp_path / "softplus_n4_f32.h").read_text()
+    assert "void softplus_n4_f32_jvp(const float *x, const float *v, float *out);" in header
+    assert "backward" not in header.split("#ifndef")[1]  # no backward from the output
+    with pytest.raises(SymjacError, match="has 4 inputs, but n = 5"):
+        symjac.derive(f, 5, out_dir=tmp_path)
+
+
+def test_same_function_same_bytes_across_processes(tmp_path):
+    script = (
+        "import hashlib, sympy as sp, symjac\n"
+        "x = sp.symbols('x0:4', real=True)\n"
+        "t = sum(v**2 for v in x)\n"
+        "f = symjac.custom('normsq', [sp.exp(v) * v**2 / t + sp.Max(v, 0) for v in x], x)\n"
+        "texts = symjac.render(symjac.derivation(f))\n"
+        "print(hashlib.sha256(repr(sorted(texts.items())).encode()).hexdigest())\n")
+    digests = set()
+    for seed in ("0", "1", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        digests.add(proc.stdout.strip())
+    assert len(digests) == 1
+
+
+X, Y = sp.symbols("x y", real=True)
+BAD = [
+    (("2fast", [X], [X]), "C identifier"),
+    (("my-fn", [X], [X]), "C identifier"),
+    (("softmax", [X], [X]), "catalog function"),
+    (("f", [X], [X + 1]), r"inputs\[0\] must be a SymPy Symbol"),
+    (("f", [X], [sp.IndexedBase("x")[0]]), r"inputs\[0\] must be a SymPy Symbol"),
+    (("f", [X], "x"), "inputs must be a sequence"),
+    (("f", [X], []), "needs 1 to 256 inputs"),
+    (("f", [X], [X, X]), "used twice"),
+    (("f", [X * Y], [X]), "uses the symbol y, which is not one of the inputs"),
+    (("f", [sp.erf(X)], [X]), "uses erf, which symjac does not support"),
+    (("f", [sp.Function("g")(X)], [X]), "uses g, which symjac does not support"),
+    (("f", [sp.Sum(X, (Y, 1, 3))], [X]), "does not support"),
+    (("f", ["x**2"], [X]), r"outputs\[0\] is a string"),
+    (("f", [X > 0], [X]), "must be a SymPy expression"),
+    (("f", [sp.I * X], [X]), "complex"),
+    (("f", [X + sp.oo], [X]), "non-finite"),
+    (("f", [sp.Piecewise((X, X > 0))], [X]), "final"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD)
+def test_bad_input_is_one_line(args, message):
+    with pytest.raises(SymjacError, match=message) as info:
+        symjac.custom(*args)
+    assert "\n" not in str(info.value)
+
+
+def test_other_bad_input():
+    f = make("softplus", 2)
+    with pytest.raises(SymjacError, match="unknown dtype"):
+        symjac.derivation(f, dtype="float16")
+    with pytest.raises(SymjacError, match="expected a CustomFunction"):
+        derive_custom("softplus")
+    with pytest.raises(SymjacError, match="unknown function 'normsq'"):
+        symjac.derivation("normsq", 3)  # a custom name is not a catalog name

@@ -1,0 +1,568 @@
+"""symjac verify: a corpus of right and wrong Jacobians, every verdict asserted.
+
+Formulas are decided exactly; each refutation must come with the differing entries, the
+symbolic difference, a counterexample that an independent NumPy reference confirms, and
+the diagnosis that names the mistake. NumPy claims (tests/verify_corpus/) are judged per
+input shape. Hostile formulas are refused with exit 2, quickly, and run nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+from support import run_cli
+
+import symjac
+from symjac import catalog
+from symjac.errors import SymjacError
+from symjac.verify import VerifyResult, verify
+
+CORPUS = Path(__file__).parent / "verify_corpus"
+SUM4 = "(exp(x[0]) + exp(x[1]) + exp(x[2]) + exp(x[3]))"
+
+
+# -- independent references (closed forms written here, evaluated with NumPy) --------------
+
+
+def _softmax(x):
+    z = np.exp(np.asarray(x, dtype=float) - np.max(x))
+    return z / z.sum()
+
+
+def reference(function: str, x) -> np.ndarray:
+    """The true Jacobian at x, written out in the test (not taken from symjac)."""
+    x = np.asarray(x, dtype=float)
+    if function == "softmax":
+        s = _softmax(x)
+        return np.diag(s) - np.outer(s, s)
+    if function == "log_softmax":
+        return np.eye(x.size) - _softmax(x)[None, :]
+    if function == "softmax_temperature":
+        s = _softmax(x / 0.7)
+        return (np.diag(s) - np.outer(s, s)) / 0.7
+    if function == "sigmoid":
+        y = 1 / (1 + np.exp(-x))
+        return np.diag(y * (1 - y))
+    if function == "tanh":
+        return np.diag(1 - np.tanh(x) ** 2)
+    if function == "relu":
+        return np.diag((x > 0).astype(float))
+    raise AssertionError(function)
+
+
+# -- the formula corpus --------------------------------------------------------------------
+
+RIGHT = [
+    ("softmax", 4, "s[i]*(delta(i, j) - s[j])"),
+    ("softmax", 4, "s[i]*delta(i, j) - s[i]*s[j]"),
+    ("softmax", 4, "y[i]*(delta(i, j) - y[j])"),
+    ("softmax", 4, "(delta(i,j) - s[j])*s[i]"),
+    # case split by hand
+    ("softmax", 4, "delta(i,j)*s[i]*(1 - s[i]) - (1 - delta(i,j))*s[i]*s[j]"),
+    # products of exponentials instead of s: needs exp(a + b) = exp(a) exp(b) and the sum
+    ("softmax", 4, f"exp(x[i])*(delta(i,j)*{SUM4} - exp(x[j]))/{SUM4}**2"),
+    ("softmax", 4, f"s[i]*delta(i,j) - exp(x[i]+x[j])/{SUM4}**2"),
+    ("softmax", 4, f"exp(x[i])*delta(i,j)/{SUM4} - exp(x[i])*exp(x[j])/{SUM4}**2"),
+    # needs sum_k s_k = 1
+    ("softmax", 4, "s[i]*delta(i,j) - s[i]*s[j]*(s[0] + s[1] + s[2] + s[3])"),
+    ("softmax", 4, "s[i]*(delta(i,j) - s[j])*(s[0] + s[1] + s[2] + s[3])**2"),
+    # s_i = exp(x_i - x_j) s_j, logs of exponentials, roots of squares
+    ("softmax", 4, "exp(x[i] - x[j])*s[j]*(delta(i,j) - s[j])"),
+    ("softmax", 4, f"exp(log(s[i]))*(delta(i,j) - exp(x[j] - log{SUM4}))"),
+    ("softmax", 4, "sqrt(s[i]*s[j])*(delta(i,j)*sqrt(s[i]/s[j]) - sqrt(s[i]*s[j]))"),
+    ("softmax", 4, "s[i]*(delta(i,j) - s[j])*sqrt(s[i])**2/s[i]"),
+    ("softmax", 1, "s[i]*(1 - s[i])"),
+    ("softmax", 1, "0"),  # n = 1: softmax is constant 1
+    ("log_softmax", 4, "delta(i,j) - s[j]"),
+    ("log_softmax", 4, "delta(i,j) - exp(y[j])"),
+    ("log_softmax", 4, f"delta(i,j) - exp(x[j])/{SUM4}"),
+    ("softmax_temperature", 3, "s[i]*(delta(i,j) - s[j])/0.7"),
+    ("softmax_temperature", 3, "10*y[i]*(delta(i,j) - y[j])/7"),
+    ("sigmoid", 3, "delta(i,j)*y[i]*(1 - y[i])"),
+    ("sigmoid", 3, "delta(i,j)*exp(-x[i])/(1 + exp(-x[i]))**2"),
+    ("sigmoid", 3, "delta(i,j)*exp(x[i])/(1 + exp(x[i]))**2"),
+    ("sigmoid", 3, "delta(i,j)*(1 - tanh(x[i]/2)**2)/4"),
+    ("tanh", 3, "delta(i,j)*(1 - tanh(x[i])**2)"),
+    ("tanh", 3, "delta(i,j)*(1 - y[i]**2)"),
+    ("tanh", 3, "delta(i,j)*4/(exp(x[i]) + exp(-x[i]))**2"),
+]
+
+
+@pytest.mark.parametrize(("function", "n", "formula"), RIGHT, ids=[f for _, _, f in RIGHT])
+def test_right_formulas_are_proved(function, n, formula):
+    r = verify(function, n, formula=formula)
+    (shape,) = r.shapes
+    assert (r.verdict, r.exit_code, shape.verdict) == ("correct", 0, "correct"), r.to_text()
+    assert shape.method.startswith(f"proved exactly, all {n * n} entries")
+    assert shape.differing == () and shape.counterexample is None
+    assert "numeric cross-check" in r.checks[0]
+
+
+# (function, n, formula, differing entries, diagnosis fragments that must all appear)
+WRONG = [
+    # the elementwise derivative s(1 - s), used as if softmax were elementwise
+    ("softmax", 4, "s[i]*(1 - s[i])", 12, ["only the diagonal is right: 12 of the 12"]),
+    ("softmax", 4, "delta(i,j)*s[i]*(1 - s[i])", 12, ["only the diagonal is right"]),
+    # s_i (delta_ij - s_i): the second s takes the wrong index
+    ("softmax", 4, "s[i]*(delta(i,j) - s[i])", 12,
+     ["index slip: the claim is s_i*(delta_ij - s_i), the true formula with j replaced by i",
+      "only the diagonal is right"]),
+    # what `s * (I - s.T)` computes for a flat s
+    ("softmax", 4, "s[j]*(delta(i,j) - s[j])", 12, ["with i replaced by j"]),
+    # a perturbation no numeric tolerance would see
+    ("softmax", 4, "s[i]*(delta(i, j) - s[j]) + 0.0000000000001*delta(i,j)", 4,
+     ["the off-diagonal entries are right; 4 of the 4 diagonal entries differ"]),
+    ("softmax", 4, "s[i]*(delta(i, j) - s[j]) + 1e-300*s[i]*s[j]", 16, []),
+    ("softmax", 4, "-s[i]*(delta(i,j) - s[j])", 16, ["sign flipped"]),
+    ("softmax", 4, "2*s[i]*(delta(i,j) - s[j])", 16,
+     ["off by a constant factor: the claim is 2 times the true Jacobian"]),
+    ("softmax", 4, "s[i]*(delta(i,j) - s[j])/2", 16, ["the claim is 1/2 times"]),
+    # the VJP bug (missing the sum g.s term) as a Jacobian: diag(s)
+    ("softmax", 4, "delta(i,j)*s[i]", 16,
+     ["keeps only the diagonal term delta_ij*s_i: the rank-one term -s_i*s_j is missing"]),
+    ("softmax", 4, "-s[i]*s[j]", 4, ["misses the diagonal term delta_ij*s_i"]),
+    ("softmax", 4, "delta(i,j) - s[j]", 16,
+     ["this is the Jacobian of log_softmax (delta_ij - s_j), not of softmax"]),
+    # a log-softmax backward with the wrong index
+    ("log_softmax", 4, "delta(i,j) - s[i]", 12, ["equals the transpose of the true Jacobian"]),
+    ("log_softmax", 4, "s[i]*(delta(i,j) - s[j])", 16, ["this is the Jacobian of softmax"]),
+    ("softmax_temperature", 3, "s[i]*(delta(i,j) - s[j])", 9,
+     ["off by a constant factor: the claim is 7/10 times"]),
+    ("sigmoid", 3, "y[i]*(1 - y[i])", 6, ["only the diagonal is right"]),
+    ("sigmoid", 3, "delta(i,j)*y[i]*(1 + y[i])", 3, []),
+    ("tanh", 3, "delta(i,j)*(1 - y[i])", 3, ["the off-diagonal entries are right"]),
+    ("tanh", 3, "1 - y[i]**2", 6, ["only the diagonal is right"]),
+    ("relu", 3, "delta(i,j)", None, []),  # wrong where x_i < 0: found at a concrete point
+]
+
+
+@pytest.mark.parametrize(("function", "n", "formula", "count", "diagnosis"), WRONG,
+                         ids=[w[2] for w in WRONG])
+def test_wrong_formulas_are_refuted(function, n, formula, count, diagnosis):
+    r = verify(function, n, formula=formula)
+    (shape,) = r.shapes
+    assert (r.verdict, r.exit_code, shape.verdict) == ("refuted", 1, "refuted"), r.to_text()
+    if count is not None:
+        assert shape.differing_count == count
+    assert shape.differing and shape.difference
+    for fragment in diagnosis:
+        assert any(fragment in d for d in shape.diagnosis), (fragment, shape.diagnosis)
+    # The counterexample is a real one: the claimed value is not the true value there.
+    cx = shape.counterexample
+    assert cx is not None and cx.entry in shape.differing
+    truth = reference(function, cx.x)[cx.entry]
+    assert cx.true == pytest.approx(truth, rel=1e-12, abs=1e-15)
+    assert cx.difference != 0
+    assert cx.claimed == pytest.approx(cx.true + cx.difference, rel=1e-12, abs=1e-15)
+
+
+def test_tiny_perturbation_is_exact_not_a_tolerance():
+    r = verify("softmax", 4, formula="s[i]*(delta(i, j) - s[j]) + 0.0000000000001*delta(i,j)")
+    shape = r.shapes[0]
+    assert shape.differing == ((0, 0), (1, 1), (2, 2), (3, 3))
+    assert shape.difference == "1/10000000000000"  # 1e-13 read as the exact decimal
+    assert shape.counterexample.difference == pytest.approx(1e-13, rel=1e-9)
+
+
+def test_difference_below_double_precision_still_has_a_counterexample():
+    r = verify("softmax", 4, formula="s[i]*(delta(i, j) - s[j]) + 1e-300*delta(i,j)")
+    cx = r.shapes[0].counterexample
+    assert r.verdict == "refuted" and cx is not None
+    assert cx.difference == pytest.approx(1e-300, rel=1e-9)
+    assert cx.claimed == cx.true  # equal as doubles: only the exact check can tell
+
+
+def test_symbolic_difference_is_readable():
+    shape = verify("softmax", 4, formula="s[i]*(1 - s[i])").shapes[0]
+    assert shape.differing[0] == (0, 1)
+    i, j = shape.differing[0]
+    s0, s1 = sp.symbols("s_0 s_1")
+    assert sp.expand(sp.sympify(shape.difference) - (s0 * (1 - s0) + s0 * s1)) == 0
+
+
+UNPROVED = [
+    # equal to H(x_i) away from 0, where it is undefined: never "correct"
+    ("relu", 3, "delta(i,j)*(x[i] + sqrt(x[i]**2))/(2*x[i])"),
+    # true (log of a square), but outside what the exact check decides
+    ("softmax", 4, "s[i]*(delta(i,j) - s[j]) + log(1 + s[i]) - log((1 + s[i])**2)/2"),
+]
+
+
+@pytest.mark.parametrize(("function", "n", "formula"), UNPROVED, ids=[u[2] for u in UNPROVED])
+def test_undecidable_formulas_are_not_called_correct(function, n, formula):
+    r = verify(function, n, formula=formula)
+    assert (r.verdict, r.exit_code) == ("unproved", 2)
+    assert r.shapes[0].method.startswith("not proved; numerically consistent")
+
+
+def test_every_catalog_function_goes_through_the_same_path():
+    """Each n x n catalog entry verifies its own closed form, written as a formula."""
+    written = {"softmax": "y[i]*(delta(i,j) - y[j])", "log_softmax": "delta(i,j) - exp(y[j])",
+               "softmax_temperature": "y[i]*(delta(i,j) - y[j])/0.7",
+               "sigmoid": "delta(i,j)*y[i]*(1 - y[i])", "tanh": "delta(i,j)*(1 - y[i]**2)"}
+    for name in set(written) & set(catalog.CATALOG):
+        assert verify(name, 3, formula=written[name]).verdict == "correct", name
+    assert {"softmax", "log_softmax"} <= set(catalog.CATALOG)
+
+
+def test_another_catalog_entry_is_diagnosed_when_it_lands(monkeypatch):
+    """The 'Jacobian of another function' diagnosis runs over whatever CATALOG holds."""
+    base = catalog.get("softmax")
+    e, Z = base.symbols["e"], base.symbols["Z"]
+    tripled = dataclasses.replace(
+        base, name="tripled_softmax", closed_form_text="y_i (delta_ij - y_j / 3)",
+        definition=(catalog.Map("e", sp.exp(catalog.X)), catalog.Reduce("Z", "sum", e),
+                    catalog.Map("y", 3 * e / Z)),
+        closed_form=lambda c, p: c.yi * (c.delta - c.yj / 3))
+    monkeypatch.setitem(catalog.CATALOG, "tripled_softmax", tripled)
+    r = verify("softmax", 3, formula="3*s[i]*(delta(i,j) - s[j])")
+    assert r.verdict == "refuted"
+    diagnosis = r.shapes[0].diagnosis
+    assert any("the Jacobian of tripled_softmax" in d for d in diagnosis), diagnosis
+    assert any("3 times the true Jacobian" in d for d in diagnosis), diagnosis
+
+
+def test_n32_formula():
+    r = verify("softmax", 32, formula="s[i]*(delta(i, j) - s[j])")
+    assert r.verdict == "correct" and r.shapes[0].entries == 1024
+    r = verify("softmax", 32, formula="s[i]*(1 - s[i])")
+    assert r.verdict == "refuted" and r.shapes[0].differing_count == 32 * 31
+
+
+def test_cross_check_catches_a_broken_proof():
+    """If the exact machinery ever called a wrong entry equal, the numbers stop the run."""
+    v = importlib.import_module("symjac.verify")  # symjac.verify is also the function
+    canon = v._Canon(3)
+    world = v._build_world("softmax", 3, canon)
+    claim = v._FormulaMatrix(world, v.parse_formula("s[i]*(1 - s[i])"))
+    all_equal = [[v.EQUAL] * 3 for _ in range(3)]
+    with pytest.raises(SymjacError, match="internal check failed"):
+        v._cross_check(world, claim, all_equal)
+
+
+# -- NumPy code ----------------------------------------------------------------------------
+
+FLAT, COLUMN = "flat (n,)", "column (n, 1)"
+
+# (function, file:NAME, {shape: verdict}, exit code, diagnosis fragments per refuted shape)
+NUMPY = [
+    ("softmax", "softmax_dash.py:softmax_dash", {FLAT: "refuted", COLUMN: "correct"}, 1,
+     ["right for column input (n, 1), wrong for flat input (n,)", "`.T` does nothing",
+      "with i replaced by j"]),
+    ("softmax", "jacobians.py:stable", {FLAT: "correct", COLUMN: "correct"}, 0, []),
+    ("softmax", "jacobians.py:naive", {FLAT: "correct", COLUMN: "correct"}, 0, []),
+    ("softmax", "jacobians.py:flat_only", {FLAT: "correct", COLUMN: "rejected"}, 0, []),
+    ("softmax", "jacobians.py:column_diag_bug", {FLAT: "correct", COLUMN: "refuted"}, 1,
+     ["right for flat input (n,), wrong for column input (n, 1)"]),
+    ("softmax", "jacobians.py:diagonal_only", {FLAT: "refuted", COLUMN: "refuted"}, 1,
+     ["only the diagonal is right"]),
+    ("softmax", "jacobians.py:sigmoid_style", {FLAT: "refuted", COLUMN: "refuted"}, 1,
+     ["only the diagonal is right"]),
+    ("softmax", "jacobians.py:wrong_index", {FLAT: "refuted", COLUMN: "refuted"}, 1,
+     ["with j replaced by i"]),
+    ("softmax", "jacobians.py:sign_flipped", {FLAT: "refuted", COLUMN: "refuted"}, 1,
+     ["sign flipped"]),
+    ("softmax", "jacobians.py:doubled", {FLAT: "refuted", COLUMN: "refuted"}, 1,
+     ["the result is 2 times the true Jacobian"]),
+    ("softmax", "jacobians.py:from_buggy_vjp", {FLAT: "refuted", COLUMN: "refuted"}, 1,
+     ["keeps only the diagonal term"]),
+    ("softmax", "jacobians.py:log_softmax_jacobian", {FLAT: "refuted", COLUMN: "refuted"}, 1,
+     ["this is the Jacobian of log_softmax"]),
+    ("log_softmax", "jacobians.py:log_softmax_jacobian", {FLAT: "correct", COLUMN: "correct"},
+     0, []),
+    ("log_softmax", "jacobians.py:log_softmax_transposed",
+     {FLAT: "refuted", COLUMN: "refuted"}, 1, ["equals the transpose"]),
+    ("softmax", "jacobians.py:finite_differences", {FLAT: "refuted", COLUMN: "refuted"}, 1,
+     ["close but not equal"]),
+    ("softmax", "jacobians.py:in_float32", {FLAT: "correct", COLUMN: "correct"}, 0, []),
+    ("softmax", "jacobians.py:as_lists", {FLAT: "correct", COLUMN: "correct"}, 0, []),
+    ("softmax", "jacobians.py:returns_vector", {FLAT: "wrong shape", COLUMN: "wrong shape"},
+     2, []),
+    ("softmax", "jacobians.py:always_raises", {FLAT: "rejected", COLUMN: "rejected"}, 2, []),
+]
+
+
+@pytest.mark.parametrize(("function", "target", "verdicts", "code", "diagnosis"), NUMPY,
+                         ids=[f"{f}-{t}" for f, t, *_ in NUMPY])
+def test_numpy_corpus(function, target, verdicts, code, diagnosis):
+    r = verify(function, 4, numpy=str(CORPUS / target))
+    assert {s.shape: s.verdict for s in r.shapes} == verdicts, r.to_text()
+    assert r.exit_code == code
+    for shape in r.shapes:
+        if shape.verdict == "correct":
+            assert shape.method.startswith("checked numerically")
+        if shape.verdict == "refuted":
+            for fragment in diagnosis:
+                assert any(fragment in d for d in shape.diagnosis), (fragment, shape.diagnosis)
+            cx = shape.counterexample
+            truth = reference(function, cx.x)[cx.entry]
+            assert cx.true == pytest.approx(truth, rel=1e-12, abs=1e-15)
+            assert abs(cx.claimed - truth) > 1e-13
+        if shape.verdict == "rejected":
+            assert shape.detail.startswith("rejected this shape: ")
+
+
+@pytest.mark.parametrize("function", ["softmax", "log_softmax", "softmax_temperature",
+                                      "sigmoid", "tanh", "relu"])
+def test_symjacs_own_generated_jacobian_verifies_stable(function, tmp_path):
+    """The kernels symjac generates pass its own check, with no stability warning."""
+    if function not in catalog.CATALOG:
+        pytest.skip(f"{function} is not in the catalog")
+    for name, text in symjac.render(symjac.derivation(function, 4), ("numpy",)).items():
+        (tmp_path / name).write_text(text)
+    (module,) = tmp_path.glob("*.py")
+    r = verify(function, 4, numpy=f"{module}:jacobian")
+    flat, column = r.shapes
+    assert (r.verdict, flat.verdict, flat.warnings) == ("correct", "correct", ())
+    assert column.verdict == "rejected"  # (4, 1) is not (..., 4): the module says so
+    assert "ValueError" in column.detail
+
+
+def test_seed_softmax_dash_is_right_for_columns_only_and_unstable():
+    r = verify("softmax", 4, numpy=str(CORPUS / "softmax_dash.py") + ":softmax_dash")
+    flat, column = r.shapes
+    assert flat.differing_count == 12  # every off-diagonal entry
+    assert flat.counterexample.x == tuple(float(v) for v in flat.counterexample.x)
+    (warning,) = column.warnings  # naive exp: right, but overflows for large x
+    assert warning.startswith("numerically unstable") and "x = 70" in warning
+    assert "subtract max(x)" in warning
+
+
+def test_stable_code_has_no_stability_warning():
+    r = verify("softmax", 4, numpy=str(CORPUS / "jacobians.py") + ":stable")
+    assert all(not s.warnings for s in r.shapes)
+
+
+def test_naive_exp_is_correct_with_a_warning_naming_where_it_breaks():
+    r = verify("softmax", 4, numpy=str(CORPUS / "jacobians.py") + ":naive")
+    assert r.verdict == "correct" and r.exit_code == 0
+    for shape in r.shapes:
+        (warning,) = shape.warnings
+        # sum_k exp(x_k) overflows for x = c*(1, 1, 1, 1) once c > 709.78 - log 4 = 708.4
+        c = float(warning.split("from x = ")[1].split(" ")[0])
+        assert 708.0 < c < 709.8, warning
+
+
+def test_numpy_callable_from_the_api():
+    def jac(x):
+        s = np.exp(x - x.max()) / np.exp(x - x.max()).sum()
+        return np.diag(s) - np.outer(s, s)
+
+    r = symjac.verify("softmax", 5, numpy=jac)
+    # np.diag of an (n, 1) array is its 1-element diagonal: wrong for columns, so refuted.
+    assert isinstance(r, VerifyResult) and (r.verdict, r.exit_code) == ("refuted", 1)
+    assert {s.shape: s.verdict for s in r.shapes} == {FLAT: "correct", COLUMN: "refuted"}
+    assert r.shapes[1].diagnosis[0] == "right for flat input (n,), wrong for column input (n, 1)"
+    assert symjac.verify("softmax", 5, numpy=lambda x: jac(np.ravel(x))).verdict == "correct"
+    assert dataclasses.is_dataclass(r)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.verdict = "correct"  # type: ignore[misc]
+
+
+def test_temperature_is_passed_to_numpy_code():
+    def jac(x, T):
+        x = np.ravel(x)
+        s = np.exp((x - x.max()) / T)
+        s /= s.sum()
+        return (np.diag(s) - np.outer(s, s)) / T
+
+    assert symjac.verify("softmax_temperature", 3, numpy=jac).verdict == "correct"
+    assert symjac.verify("softmax_temperature", 3, numpy=jac, params={"T": 2.5}).verdict == \
+        "correct"
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+BAD_API = [
+    (dict(function="softmaxx", n=4, formula="s[i]"), "unknown function 'softmaxx'"),
+    (dict(function="softmax", n=0, formula="s[i]"), "n must be a whole number"),
+    (dict(function="softmax", n=4), "exactly one of"),
+    (dict(function="softmax", n=4, formula="s[i]", numpy=lambda x: x), "exactly one of"),
+    (dict(function="sigmoid", n=3, formula="s[i]"), "only defined for the softmax family"),
+    (dict(function="softmax", n=4, formula="x[4]"), "outside 0..3"),
+    (dict(function="softmax", n=4, formula="1/delta(i, j)"), "division by zero"),
+    (dict(function="softmax_cross_entropy", n=3, formula="s[j]"), "not supported"),
+    (dict(function="softmax", n=4, numpy=str(CORPUS / "nope.py") + ":f"), "no such file"),
+    (dict(function="softmax", n=4, numpy=str(CORPUS / "jacobians.py")), "FILE.py:NAME"),
+    (dict(function="softmax", n=4, numpy=str(CORPUS / "jacobians.py") + ":missing"),
+     "has no 'missing'"),
+    (dict(function="softmax", n=4, numpy=str(CORPUS / "jacobians.py") + ":not_a_function"),
+     "is not callable"),
+    (dict(function="softmax", n=4, numpy=str(CORPUS / "broken_import.py") + ":f"),
+     "raised ImportError: this module needs a GPU"),
+    (dict(function="softmax_temperature", n=3, formula="s[i]", params={"T": -1}), "> 0"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), BAD_API, ids=[m for _, m in BAD_API])
+def test_bad_input_raises_one_line(kwargs, message):
+    with pytest.raises(SymjacError) as info:
+        verify(**kwargs)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+HOSTILE = [
+    "__import__('os').system('touch PWNED')",
+    "open('PWNED', 'w')",
+    "exec('import os')",
+    "eval('1')",
+    "().__class__.__bases__[0].__subclasses__()",
+    "x.__class__",
+    "s[i].real",
+    "lambda: 0",
+    "[c for c in 'ab']",
+    "x[0] if 1 else 0",
+    "globals()",
+    "__builtins__",
+    "f'{x[0]}'",
+    "'text'",
+    "x[i:j]",
+    "x[0] @ x[1]",
+    "~x[0]",
+    "x[0] ^ 2",
+    "9**9**9**9",
+    "x[0]**10**10",
+    "(s[i] + 1)**1000000",
+    "10**1000000000",
+    "1e999",
+    "(" * 5000 + "1" + ")" * 5000,
+    "-" * 100000 + "1",
+    "x[" * 200 + "0" + "]" * 200,
+    "s[i] + " * 5000 + "1",
+    "delta(i, j)(1)",
+    "exp(x[0], x[1])",
+    "sum(s)",
+    "s\u200b[i]",
+    "s[i]; import os",
+    "",
+]
+
+
+@pytest.mark.parametrize("formula", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_formulas_are_refused_fast_and_run_nothing(formula, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    start = time.perf_counter()
+    with pytest.raises(SymjacError) as info:
+        verify("softmax", 4, formula=formula)
+    assert time.perf_counter() - start < 0.5
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "PWNED").exists()
+
+
+STRESS = [
+    ("exp(1000000000)", "refuted"),
+    ("exp(1000000000*x[i])", "refuted"),  # e_i**(10**9) is never evaluated exactly
+    ("tanh(1000000000*x[i])*delta(i,j)", "refuted"),
+    ("exp(x[i]/997)*exp(x[j]/991)*exp(x[0]/983)", "refuted"),
+    ("(exp(x[0]) + 1)**64/(exp(x[1]) + 1)**64", "refuted"),
+    ("(x[0] + x[1] + x[2] + x[3])**64", "refuted"),  # 47905 terms: not expanded
+    ("tanh(tanh(tanh(x[i])))", "refuted"),
+    ("exp(1/1000000000)*s[i]*(delta(i,j) - s[j])", "refuted"),
+    ("sqrt(sqrt(s[i]))**4*(delta(i,j) - s[j])", "correct"),
+]
+
+
+@pytest.mark.parametrize(("formula", "verdict"), STRESS, ids=[f for f, _ in STRESS])
+def test_accepted_formulas_that_stress_the_algebra_stay_fast(formula, verdict):
+    start = time.perf_counter()
+    assert verify("softmax", 4, formula=formula).verdict == verdict
+    assert time.perf_counter() - start < 10
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def test_cli_formula_refutation_prose(tmp_path):
+    proc = run_cli("verify", "softmax", "-n", "4", "--formula", "s[i]*(delta(i,j) - s[i])",
+                   cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    out = proc.stdout
+    assert out.startswith("REFUTED")
+    assert "12 of 16 entries differ: (0, 1), (0, 2)" in out
+    assert "claim - truth at (0, 1) = " in out
+    assert "counterexample: x = [" in out and "claimed J[" in out and "true    J[" in out
+    assert "index slip" in out
+    assert proc.stderr == ""
+
+
+def test_cli_formula_correct(tmp_path):
+    proc = run_cli("verify", "softmax", "-n", "4", "--formula", "s[i]*(delta(i, j) - s[j])",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("CORRECT") and "proved exactly, all 16 entries" in proc.stdout
+
+
+def test_cli_json_numpy_per_shape(tmp_path):
+    target = f"{CORPUS / 'softmax_dash.py'}:softmax_dash"
+    proc = run_cli("verify", "softmax", "-n", "4", "--numpy", target, "--json", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["verdict"] == "refuted" and data["exit_code"] == 1
+    flat, column = data["shapes"]
+    assert (flat["shape"], flat["verdict"]) == (FLAT, "refuted")
+    assert (column["shape"], column["verdict"]) == (COLUMN, "correct")
+    assert flat["differing_count"] == 12 and flat["differing"][0] == [0, 1]
+    cx = flat["counterexample"]
+    assert set(cx) >= {"x", "entry", "claimed", "true", "difference"}
+    assert flat["diagnosis"][0] == "right for column input (n, 1), wrong for flat input (n,)"
+    assert column["warnings"][0].startswith("numerically unstable")
+
+
+def test_cli_json_is_deterministic(tmp_path):
+    args = ("verify", "softmax", "-n", "3", "--formula", "s[i]*(1 - s[i])", "--json")
+    first, second = run_cli(*args, cwd=tmp_path), run_cli(*args, cwd=tmp_path)
+    assert first.returncode == second.returncode == 1
+    assert first.stdout == second.stdout
+    assert json.loads(first.stdout)["shapes"][0]["difference"]
+
+
+def test_cli_unproved_exits_2(tmp_path):
+    proc = run_cli("verify", "relu", "-n", "2", "--formula",
+                   "delta(i,j)*(x[i] + sqrt(x[i]**2))/(2*x[i])", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stdout.startswith("NOT PROVED")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_cli_no_usable_shape_exits_2(tmp_path):
+    proc = run_cli("verify", "softmax", "-n", "4", "--numpy",
+                   f"{CORPUS / 'jacobians.py'}:returns_vector", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "wrong shape: returned shape (4,), expected (4, 4)" in proc.stdout
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+CLI_BAD = [
+    (["verify", "softmax", "-n", "4"], "one of the arguments --formula --numpy is required"),
+    (["verify", "softmax", "-n", "4", "--formula", "s[i]", "--numpy", "a.py:f"],
+     "not allowed with argument"),
+    (["verify", "softmax", "-n", "300", "--formula", "s[i]"], "-n must be a whole number"),
+    (["verify", "softmax", "-n", "4", "--formula", "__import__('os').system('touch PWNED')"],
+     "formula: "),
+    (["verify", "softmax", "-n", "4", "--formula", "9**9**9**9"], "exponent"),
+    (["verify", "softmax", "-n", "4", "--numpy", "missing.py:f"], "no such file"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), CLI_BAD, ids=[m for _, m in CLI_BAD])
+def test_cli_bad_input_exit_2_one_line(tmp_path, args, message):
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_cli_help_says_numpy_runs_code(tmp_path):
+    proc = run_cli("verify", "--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert "RUNS ITS CODE" in text and "never run as code" in text
