@@ -220,24 +220,37 @@ class Suite:
     # ---- goal 1
 
     def derivation(self, naive_timeout: float, quick: bool) -> None:
-        times = {}
+        times, stages = {}, {}
         sizes = [n for n in DERIVE_SIZES if not quick or n <= 128]
         with tempfile.TemporaryDirectory() as d:
             symjac.derive("softmax", 4, out_dir=d)  # imports and template compilation
             for n in sizes:
-                reps = []
+                reps, parts = [], []
                 for _ in range(3 if n < 256 else 2):
                     t = time.perf_counter()
                     symjac.derive("softmax", n, out_dir=d)
                     reps.append(time.perf_counter() - t)
+                    # The same work by stage: derive + per-entry proof, NumPy and C
+                    # kernels, the checked LaTeX document (rendered, not written).
+                    t0 = time.perf_counter()
+                    der = symjac.derivation("softmax", n)
+                    t1 = time.perf_counter()
+                    symjac.render(der, ("numpy", "c"))
+                    t2 = time.perf_counter()
+                    symjac.render(der, ("latex",))
+                    parts.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
                 times[n] = float(np.median(reps))
+                stages[n] = [float(np.median(col)) for col in zip(*parts)]
         big = [n for n in sizes if n >= 64]
         slope = float(np.polyfit(np.log(big), np.log([times[n] for n in big]), 1)[0])
+        kernels = {n: st[0] + st[1] for n, st in stages.items()}
+        kslope = float(np.polyfit(np.log(big), np.log([kernels[n] for n in big]), 1)[0])
         naive = {8: naive_sympy(8, naive_timeout)}
         if not quick:
             naive[16] = naive_sympy(16, naive_timeout)
         self.results["derive"] = {"times": times, "slope": slope, "naive": naive,
-                                  "timeout": naive_timeout}
+                                  "timeout": naive_timeout, "stages": stages,
+                                  "kernels": kernels, "kslope": kslope}
 
     # ---- goal 2
 
@@ -491,8 +504,16 @@ def report(s: Suite, args, peers: Peers, elapsed: float) -> str:
     # Goal 1
     d = r["derive"]
     t = d["times"]
+    st = d["stages"]
     out += ["## 1. Derivation (derive + per-entry proof + LaTeX, NumPy and C written)", "",
-            table(["n", "symjac.derive (s)"], [[str(n), fmt(v, 3)] for n, v in t.items()]), ""]
+            table(["n", "symjac.derive, all targets (s)", "derive + proof (s)",
+                   "NumPy + C (s)", "checked LaTeX document (s)"],
+                  [[str(n), fmt(v, 3), fmt(st[n][0], 3), fmt(st[n][1], 3), fmt(st[n][2], 3)]
+                   for n, v in t.items()]), "",
+            "The stage columns time the same work piece by piece (rendered, not written). "
+            "The document is the expensive part: every displayed claim is checked by SymPy, "
+            "the worked example is evaluated to 30 digits and cross-checked, and the "
+            "picture has up to 64 x 64 cells.", ""]
     naive_rows = []
     for n, v in d["naive"].items():
         shown = fmt(v, 1) if v is not None else f"> {d['timeout']:.0f} (timed out)"
@@ -503,16 +524,25 @@ def report(s: Suite, args, peers: Peers, elapsed: float) -> str:
     out += [f"Naive SymPy: `Matrix.jacobian` of the written-out softmax, then `simplify` on "
             f"every entry, measured once per size in a subprocess (timeout "
             f"{d['timeout']:.0f} s).", ""]
-    g1 = [f"n = 64 in {fmt(t.get(64), 3)} s (goal ≤ 0.1 s): {verdict(t.get(64, 9) <= 0.1)}",
-          f"n = 256 in {fmt(t.get(256), 2)} s (goal ≤ 2 s): "
-          f"{verdict(t.get(256, 99) <= 2) if 256 in t else 'not run (--quick)'}",
-          f"growth over n = 64..{max(t)}: n^{d['slope']:.2f} (goal ≤ n^2.1): "
-          f"{verdict(d['slope'] <= 2.1)}"]
+    k = d["kernels"]
+    g1 = [f"all three targets: n = 64 in {fmt(t.get(64), 3)} s (goal ≤ 0.1 s): "
+          f"{verdict(t.get(64, 9) <= 0.1)}; n = 256 in {fmt(t.get(256), 2)} s (goal ≤ 2 s): "
+          f"{verdict(t.get(256, 99) <= 2) if 256 in t else 'not run (--quick)'} "
+          "(limited by the checked document, see the stage columns)",
+          f"derive + proof + NumPy and C: n = 64 in {fmt(k.get(64), 3)} s: "
+          f"{verdict(k.get(64, 9) <= 0.1)}; n = 256 in {fmt(k.get(256), 2)} s: "
+          f"{verdict(k.get(256, 99) <= 2) if 256 in k else 'not run (--quick)'}",
+          f"growth over n = 64..{max(t)}: n^{d['slope']:.2f} all targets, "
+          f"n^{d['kslope']:.2f} without the document (goal ≤ n^2.1): "
+          f"{verdict(d['slope'] <= 2.1 and d['kslope'] <= 2.1)}"]
     if 16 in d["naive"]:
         v = d["naive"][16]
-        speed = (v if v is not None else d["timeout"]) / t[16]
-        g1.append(f"speed-up over naive SymPy at n = 16: {'≥ ' if v is None else ''}"
-                  f"{speed:.0f}× (goal ≥ 500×): {verdict(speed >= 500)}")
+        base = v if v is not None else d["timeout"]
+        speed, kspeed = base / t[16], base / k[16]
+        more = "≥ " if v is None else ""
+        g1.append(f"speed-up over naive SymPy at n = 16 (goal ≥ 500×): all targets "
+                  f"{more}{speed:.0f}×: {verdict(speed >= 500)}; derive + proof + NumPy "
+                  f"and C {more}{kspeed:.0f}×: {verdict(kspeed >= 500)}")
     out += [f"- {line}" for line in g1] + [""]
 
     # Goal 2
@@ -680,10 +710,23 @@ NOTES = """## What limits the figures, and what was tried
   better (the SSE2 baseline lacks 64-bit integer vector operations), and `-O2`'s cheap
   cost model skips loops with a remainder, so a plain `-O2` build runs the scalar
   `symjac_exp`, slower than libm's; build with `-O3 -march=native` (as here) for speed.
-- **Derivation time** is dominated by the LaTeX document at small n (explicit matrices,
-  every displayed step checked by SymPy) and by the per-entry proof at large n; the C
-  and NumPy rendering is a few milliseconds (loops, not n² printed expressions, above
-  n = 16).
+- **Derivation time** is dominated by the checked LaTeX document (every displayed claim
+  verified by SymPy, the worked example evaluated to 30 digits and cross-checked, a
+  picture of up to 64 x 64 cells); the per-entry proof alone is SymEngine expanding n²
+  small differences, and the C and NumPy rendering is a few milliseconds (loops, not n²
+  printed expressions, above n = 15). Derive + proof + kernels meets the n = 256 and
+  speed-up goals; the document is what misses n = 64 ≤ 0.1 s. Not tried yet: caching
+  the document's n-independent checks (they are the same claims at symbolic i, j for
+  every n) and drawing the picture for at most 16 x 16 cells.
+- **Generated NumPy backward** (0.4x of hand-written in-place): the module evaluates
+  the printed expression `y*(dot0 + u)` into a fresh array and copies it into `out`,
+  and forms `-u*y` before summing; the hand-written code uses `einsum` for the dot
+  product and writes every step into `out`. Not tried yet: emitting the last ufunc
+  with `out=` and the dot products through `einsum`.
+- **Compile time**: every file compiles in well under 1 s when the machine is quiet
+  (0.1-0.65 s here); a single reading above 1 s is the first compile of the run (cold
+  caches, and the other core was running the test suite), not a property of the file:
+  the same softmax_n5.c compiled alone in 0.08 s.
 """
 
 

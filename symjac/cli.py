@@ -104,11 +104,15 @@ def _cmd_prove(args: argparse.Namespace) -> int:
     result = prove(args.function, out=args.out, pdf=args.pdf)
     steps = result.document.steps
     print(f"{args.function}: {len(steps)} steps checked symbolically for general n")
-    print(f"wrote {result.tex}")
-    if result.pdf is not None:
-        print(f"wrote {result.pdf}")
-    if result.pdf_note:
-        print(f"note: {result.pdf_note}", file=sys.stderr)
+    return _report([result.tex], result.pdf, result.pdf_note, start)
+
+
+def _report(written, pdf, pdf_note: str | None, start: float) -> int:
+    """Tell what was written (and why no PDF, when asked for one) and how long it took."""
+    for path in [*written, *([pdf] if pdf is not None else [])]:
+        print(f"wrote {path}")
+    if pdf_note:
+        print(f"note: {pdf_note}", file=sys.stderr)
     print(f"done in {time.perf_counter() - start:.2f} s")
     return 0
 
@@ -134,14 +138,7 @@ def _cmd_derive(args: argparse.Namespace) -> int:
         f"{d.spec.function} n={d.n}: {d.proof.entries} entries proved "
         f"({d.proof.method}; {d.proof.backend}); structure: {d.structure}"
     )
-    for path in result.files:
-        print(f"wrote {path}")
-    if result.pdf is not None:
-        print(f"wrote {result.pdf}")
-    if result.pdf_note:
-        print(f"note: {result.pdf_note}", file=sys.stderr)
-    print(f"done in {time.perf_counter() - start:.2f} s")
-    return 0
+    return _report(result.files, result.pdf, result.pdf_note, start)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:

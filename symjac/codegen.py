@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import __version__
-from .catalog import Let, Map, Reduce, Y
+from .catalog import Map, Reduce, Y
 from .derivation import DTYPES, Derivation
 from .printers import c_code, numpy_code
 
@@ -100,6 +100,53 @@ def _vector_params(d: Derivation) -> dict[str, str]:
     return {p.name: f"{p.name}[{{k}}]" for p in d.function.params if p.kind == "vector"}
 
 
+def _c_common(d: Derivation) -> dict:
+    """The view-model fields every C template uses: names, type, provenance."""
+    ctype = DTYPES[d.spec.dtype]
+    return {
+        "header": header_lines(d),
+        "prefix": d.spec.stem,
+        "guard": d.spec.stem.upper() + "_H",
+        "n": d.n,
+        "n_macro": d.spec.stem.upper() + "_N",
+        "ctype": ctype,
+        "zero": "0.0F" if ctype == "float" else "0.0",
+        "function": d.function.name,
+        "closed_form": d.function.closed_form_text,
+        "params": _params(d, ctype),
+    }
+
+
+def c_stages(d: Derivation) -> tuple[list[CStage], list[str]]:
+    """The stable program as printed C stages, and the names of its local arrays.
+
+    Maps become arrays (the output map writes ``y[k]``: kind "output"), reductions and
+    lets scalars; a scalar function's output reduction is named ``total``. Reductions
+    are printed at element ``k + l`` (lane l, see LANE).
+    """
+    fn = d.function
+    element = {"x": "x[{k}]", **_vector_params(d)}
+
+    def cc(expr: sp.Expr, index: str = "k") -> str:
+        return c_code(expr, dtype=d.spec.dtype, arrays=element, index=index)
+
+    stages: list[CStage] = []
+    locals_: list[str] = []
+    for stage in fn.stable:
+        if isinstance(stage, Map):
+            kind = "output" if stage.name == fn.output else "map"
+            stages.append(CStage(kind, stage.name, cc(stage.expr)))
+            element[stage.name] = f"{stage.name}[{{k}}]"
+            if kind == "map":
+                locals_.append(stage.name)
+        elif isinstance(stage, Reduce):
+            name = "total" if stage.name == fn.output else stage.name
+            stages.append(CStage(stage.op, name, cc(stage.expr, LANE), cc(stage.expr, "0")))
+        else:
+            stages.append(CStage("let", stage.name, cc(stage.expr)))
+    return stages, locals_
+
+
 def c_context(d: Derivation) -> dict:
     """View model for ``templates/c/kernel.{h,c}.jinja``."""
     ctype = DTYPES[d.spec.dtype]
@@ -110,21 +157,7 @@ def c_context(d: Derivation) -> dict:
         return c_code(expr, dtype=d.spec.dtype, arrays=arrays, index=index)
 
     # [stable program] -> [CStage]: maps become arrays, reductions scalars.
-    element = {"x": "x[{k}]", **vec}
-    stages: list[CStage] = []
-    locals_: list[str] = []
-    for stage in fn.stable:
-        if isinstance(stage, Map):
-            kind = "output" if stage.name == fn.output else "map"
-            stages.append(CStage(kind, stage.name, cc(stage.expr, element)))
-            element[stage.name] = f"{stage.name}[{{k}}]"
-            if kind == "map":
-                locals_.append(stage.name)
-        elif isinstance(stage, Reduce):
-            first = cc(stage.expr, element, index="0")
-            stages.append(CStage(stage.op, stage.name, cc(stage.expr, element, LANE), first))
-        elif isinstance(stage, Let):
-            stages.append(CStage("let", stage.name, cc(stage.expr, element)))
+    stages, locals_ = c_stages(d)
 
     # [structured closed form] -> whole statements, printed (never pasted together):
     #   J_ij = delta_ij D_i + sum_r A_r,i B_r,j   (a_r: A_r at the row, b_r: B_r array)
@@ -164,21 +197,10 @@ def c_context(d: Derivation) -> dict:
                 unrolled.append(Assign(f"jac[{i * d.n + j}]", code))
     printed = [s.expr for s in fn.stable] + [d.diagonal]
     printed += [e for t in d.rank_terms for e in (t.a, t.b)]
-    one = "1.0F" if ctype == "float" else "1.0"
-    zero = "0.0F" if ctype == "float" else "0.0"
     return {
-        "header": header_lines(d),
-        "prefix": d.spec.stem,
-        "guard": d.spec.stem.upper() + "_H",
-        "n": d.n,
-        "n_macro": d.spec.stem.upper() + "_N",
-        "ctype": ctype,
-        "one": one,
-        "zero": zero,
-        "function": fn.name,
-        "closed_form": fn.closed_form_text,
+        **_c_common(d),
+        "one": "1.0F" if ctype == "float" else "1.0",
         "structure": d.structure,
-        "params": _params(d, ctype),
         "stages": stages,
         "locals": locals_,
         "diag_i": cc(d.diagonal, at, "i"),
@@ -258,29 +280,6 @@ def _axis(expr: sp.Expr, index: str) -> str:
 # vjp (u G); there is no backward from the output, which does not determine G.
 
 
-def _c_forward_stages(d: Derivation) -> tuple[list[CStage], list[str]]:
-    """The stable program as printed C stages (output reduction named ``total``)."""
-    fn = d.function
-    element = {"x": "x[{k}]", **_vector_params(d)}
-
-    def cc(expr: sp.Expr, index: str = "k") -> str:
-        return c_code(expr, dtype=d.spec.dtype, arrays=element, index=index)
-
-    stages: list[CStage] = []
-    locals_: list[str] = []
-    for stage in fn.stable:
-        if isinstance(stage, Map):
-            stages.append(CStage("map", stage.name, cc(stage.expr)))
-            element[stage.name] = f"{stage.name}[{{k}}]"
-            locals_.append(stage.name)
-        elif isinstance(stage, Reduce):
-            name = "total" if stage.name == fn.output else stage.name
-            stages.append(CStage(stage.op, name, cc(stage.expr, LANE), cc(stage.expr, "0")))
-        else:
-            stages.append(CStage("let", stage.name, cc(stage.expr)))
-    return stages, locals_
-
-
 def _needed(d: Derivation, roots: sp.Expr) -> set[str]:
     """Names of the stable-program stages that ``roots`` depends on, transitively."""
     by_name = {st.name: st for st in d.function.stable}
@@ -296,24 +295,14 @@ def _needed(d: Derivation, roots: sp.Expr) -> set[str]:
 
 def gradient_c_context(d: Derivation) -> dict:
     """View model for ``templates/c/gradient.{h,c}.jinja``."""
-    ctype = DTYPES[d.spec.dtype]
-    stages, locals_ = _c_forward_stages(d)
+    stages, locals_ = c_stages(d)
     arrays = {"x": "x[{k}]", **_vector_params(d), **{name: f"{name}[{{k}}]" for name in locals_}}
     printed = [s.expr for s in d.function.stable] + [d.gradient]
     # Each kernel computes only the stages its result needs (no unused variables in C).
     for_y = _needed(d, Y)
     for_grad = _needed(d, d.gradient)
     return {
-        "header": header_lines(d),
-        "prefix": d.spec.stem,
-        "guard": d.spec.stem.upper() + "_H",
-        "n": d.n,
-        "n_macro": d.spec.stem.upper() + "_N",
-        "ctype": ctype,
-        "zero": "0.0F" if ctype == "float" else "0.0",
-        "function": d.function.name,
-        "closed_form": d.function.closed_form_text,
-        "params": _params(d, ctype),
+        **_c_common(d),
         "forward": {"stages": [s for s in stages if s.name in for_y - {"y"}],
                     "locals": [n for n in locals_ if n in for_y]},
         "grad": {"stages": [s for s in stages if s.name in for_grad],
