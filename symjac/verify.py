@@ -1161,6 +1161,8 @@ def _constant_factor(world: _World, claim: _FormulaMatrix, decider: _Decider,
         c = sp.sympify(_subs(claim.fast(i, j), point) / t)
         if not c.is_Rational or c in (0, 1, -1):
             return None
+        if max(abs(int(c.p)), int(c.q)).bit_length() > 64:  # no factor a reader could use
+            return None  # (and str() of a 4300-digit integer raises ValueError)
         scaled = _Scaled(world.truth, c)
         if all(decider.decide(claim, scaled, a, b) == EQUAL for a, b in order):
             return f"off by a constant factor: the claim is {c} times the true Jacobian"
