@@ -227,19 +227,27 @@ def c_context(d: Derivation) -> dict:
     }
 
 
-def numpy_context(d: Derivation) -> dict:
-    """View model for ``templates/numpy/module.py.jinja``."""
+def numpy_stages(d: Derivation) -> list[Assign]:
+    """The stable program as NumPy assignments over whole arrays (broadcasting is the
+    loop); reductions keep their axis, except a scalar function's output ``y``."""
     fn = d.function
-    u, v = sp.Symbol("u", real=True), sp.Symbol("v", real=True)
-    dots = [sp.Symbol(f"dot{r}", real=True) for r in range(len(d.rank_terms))]
     stages = []
     for stage in fn.stable:
         code = numpy_code(stage.expr)
         if isinstance(stage, Reduce):
             reducer = {"sum": "numpy.sum", "max": "numpy.max"}[stage.op]
-            stages.append(Assign(stage.name, f"{reducer}({code}, axis=-1, keepdims=True)"))
-        else:
-            stages.append(Assign(stage.name, code))
+            keep = "" if stage.name == fn.output else ", keepdims=True"
+            code = f"{reducer}({code}, axis=-1{keep})"
+        stages.append(Assign(stage.name, code))
+    return stages
+
+
+def numpy_context(d: Derivation) -> dict:
+    """View model for ``templates/numpy/module.py.jinja``."""
+    fn = d.function
+    u, v = sp.Symbol("u", real=True), sp.Symbol("v", real=True)
+    dots = [sp.Symbol(f"dot{r}", real=True) for r in range(len(d.rank_terms))]
+    stages = numpy_stages(d)
     return {
         "header": header_lines(d),
         "n": d.n,
@@ -318,15 +326,7 @@ def gradient_c_context(d: Derivation) -> dict:
 def gradient_numpy_context(d: Derivation) -> dict:
     """View model for ``templates/numpy/gradient.py.jinja``."""
     fn = d.function
-    stages = []
-    for stage in fn.stable:
-        code = numpy_code(stage.expr)
-        if isinstance(stage, Reduce):
-            reducer = {"sum": "numpy.sum", "max": "numpy.max"}[stage.op]
-            keep = "" if stage.name == fn.output else ", keepdims=True"
-            stages.append(Assign(stage.name, f"{reducer}({code}, axis=-1{keep})"))
-        else:
-            stages.append(Assign(stage.name, code))
+    stages = numpy_stages(d)
     for_y, for_grad = _needed(d, Y), _needed(d, d.gradient)
     return {
         "header": header_lines(d),
