@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -193,5 +194,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":  # pragma: no cover
+def console() -> None:
+    """Entry point of the ``symjac`` command and ``python -m symjac``.
+
+    Piped into a reader that quits early (``symjac verify ... | head``), it ends quietly
+    on SIGPIPE as Unix tools do, instead of reporting a broken pipe.
+    """
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    console()

@@ -203,6 +203,12 @@ def test_cli_verify_fuzz_on_accepted_formulas_other_functions(in_tmp):
     assert not any(in_tmp.iterdir())
 
 
+def test_cli_power_of_a_sum_with_temperature_stays_fast(in_tmp):
+    """Found by the fuzzer in CI: tidying claim - truth with factor() ran for minutes on
+    (x_1 + s_1)**40 for softmax_temperature (fractional powers of e^{x_k})."""
+    assert _check_cli("((x[1] + s[1]))**40", 2, "softmax_temperature") == 1
+
+
 @pytest.mark.parametrize("text", ["(s[i]**64)**64", "(x[i]**64)**64", "((s[i])**17)**29",
                                   "x[i]" + "*x[i]" * 399, "s[i]" + "*s[i]" * 399])
 def test_cli_huge_combined_powers_are_judged_not_crashed(in_tmp, text):
