@@ -227,6 +227,18 @@ def c_context(d: Derivation) -> dict:
     }
 
 
+def _numpy_common(d: Derivation) -> dict:
+    """The view-model fields every NumPy template uses: names, type, provenance."""
+    return {
+        "header": header_lines(d),
+        "n": d.n,
+        "function": d.function.name,
+        "dtype": d.spec.dtype,
+        "closed_form": d.function.closed_form_text,
+        "params": list(d.function.params),
+    }
+
+
 def numpy_stages(d: Derivation) -> list[Assign]:
     """The stable program as NumPy assignments over whole arrays (broadcasting is the
     loop); reductions keep their axis, except a scalar function's output ``y``."""
@@ -244,18 +256,12 @@ def numpy_stages(d: Derivation) -> list[Assign]:
 
 def numpy_context(d: Derivation) -> dict:
     """View model for ``templates/numpy/module.py.jinja``."""
-    fn = d.function
     u, v = sp.Symbol("u", real=True), sp.Symbol("v", real=True)
     dots = [sp.Symbol(f"dot{r}", real=True) for r in range(len(d.rank_terms))]
     stages = numpy_stages(d)
     return {
-        "header": header_lines(d),
-        "n": d.n,
-        "function": fn.name,
-        "dtype": d.spec.dtype,
-        "closed_form": fn.closed_form_text,
+        **_numpy_common(d),
         "structure": d.structure,
-        "params": [p for p in fn.params],
         "stages": stages,
         "diag": numpy_code(d.diagonal),
         # J v and u^T J as whole printed expressions over the dot products dot_r.
@@ -329,12 +335,7 @@ def gradient_numpy_context(d: Derivation) -> dict:
     stages = numpy_stages(d)
     for_y, for_grad = _needed(d, Y), _needed(d, d.gradient)
     return {
-        "header": header_lines(d),
-        "n": d.n,
-        "function": fn.name,
-        "dtype": d.spec.dtype,
-        "closed_form": fn.closed_form_text,
-        "params": list(fn.params),
+        **_numpy_common(d),
         "forward_stages": [s for s in stages if s.target in for_y - {fn.output}],
         "grad_stages": [s for s in stages if s.target in for_grad],
         "output": next(s for s in stages if s.target == fn.output),
