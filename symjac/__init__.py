@@ -11,18 +11,49 @@ The Python API offers the same jobs as the command line::
     x = sympy.symbols("x0:4", real=True)        # your own function of 4 inputs:
     f = symjac.custom("normsq", [v**2 / sum(w**2 for w in x) for v in x], x)
     symjac.derive(f)                            # writes generated/normsq_n4.{tex,py,h,c}
+
+``import symjac`` is cheap: the public names are imported on first use (PEP 562), so the
+``symjac`` command can take Ctrl-C cleanly before SymPy is loaded.
 """
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from .api import DeriveResult, ProveResult, derive, prove, render  # noqa: E402
-from .catalog import CATALOG  # noqa: E402
-from .derivation import Derivation, Spec  # noqa: E402
-from .derivation import derive as _derive_spec  # noqa: E402
-from .errors import CheckFailed, SymjacError  # noqa: E402
-from .userfn import CustomDerivation, CustomFunction, custom  # noqa: E402
-from .userfn import derive as _derive_custom  # noqa: E402
-from .verify import VerifyResult, verify  # noqa: E402
+# Public name -> the submodule that defines it, imported when the name is first used.
+_LAZY = {
+    "DeriveResult": "api",
+    "ProveResult": "api",
+    "derive": "api",
+    "prove": "api",
+    "render": "api",
+    "CATALOG": "catalog",
+    "Derivation": "derivation",
+    "Spec": "derivation",
+    "CheckFailed": "errors",
+    "SymjacError": "errors",
+    "CustomDerivation": "userfn",
+    "CustomFunction": "userfn",
+    "custom": "userfn",
+    "VerifyResult": "verify",
+    "verify": "verify",
+}
+# Submodules reachable as attributes (``symjac.api``), as when they were imported eagerly.
+_SUBMODULES = frozenset({"api", "catalog", "cli", "codegen", "document", "errors", "files",
+                         "formula", "printers", "proof", "userfn"})
+
+if TYPE_CHECKING:  # what the names are, for type checkers and editors
+    from .api import DeriveResult, ProveResult, derive, prove, render
+    from .catalog import CATALOG
+    from .derivation import Derivation, Spec
+    from .errors import CheckFailed, SymjacError
+    from .userfn import CustomDerivation, CustomFunction, custom
+    from .verify import VerifyResult, verify
 
 
 def derivation(function: str | CustomFunction, n: int | None = None,
@@ -31,10 +62,47 @@ def derivation(function: str | CustomFunction, n: int | None = None,
 
     A :func:`custom` function is differentiated (its size is its number of inputs).
     """
-    if isinstance(function, CustomFunction):
-        return _derive_custom(function, n=n, dtype=dtype)
-    return _derive_spec(Spec(function, n, dtype))
+    from .derivation import Spec
+    from .derivation import derive as derive_spec
+    from .userfn import CustomFunction
+    from .userfn import derive as derive_custom
 
+    if isinstance(function, CustomFunction):
+        return derive_custom(function, n=n, dtype=dtype)
+    return derive_spec(Spec(function, n, dtype))
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name (or a submodule) on first use and keep it."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)
+
+
+class _Package(types.ModuleType):
+    """The package module: a submodule never hides the public name it shares.
+
+    Importing ``symjac.derivation``, ``symjac.render`` or ``symjac.verify`` would set that
+    attribute to the submodule; ``symjac.derivation`` etc. stay the functions (the modules
+    are in ``sys.modules``).
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if isinstance(value, types.ModuleType) and name in __all__:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "CATALOG",

@@ -1,16 +1,29 @@
-"""Command line: a thin layer over :mod:`symjac.api`. Exit 0 ok, 1 refuted, 2 bad input."""
+"""Command line: a thin layer over :mod:`symjac.api`. Exit 0 ok, 1 refuted, 2 bad input.
+
+Only the standard library is imported here; SymPy and the pipeline are imported inside the
+commands, after :func:`console` is ready for Ctrl-C, which then ends the run with one line
+and status 130 at any moment.
+"""
 
 from __future__ import annotations
 
+import _thread
 import argparse
+import contextlib
+import math
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
-from . import __version__, catalog
-from .derivation import N_MAX
-from .errors import SymjacError
+from . import __version__
+from .errors import SymjacError, one_line, quoted, shorten
+
+N_MAX = 256
+"""Largest -n; the same as :data:`symjac.derivation.N_MAX` (a test checks), kept here so
+that parsing the command line does not import SymPy."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,13 +34,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _size(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise SymjacError(f"-n must be a whole number from 1 to {N_MAX}, got {text!r}") from None
-    if not 1 <= value <= N_MAX:
-        raise SymjacError(f"-n must be a whole number from 1 to {N_MAX}, got {value}")
-    return value
+    """-n: ASCII digits only (``int`` would also take "٥", "1_0", " 5" and "+5")."""
+    digits = text.lstrip("0")
+    if (not (text.isascii() and text.isdigit()) or len(digits) > len(str(N_MAX))
+            or not 1 <= int(digits or "0") <= N_MAX):
+        raise SymjacError(f"-n must be a whole number from 1 to {N_MAX}, got {quoted(text)}")
+    return int(digits)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,12 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"input size, a whole number from 1 to {N_MAX}")
     claim = v.add_mutually_exclusive_group(required=True)
     claim.add_argument("--formula", metavar="EXPR",
-                       help="one entry J[i, j] in x[k], y[k], s[k], delta(i, j), n, numbers, "
+                       help="one entry J[i, j] in x[k], y[k], s[k], t[k] (the target of "
+                       "softmax_cross_entropy), delta(i, j), n, T (the temperature), numbers, "
                        "+ - * / **, exp log sqrt tanh, e.g. \"s[i]*(delta(i, j) - s[j])\"; "
                        "parsed safely, never run as code")
     claim.add_argument("--numpy", metavar="FILE.py:NAME",
-                       help="a Python function NAME(x) returning the N x N Jacobian; "
-                       "FILE.py is imported, which RUNS ITS CODE: use only files you trust")
+                       help="a Python function NAME(x) returning the N x N Jacobian "
+                       "(softmax_cross_entropy: NAME(x, t=t) returning the N gradient "
+                       "entries); FILE.py is imported, which RUNS ITS CODE: use only files "
+                       "you trust")
+    v.add_argument("--time-limit", type=_seconds, default=60.0, metavar="SECONDS",
+                   help="stop deciding a formula after this long (default 60): what was not "
+                   "decided leaves the verdict 'not proved' (exit 2) unless an entry was "
+                   "already refuted")
     v.add_argument("--json", action="store_true", help="print one JSON object instead of prose")
     return parser
 
@@ -101,7 +120,6 @@ def _cmd_prove(args: argparse.Namespace) -> int:
     from .api import prove
 
     start = time.perf_counter()
-    catalog.get(args.function)
     result = prove(args.function, out=args.out, pdf=args.pdf)
     steps = result.document.steps
     print(f"{args.function}: {len(steps)} steps checked symbolically for general n")
@@ -113,12 +131,14 @@ def _report(written, pdf, pdf_note: str | None, start: float) -> int:
     for path in [*written, *([pdf] if pdf is not None else [])]:
         print(f"wrote {path}")
     if pdf_note:
-        print(f"note: {pdf_note}", file=sys.stderr)
+        print(f"note: {one_line(pdf_note)}", file=sys.stderr)
     print(f"done in {time.perf_counter() - start:.2f} s")
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from . import catalog
+
     rows = [(f.name, f.closed_form_text, f.structure_text) for f in catalog.CATALOG.values()]
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
@@ -142,17 +162,58 @@ def _cmd_derive(args: argparse.Namespace) -> int:
     return _report(result.files, result.pdf, result.pdf_note, start)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise SymjacError(f"--time-limit must be a positive number of seconds, got "
+                          f"{quoted(text)}")
+    return value
+
+
+class _Progress:
+    """``deciding entries 1234/65536`` on one rewritten line of a terminal's stderr, for
+    runs that last more than a couple of seconds; silent when stderr is not a terminal."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.shown = 0.0
+        self.active = sys.stderr.isatty()
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if self.active and now - self.start > 2.0 and now - self.shown > 0.25:
+            self.shown = now
+            print(f"\r{what} {done}/{total} ({now - self.start:.0f} s)", end="",
+                  file=sys.stderr, flush=True)
+
+    def clear(self) -> None:
+        if self.shown:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
-    result = verify(args.function, args.n, formula=args.formula, numpy=args.numpy)
+    progress = _Progress()
+    try:
+        result = verify(args.function, args.n, formula=args.formula, numpy=args.numpy,
+                        time_limit=args.time_limit, progress=progress)
+    finally:
+        progress.clear()
     print(result.to_json() if args.json else result.to_text())
-    if result.verdict == "unproved":
+    if result.verdict == "unproved" and any("time limit" in w for s in result.shapes
+                                            for w in s.warnings):
+        print(f"symjac: not proved: the time limit of {args.time_limit:g} s was reached "
+              "(--time-limit allows more)", file=sys.stderr)
+    elif result.verdict == "unproved":
         print("symjac: not proved: the claim is numerically consistent but could not be "
               "decided exactly", file=sys.stderr)
     elif result.verdict == "unusable":
-        print(f"symjac: error: {result.claim} returned no {args.n} x {args.n} result for "
-              "either input shape", file=sys.stderr)
+        print(f"symjac: error: {one_line(shorten(result.claim))} returned no {args.n} x "
+              f"{args.n} result for either input shape", file=sys.stderr)
     return result.exit_code
 
 
@@ -160,16 +221,12 @@ COMMANDS = {"list": _cmd_list, "derive": _cmd_derive, "prove": _cmd_prove,
             "verify": _cmd_verify}
 
 
-def _one_line(exc: BaseException) -> str:
-    """The message on one line: a newline in a path or name is shown as \\n."""
-    return str(exc).replace("\r", "\\r").replace("\n", "\\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (also used by ``python -m symjac``)."""
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv or bool(os.environ.get("SYMJAC_DEBUG"))
     argv = [a for a in argv if a != "--debug"]  # accepted anywhere, also after the command
+    committed = _committed()
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
@@ -181,28 +238,89 @@ def main(argv: list[str] | None = None) -> int:
     except SymjacError as exc:
         if debug:
             raise
-        print(f"symjac: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"symjac: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("symjac: interrupted; no file was changed", file=sys.stderr)
-        return 130
+        return _interrupted(committed)
     except Exception as exc:  # a failure to do the job is still one line, exit 2
         if debug:
             raise
-        print(f"symjac: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
-              "--debug for the traceback)", file=sys.stderr)
+        print(f"symjac: internal error: {type(exc).__name__}: {one_line(str(exc))} (rerun "
+              "with --debug for the traceback)", file=sys.stderr)
         return 2
+
+
+def _interrupted(committed: int) -> int:
+    """Report Ctrl-C in one line; 130 as shells do (128 + SIGINT).
+
+    Files are written all or nothing (:mod:`symjac.files`), so the run either changed none
+    or had put all of them in place (``committed`` is :func:`_committed` before the run).
+    """
+    if _committed() == committed:
+        print("symjac: interrupted; no file was changed", file=sys.stderr)
+    else:
+        print("symjac: interrupted after the files were written", file=sys.stderr)
+    return 130
+
+
+def _committed() -> int:
+    """:func:`symjac.files.committed`, without importing it (not loaded: nothing written)."""
+    files = sys.modules.get(f"{__package__}.files")
+    return files.committed() if files is not None else 0
 
 
 def console() -> None:
     """Entry point of the ``symjac`` command and ``python -m symjac``.
 
-    Piped into a reader that quits early (``symjac verify ... | head``), it ends quietly
-    on SIGPIPE as Unix tools do, instead of reporting a broken pipe.
+    Ctrl-C at any moment (SymPy is imported inside :func:`main`) ends with one line and
+    status 130; once the run is over, a late Ctrl-C is ignored while Python exits. Piped
+    into a reader that quits early (``symjac verify ... | head``), it ends quietly on
+    SIGPIPE as Unix tools do, instead of reporting a broken pipe.
     """
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    sys.exit(main())
+    committed = _committed()
+    try:
+        if hasattr(signal, "SIGPIPE"):
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        sys.unraisablehook = _unraisable_hook(sys.unraisablehook)
+        status = main()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:  # arrived while main() was returning or reporting
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        status = _interrupted(committed)
+    if status == 130:
+        _exit_now(status)
+    sys.exit(status)
+
+
+def _unraisable_hook(previous: Callable[[Any], object]) -> Callable[[Any], None]:
+    """A ``sys.unraisablehook`` that does not lose Ctrl-C.
+
+    A KeyboardInterrupt raised inside a callback Python cannot propagate from (a weakref
+    callback of the import system, a ``__del__``) would be printed with a traceback and
+    then forgotten; instead it is raised again in the main flow, where it is handled.
+    """
+
+    def hook(unraisable: Any) -> None:
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            _thread.interrupt_main()
+        else:
+            previous(unraisable)
+
+    return hook
+
+
+def _exit_now(status: int) -> None:
+    """Flush the output and end the process with ``status`` at once.
+
+    A KeyboardInterrupt that went through ``exec`` of a string (imports of SymPy's
+    dependencies do that) leaves CPython's "unhandled KeyboardInterrupt" mark set although
+    it was handled, and ``python -m`` would then end by killing itself with SIGINT instead
+    of exiting with ``status``; ``os._exit`` skips that (and the slow interpreter teardown).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":  # pragma: no cover

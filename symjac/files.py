@@ -12,11 +12,23 @@ import errno
 import os
 import secrets
 import shutil
+import signal
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from .errors import SymjacError
+from .errors import SymjacError, shorten_path
+
+_committed = 0  # write_atomically calls in this process that put all their files in place
+
+
+def committed() -> int:
+    """How many :func:`write_atomically` calls have put their files in place so far.
+
+    The command line compares it before and after a Ctrl-C to say whether files changed.
+    """
+    return _committed
 
 
 def write_atomically(files: Mapping[Path, str | bytes]) -> list[Path]:
@@ -24,11 +36,13 @@ def write_atomically(files: Mapping[Path, str | bytes]) -> list[Path]:
 
     Write all, then rename all: each previous file is kept as a hard link until every
     rename succeeded, so a failure (or Ctrl-C) on the third rename puts the first two
-    back. OS errors become one-line :class:`SymjacError` messages.
+    back. A Ctrl-C during the renames is held until they (or their undoing) are complete.
+    OS errors become one-line :class:`SymjacError` messages.
 
     Returns:
         The paths written, in the order given.
     """
+    global _committed
     staged: list[tuple[str, Path]] = []  # (temporary file, destination)
     done: list[tuple[Path, str | None]] = []  # renamed: (destination, backup of the old file)
     backups: list[str] = []
@@ -46,29 +60,61 @@ def write_atomically(files: Mapping[Path, str | bytes]) -> list[Path]:
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.chmod(tmp, 0o644)
-            for tmp, path in staged:
-                current = path
-                backup = _backup(path)
-                if backup is not None:
-                    backups.append(backup)
-                os.replace(tmp, path)
-                done.append((path, backup))
+            with _ctrl_c_held():
+                try:
+                    for tmp, path in staged:
+                        current = path
+                        backup = _backup(path)
+                        if backup is not None:
+                            backups.append(backup)
+                        os.replace(tmp, path)
+                        done.append((path, backup))
+                except BaseException:
+                    _undo(done, [tmp for tmp, _ in staged] + backups)
+                    raise
+                _committed += 1
+                _remove(backups)
         except OSError as exc:
             reason = exc.strerror or str(exc)
-            raise SymjacError(f"cannot write {current}: {reason}") from None
+            raise SymjacError(f"cannot write {shorten_path(current)}: {reason}") from None
     except BaseException:
-        for path, backup in reversed(done):  # put the previous files back
-            try:
-                if backup is None:
-                    os.unlink(path)
-                else:
-                    os.replace(backup, path)
-            except OSError:
-                pass
-        _remove([tmp for tmp, _ in staged] + backups)
+        if not done:  # (after the renames began, they were undone above)
+            _remove([tmp for tmp, _ in staged])
         raise
-    _remove(backups)
     return [path for _, path in staged]
+
+
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) back inside the block; one that came meanwhile follows it.
+
+    Only the main thread receives KeyboardInterrupt, and only it may set signal handlers.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is None):  # (None: a handler set outside Python)
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):  # e.g. Python's default: raise KeyboardInterrupt
+        previous(signal.SIGINT, None)
+
+
+def _undo(done: list[tuple[Path, str | None]], leftovers: list[str]) -> None:
+    """Put the previous files back (``done`` renames, newest first) and remove the rest."""
+    for path, backup in reversed(done):
+        try:
+            if backup is None:
+                os.unlink(path)
+            else:
+                os.replace(backup, path)
+        except OSError:
+            pass
+    _remove(leftovers)
 
 
 def _backup(path: Path) -> str | None:

@@ -21,7 +21,7 @@ import ast
 import math
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -42,15 +42,17 @@ MAX_DECIMAL_EXPONENT = 400  # largest |e| in a float literal such as 1e-5
 MAX_BITS = 8192  # bound on the size of any exact number the formula builds
 MAX_ROOT_BITS = 512  # bound on a number raised to a non-integer power (SymPy factors it)
 
-VECTORS = ("x", "y", "s")
+VECTORS = ("x", "y", "s", "t")
 SCALARS = ("n", "i", "j")
+PARAMETERS = ("T",)  # a function's scalar parameters, bound to exact values by the caller
 FUNCTIONS = {"exp": sympy.exp, "log": sympy.log, "sqrt": sympy.sqrt, "tanh": sympy.tanh}
-NAMES = frozenset((*VECTORS, *SCALARS, *FUNCTIONS, "delta"))
-ALLOWED = "x[k], y[k], s[k], delta(i, j), n, i, j, exp, log, sqrt, tanh"
+NAMES = frozenset((*VECTORS, *SCALARS, *PARAMETERS, *FUNCTIONS, "delta"))
+ALLOWED = "x[k], y[k], s[k], t[k], delta(i, j), n, i, j, T, exp, log, sqrt, tanh"
 
 _UNAVAILABLE = {
     "y": "y[k] is not available for this function",
     "s": "s[k] is only defined for the softmax family",
+    "t": "t[k] is the target of softmax_cross_entropy; this function has none",
 }
 _OPERATORS = {
     ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
@@ -83,6 +85,8 @@ class FormulaEnv:
     x: Sequence[sympy.Expr]  # x[k], the inputs
     y: Sequence[sympy.Expr] | None = None  # y[k], the outputs; None: using y is an error
     s: Sequence[sympy.Expr] | None = None  # s[k], softmax probabilities; None: an error
+    t: Sequence[sympy.Expr] | None = None  # t[k], a target vector; None: an error
+    params: Mapping[str, sympy.Rational] = field(default_factory=dict)  # T: its value
 
 
 class _Parsed(NamedTuple):
@@ -116,8 +120,35 @@ class Formula:
         except RecursionError:  # a safety net: _check_depth keeps the tree shallow
             raise SymjacError("formula: too deeply nested to build") from None
 
+    @property
+    def index_generic(self) -> bool:
+        """Whether every entry is the same expression of the values at i and j: each index
+        is exactly ``i`` or ``j`` (no ``x[0]``, ``x[i + 1]``), and i and j appear nowhere
+        else but as ``delta``'s arguments (no ``i * s[j]``).
+
+        For a function that commutes with permutations of its input (every catalog entry),
+        entry (i, j) of such a formula is entry (0, 1) relabelled when i != j, and entry
+        (0, 0) relabelled when i == j.
+        """
+        body = self._parsed.body
+        placed = 0
+        for node in ast.walk(body):
+            if isinstance(node, ast.Subscript):
+                if not (isinstance(node.slice, ast.Name) and node.slice.id in ("i", "j")):
+                    return False
+                placed += 1
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                  and node.func.id == "delta"):
+                if not all(isinstance(a, ast.Name) and a.id in ("i", "j") for a in node.args):
+                    return False
+                placed += len(node.args)
+        named = sum(1 for node in ast.walk(body)
+                    if isinstance(node, ast.Name) and node.id in ("i", "j"))
+        return named == placed
+
     def names_used(self) -> frozenset[str]:
-        """The names the formula uses, among x, y, s, delta, n, i, j, exp, log, sqrt, tanh."""
+        """The names the formula uses, among x, y, s, t, delta, n, i, j, T, exp, log, sqrt,
+        tanh."""
         return self._parsed.names
 
 
@@ -419,7 +450,7 @@ class _Builder:
             raise self._fail(node, "integers must be at most 10**9 in absolute value")
 
     def _name(self, node: ast.Name) -> _Value:
-        """n, i or j; every other bare name is an error with a hint."""
+        """n, i, j or a parameter (T); every other bare name is an error with a hint."""
         name = node.id
         if name in SCALARS:
             self.names.add(name)
@@ -427,6 +458,15 @@ class _Builder:
                 return _Value(None, 0, False)
             value = self.ints[name]
             return _Value(sympy.Integer(value), value.bit_length(), True)
+        if name in PARAMETERS:
+            self.names.add(name)
+            if self.env is None:
+                return _Value(None, 0, False)
+            if name not in self.env.params:
+                raise self._fail(node, f"{name} is the temperature of softmax_temperature; "
+                                 "this function has none", at_entry=False)
+            value = self.env.params[name]
+            return _Value(value, _weight(value), True)
         if name in VECTORS:
             raise self._fail(node, f"{name} needs an index, e.g. {name}[k]")
         if name == "delta":
@@ -575,7 +615,7 @@ class _Builder:
         if not isinstance(target, ast.Name) or target.id not in VECTORS:
             if isinstance(target, ast.Name) and target.id not in NAMES:
                 raise self._unknown(target)
-            raise self._fail(node, "only x, y and s can be indexed, once, e.g. x[k]")
+            raise self._fail(node, "only x, y, s and t can be indexed, once, e.g. x[k]")
         name = target.id
         if isinstance(node.slice, ast.Slice):
             raise self._fail(node, f"slices are not allowed; write one index, e.g. {name}[k]")

@@ -77,6 +77,7 @@ MAX_EXACT_POWER = 4096  # larger powers are not evaluated at exact points (huge 
 MAX_ROOT = 5040  # lcm of the denominators of exponents of e_k handled exactly
 NUMPY_RTOL = 1e-12  # float64 NumPy results, relative to the size of the Jacobian's pieces
 CROSS_CHECK_ENTRIES = 1024  # entries cross-checked numerically per point (all when fewer)
+TIME_LIMIT = 60.0  # seconds verify may spend deciding a formula before it says "not proved"
 
 EQUAL, DIFFERS, UNDECIDED = "equal", "differs", "undecided"
 
@@ -86,6 +87,40 @@ if se is not None:
 else:  # pragma: no cover
     _conv = lambda e: e  # noqa: E731
     _expand = sp.expand
+
+
+# -- the time budget ----------------------------------------------------------------------
+
+
+class _Budget:
+    """Wall-clock budget of one verification.
+
+    A valid formula can be arbitrarily expensive to decide (nested functions of x_i x_j at
+    n = 256 are 65,536 large entries), so the entry loops ask :meth:`spent` and stop: what
+    was not decided by then is "undecided", and the verdict says the limit was reached.
+    """
+
+    def __init__(self, seconds: float | None,
+                 progress: Callable[[str, int, int], None] | None = None) -> None:
+        if seconds is not None and not (isinstance(seconds, (int, float))
+                                        and math.isfinite(seconds) and seconds > 0):
+            raise SymjacError(f"time limit must be a positive number of seconds, got {seconds!r}")
+        self.seconds = seconds
+        self.start = time.perf_counter()
+        self.hit: str | None = None  # what was being done when the limit was reached
+        self._progress = progress
+
+    def spent(self, doing: str) -> bool:
+        """Whether the budget is used up; remembers the first activity it stopped."""
+        if self.seconds is not None and time.perf_counter() - self.start > self.seconds:
+            if self.hit is None:
+                self.hit = doing
+            return True
+        return False
+
+    def progress(self, what: str, done: int, total: int) -> None:
+        if self._progress is not None:
+            self._progress(what, done, total)
 
 
 # -- results ------------------------------------------------------------------------------
@@ -101,6 +136,7 @@ class Counterexample:
     true: float
     difference: float | None  # claimed - true, computed before rounding to float
     note: str = ""  # e.g. "the function raised ValueError: ..."
+    t: tuple[float, ...] | None = None  # the target there (softmax_cross_entropy)
 
 
 @dataclass(frozen=True)
@@ -186,6 +222,9 @@ class _Canon:
         # Index-free stand-ins for the closed form's x_i, x_j (the derivation's symbols).
         self.gx = {g: sp.Symbol(f"x_{g}", real=True) for g in "ij"}
         self.ge = {g: sp.Symbol(f"e_{g}", positive=True) for g in "ij"}
+        # A vector parameter (softmax_cross_entropy's target t): free real symbols.
+        self.t = [sp.Symbol(f"t_{k}", real=True) for k in range(n)]
+        self.gt = {g: sp.Symbol(f"t_{g}", real=True) for g in "ij"}
         self.exp_of: dict[sp.Symbol, sp.Symbol] = dict(zip(self.x, self.e))
         self.exp_of.update({self.gx[g]: self.ge[g] for g in "ij"})
         self.log_of = {v: k for k, v in self.exp_of.items()}
@@ -330,10 +369,20 @@ class _Canon:
             for g, k in (("i", n), ("j", n + 1)):
                 values[_conv(self.gx[g])] = _conv(sp.Integer(xs[k]))
                 values[_conv(self.ge[g])] = _conv(sp.Integer(vs[k]) ** self.root)
+            for t, value in zip(self.t + list(self.gt.values()), _target_values(n + 2, m)):
+                values[_conv(t)] = _conv(value)
             for symbol, value in self.values.items():
                 values[_conv(symbol)] = _subs(_conv(value), values)
             self._points[key] = values
         return self._points[key]
+
+
+def _target_values(count: int, seed: int) -> list[sp.Rational]:
+    """Values for the free target symbols t_k at one point: distinct, each in (0, 1/count),
+    so that the last of a probability vector, 1 minus the others, is positive too."""
+    rng = random.Random(104729 * (seed + 3))
+    scale = 16 * count * count
+    return [sp.Rational(v, scale) for v in rng.sample(range(1, 16 * count), count)]
 
 
 def _subs(expr: Any, values: Mapping[Any, Any]) -> Any:
@@ -344,6 +393,9 @@ def _subs(expr: Any, values: Mapping[Any, Any]) -> Any:
     return expr.subs({s: values[s] for s in free if s in values})
 
 
+TARGETS = ("probability", "any")  # the cases of a target vector t that verify decides
+
+
 @dataclass
 class _World:
     """One catalog function at size n, with everything written canonically."""
@@ -352,10 +404,12 @@ class _World:
     d: Derivation
     canon: _Canon
     params: dict[sp.Symbol, sp.Expr]
-    y: list[sp.Expr]  # canonical y_k
+    y: list[sp.Expr] | None  # canonical y_k; None for a scalar function (one row)
     s: list[sp.Expr] | None  # canonical s_k (softmax family), else None
-    y_generic: dict[str, sp.Expr]  # canonical y at the index-free i and j
+    closed_map: dict[sp.Symbol, sp.Expr]  # closed-form symbol -> canonical value at i, j
     s_plain: sp.Symbol | None  # Z when s_k = e_k / Z exactly (for printing in s)
+    t: list[sp.Expr] | None = None  # canonical target t_k (free symbols t_k, or 1 - ...)
+    target: str | None = None  # "probability" (t sums to 1) or "any"; None: no target
     truth: _Generic = field(init=False)
 
     def __post_init__(self) -> None:
@@ -373,65 +427,118 @@ class _World:
         return self.canon.n
 
     @property
+    def rows(self) -> int:
+        """n for an n x n Jacobian, 1 for a scalar function's gradient row."""
+        return 1 if self.y is None else self.n
+
+    @property
+    def t_symbol(self) -> sp.Symbol:
+        """The catalog symbol of the target vector (``t``)."""
+        return next(self.fn.symbols[p.name] for p in self.fn.params if p.kind == "vector")
+
+    @property
     def closed_symbols(self) -> tuple[sp.Symbol, sp.Symbol, sp.Symbol, sp.Symbol, sp.Symbol]:
         c = self.d.symbols
         return c.yi, c.yj, c.xi, c.xj, c.delta
 
-    def forward(self, xs: list[Any], lib: _Numeric) -> tuple[list[Any], list[Any] | None]:
-        """Numeric y_k and s_k at x (``lib`` decides mpmath or NumPy)."""
+    def taus(self, point: Any, lib: _Numeric) -> dict[sp.Symbol, Any]:
+        """Numeric values of the free target symbols at a point (none without a target)."""
+        if self.t is None:
+            return {}
+        return {t: lib.number(v) for t, v in zip(self.canon.t, point.tau)}
+
+    def evaluate(self, xs: list[Any], lib: _Numeric,
+                 taus: Mapping[sp.Symbol, Any]) -> tuple[dict[sp.Symbol, list[Any]],
+                                                         dict[sp.Basic, Any]]:
+        """Run the definition program at x: per-index values and scalars, by stage symbol."""
         env: dict[sp.Basic, Any] = {p: lib.number(v) for p, v in self.params.items()}
         per_k: dict[sp.Symbol, list[Any]] = {}
-        first_sum: tuple[sp.Symbol, sp.Symbol] | None = None
+        if self.t is not None:
+            per_k[self.t_symbol] = [lib(t, taus) for t in self.t]
         for stage in self.fn.definition:
             symbol = _stage_symbol(self.fn, stage)
-            if isinstance(stage, Map):
-                vals = []
-                for k in range(self.n):
-                    local = dict(env)
-                    local[X] = xs[k]
-                    local.update({s: v[k] for s, v in per_k.items()})
-                    vals.append(lib(stage.expr, local))
-                per_k[symbol] = vals
-            elif isinstance(stage, Reduce):
-                terms = []
-                for k in range(self.n):
-                    local = dict(env)
-                    local[X] = xs[k]
-                    local.update({s: v[k] for s, v in per_k.items()})
-                    terms.append(lib(stage.expr, local))
-                env[symbol] = lib.sum(terms)
-                if first_sum is None and stage.expr in per_k:
-                    first_sum = (stage.expr, symbol)
-            elif isinstance(stage, Let):
+            if isinstance(stage, Let):
                 env[symbol] = lib(stage.expr, env)
-        ys = per_k[Y]
+                continue
+            vals = []
+            for k in range(self.n):
+                local = dict(env)
+                local[X] = xs[k]
+                local.update({s: v[k] for s, v in per_k.items()})
+                vals.append(lib(stage.expr, local))
+            if isinstance(stage, Map):
+                per_k[symbol] = vals
+            else:
+                env[symbol] = lib.sum(vals)
+        return per_k, env
+
+    def forward(self, xs: list[Any], lib: _Numeric,
+                taus: Mapping[sp.Symbol, Any] | None = None) -> tuple[list[Any] | None,
+                                                                     list[Any] | None]:
+        """Numeric y_k (None for a scalar function) and s_k at x."""
+        return self.outputs(*self.evaluate(xs, lib, taus or {}))
+
+    def outputs(self, per_k: dict[sp.Symbol, list[Any]],
+                env: dict[sp.Basic, Any]) -> tuple[list[Any] | None, list[Any] | None]:
+        """y_k and s_k (softmax family: e_k over the first sum of them) from the values."""
         ss = None
-        if self.s is not None and first_sum is not None:
-            e_sym, z_sym = first_sum
-            ss = [v / env[z_sym] for v in per_k[e_sym]]
-        return ys, ss
+        if self.s is not None:
+            first = next(st for st in self.fn.definition
+                         if isinstance(st, Reduce) and st.expr in per_k)
+            ss = [v / env[_stage_symbol(self.fn, first)] for v in per_k[first.expr]]
+        return per_k.get(Y), ss
+
+    def closed_env(self, point: _Point, i: int, j: int) -> dict[sp.Basic, Any]:
+        """Numeric values of the closed form's symbols at entry (i, j) of ``point``."""
+        return self.closed_values(point.values(self), point.x, point.lib, i, j)
+
+    def closed_values(self, values: tuple[dict[sp.Symbol, list[Any]], dict[sp.Basic, Any]],
+                      xs: list[Any], lib: _Numeric, i: int, j: int) -> dict[sp.Basic, Any]:
+        """The closed form's symbols at entry (i, j), from the program's ``values`` at x."""
+        per_k, env = values
+        c = self.d.symbols
+        out: dict[sp.Basic, Any] = {c.xi: xs[i], c.xj: xs[j],
+                                    c.delta: lib.number(int(i == j))}
+        out.update({p: lib.number(v) for p, v in self.params.items()})
+        if Y in per_k:
+            out.update({c.yi: per_k[Y][i], c.yj: per_k[Y][j]})
+        for name, symbol in self.fn.symbols.items():
+            if symbol in per_k:
+                out.update({c.i(name): per_k[symbol][i], c.j(name): per_k[symbol][j]})
+            elif symbol in env:
+                out[symbol] = env[symbol]
+        return out
 
 
 def _stage_symbol(fn: FunctionDef, stage: Any) -> sp.Symbol:
     return Y if stage.name == fn.output else fn.symbols[stage.name]
 
 
+def _is_scalar(fn: FunctionDef) -> bool:
+    """Whether the function's output is one number (a reduction): its Jacobian is a row."""
+    return any(isinstance(st, Reduce) and st.name == fn.output for st in fn.definition)
+
+
 def _build_world(name: str, n: int, canon: _Canon,
-                 params: Mapping[str, Any] | None = None, proof_n: int | None = None) -> _World:
+                 params: Mapping[str, Any] | None = None, proof_n: int | None = None,
+                 target: str = "probability") -> _World:
     """Derive ``name`` and write its outputs and closed form canonically at size n.
 
     The closed form and its structure do not depend on n; ``proof_n`` (default n) is the
-    size at which the derivation proves it, smaller for the diagnosis candidates.
+    size at which the derivation proves it, smaller for the diagnosis candidates. A target
+    vector t is free symbols t_k; with ``target="probability"`` the last is 1 minus the
+    others, so that t sums to 1 exactly.
     """
     fn = catalog.get(name)
-    if any(isinstance(st, Reduce) and st.name == fn.output for st in fn.definition):
-        raise SymjacError(f"verify checks n x n Jacobians; {name} is a scalar function "
-                          "(its Jacobian is a 1 x n row) and is not supported yet")
     values: dict[sp.Symbol, sp.Expr] = {}
     given = dict(params or {})
+    t_values: list[sp.Expr] | None = None
     for p in fn.params:
-        if p.kind != "scalar":
-            raise SymjacError(f"verify does not support {name} yet (vector parameter {p.name})")
+        if p.kind == "vector":
+            t_values = list(canon.t)
+            if target == "probability":
+                t_values[-1] = 1 - sp.Add(*canon.t[:-1])
+            continue
         raw = given.pop(p.name, p.example)
         value = _exact_number(raw, f"parameter {p.name}")
         if p.positive and value <= 0:
@@ -445,6 +552,10 @@ def _build_world(name: str, n: int, canon: _Canon,
     scalars: dict[sp.Symbol, sp.Expr] = dict(values)
     per_k: dict[sp.Symbol, list[sp.Expr]] = {}
     generic: dict[sp.Symbol, dict[str, sp.Expr]] = {}
+    if t_values is not None:
+        t_sym = fn.symbols[next(p.name for p in fn.params if p.kind == "vector")]
+        per_k[t_sym] = t_values
+        generic[t_sym] = dict(canon.gt)  # the closed form's t_i, t_j
     s_vals: list[sp.Expr] | None = None
     s_plain = None
     xs = {**{k: canon.x[k] for k in range(n)}, **canon.gx}
@@ -461,10 +572,17 @@ def _build_world(name: str, n: int, canon: _Canon,
             values_k = [at(stage.expr, k) for k in range(n)]
             generic[symbol] = {g: at(stage.expr, g) for g in "ij"}
             per_k[symbol] = values_k
+            if symbol == fn.symbols.get("s") and s_vals is None:  # cross-entropy's s_k
+                s_vals = values_k
         elif isinstance(stage, Reduce):
+            if symbol == Y:  # a scalar function: only its gradient row is verified
+                continue
             if stage.op != "sum":
                 raise SymjacError(f"{name}: verify handles sum reductions only")
             total = sp.Add(*[at(stage.expr, k) for k in range(n)])
+            if t_values is not None and total.free_symbols <= set(canon.t):
+                scalars[symbol] = total  # a sum of targets: a polynomial, any sign
+                continue
             scalars[symbol] = canon.reduction(total, stage.name)
             if s_vals is None and stage.expr in per_k:  # s_k = e_k / Z: the softmax family
                 s_vals = [v / scalars[symbol] for v in per_k[stage.expr]]
@@ -472,8 +590,21 @@ def _build_world(name: str, n: int, canon: _Canon,
                     s_plain = scalars[symbol]
         elif isinstance(stage, Let):
             scalars[symbol] = canon.canon(stage.expr.xreplace(scalars))
-    return _World(fn=fn, d=d, canon=canon, params=values, y=per_k[Y], s=s_vals,
-                  y_generic=generic[Y], s_plain=s_plain)
+
+    c = d.symbols
+    closed_map: dict[sp.Symbol, sp.Expr] = {c.xi: canon.gx["i"], c.xj: canon.gx["j"],
+                                           **values}
+    if Y in generic:
+        closed_map.update({c.yi: generic[Y]["i"], c.yj: generic[Y]["j"]})
+    for stage_name, symbol in fn.symbols.items():
+        if symbol in generic:
+            closed_map.update({c.i(stage_name): generic[symbol]["i"],
+                               c.j(stage_name): generic[symbol]["j"]})
+        elif symbol in scalars:
+            closed_map[symbol] = scalars[symbol]
+    return _World(fn=fn, d=d, canon=canon, params=values, y=per_k.get(Y), s=s_vals,
+                  closed_map=closed_map, s_plain=s_plain, t=t_values,
+                  target=target if t_values is not None else None)
 
 
 def _exact_number(raw: Any, what: str) -> sp.Rational:
@@ -493,35 +624,32 @@ def _exact_number(raw: Any, what: str) -> sp.Rational:
 
 
 class _Generic:
-    """A matrix given by one closed-form entry in y_i, y_j, x_i, x_j, delta (and T)."""
+    """A matrix given by one closed-form entry in y_i, y_j, x_i, x_j, delta (and T), or
+    in other stages at i and j (cross-entropy's s_j, t_j and sum of t)."""
 
     def __init__(self, world: _World, label: str, closed: sp.Expr) -> None:
         self.world, self.label, self.closed = world, label, closed
-        yi, yj, xi, xj, delta = world.closed_symbols
+        delta = world.closed_symbols[4]
         c = world.canon
-        mapping = {yi: world.y_generic["i"], yj: world.y_generic["j"],
-                   xi: c.gx["i"], xj: c.gx["j"], **world.params}
-        self.expr = c.canon(closed.xreplace(mapping))
+        self.expr = c.canon(closed.xreplace(world.closed_map))
         self.fast_expr = c.fast(self.expr)
         self.atoms = _has_atoms(self.expr)
-        self._keys = [(_conv(c.gx["i"]), [_conv(v) for v in c.x]),
-                      (_conv(c.ge["i"]), [_conv(v) for v in c.e]),
-                      (_conv(c.gx["j"]), [_conv(v) for v in c.x]),
-                      (_conv(c.ge["j"]), [_conv(v) for v in c.e])]
+        at = [(c.gx, c.x), (c.ge, c.e)] + ([(c.gt, world.t)] if world.t is not None else [])
+        self._sym_keys = [(generic[g], values, g) for generic, values in at for g in "ij"]
+        self._keys = [(_conv(g), [_conv(v) for v in values], which)
+                      for g, values, which in self._sym_keys]
         self._delta = _conv(delta)
         self._delta_sym = delta
 
     def fast(self, i: int, j: int) -> Any:
-        ki, ei, kj, ej = self._keys
-        subs = {ki[0]: ki[1][i], ei[0]: ei[1][i], kj[0]: kj[1][j], ej[0]: ej[1][j],
-                self._delta: 1 if i == j else 0}
+        subs = {key: values[i if which == "i" else j] for key, values, which in self._keys}
+        subs[self._delta] = 1 if i == j else 0
         return self.fast_expr.subs(subs)
 
     def sym(self, i: int, j: int) -> sp.Expr:
-        c = self.world.canon
-        return self.expr.xreplace({c.gx["i"]: c.x[i], c.ge["i"]: c.e[i], c.gx["j"]: c.x[j],
-                                   c.ge["j"]: c.e[j],
-                                   self._delta_sym: sp.Integer(int(i == j))})
+        subs = {key: values[i if which == "i" else j] for key, values, which in self._sym_keys}
+        subs[self._delta_sym] = sp.Integer(int(i == j))
+        return self.expr.xreplace(subs)
 
     def has_atoms(self, i: int, j: int) -> bool:
         return self.atoms
@@ -537,13 +665,7 @@ class _Generic:
         return np.broadcast_to(np.asarray(out, dtype=float), (n, n))
 
     def entry_numeric(self, i: int, j: int, point: _Point) -> Any:
-        ys, _ = point.forward(self.world)
-        yi, yj, xi, xj, delta = self.world.closed_symbols
-        lib = point.lib
-        env = {yi: ys[i], yj: ys[j], xi: point.x[i], xj: point.x[j],
-               delta: lib.number(int(i == j)),
-               **{p: lib.number(v) for p, v in self.world.params.items()}}
-        return lib(self.closed, env)
+        return point.lib(self.closed, self.world.closed_env(point, i, j))
 
 
 class _Scaled:
@@ -567,7 +689,9 @@ class _Scaled:
 
 
 class _FormulaMatrix:
-    """The claimed entries of a formula: raw (as parsed) and canonical."""
+    """The claimed entries of a formula, raw (as parsed) and canonical, each built when it
+    is first needed: at n = 256 merely building 65,536 entries of a nested formula takes
+    longer than a time limit may allow."""
 
     def __init__(self, world: _World, formula: Formula) -> None:
         self.world = world
@@ -575,62 +699,79 @@ class _FormulaMatrix:
         n = world.n
         self.y_syms = [sp.Symbol(f"y_{k}", real=True) for k in range(n)]
         self.s_syms = [sp.Symbol(f"s_{k}", positive=True) for k in range(n)]
-        env = FormulaEnv(n=n, x=c.x, y=self.y_syms,
-                         s=self.s_syms if world.s is not None else None)
-        sub_fast = {_conv(self.y_syms[k]): c.fast(world.y[k]) for k in range(n)}
-        sub_sym = dict(zip(self.y_syms, world.y))
+        self.t_syms = [sp.Symbol(f"t_{k}", real=True) for k in range(n)]
+        self._formula = formula
+        self._env = FormulaEnv(n=n, x=c.x, y=self.y_syms if world.y is not None else None,
+                               s=self.s_syms if world.s is not None else None,
+                               t=self.t_syms if world.t is not None else None,
+                               params={p.name: world.params[world.fn.symbols[p.name]]
+                                       for p in world.fn.params if p.kind == "scalar"})
+        self._sub_fast: dict[Any, Any] = {}
+        self._sub_sym: dict[sp.Symbol, sp.Expr] = {}
+        for syms, values in ((self.y_syms, world.y), (self.t_syms, world.t)):
+            if values is not None:
+                self._sub_fast.update({_conv(a): c.fast(b) for a, b in zip(syms, values)})
+                self._sub_sym.update(zip(syms, values))
         if world.s is not None:
-            sub_fast.update({_conv(self.s_syms[k]): c.fast(world.s[k]) for k in range(n)})
-            sub_sym.update(zip(self.s_syms, world.s))
+            self._sub_fast.update({_conv(self.s_syms[k]): c.fast(world.s[k])
+                                   for k in range(n)})
+            self._sub_sym.update(zip(self.s_syms, world.s))
         # Claim symbols whose canonical value is outside the decidable class (log Z).
-        self.opaque_syms = {sym for sym, value in sub_sym.items() if _has_atoms(value)}
-        self.raw: list[list[sp.Expr]] = []
-        self.canonical: list[list[sp.Expr]] = []
-        self.fast_entries: list[list[Any]] = []
-        self.atoms: list[list[bool]] = []  # whether entry (i, j) has opaque atoms
-        for i in range(n):
-            raw_row, can_row, fast_row, atom_row = [], [], [], []
-            for j in range(n):
-                raw = formula.entry(i, j, env)
-                if not isinstance(raw, sp.Expr):
-                    raise SymjacError(f"formula: entry ({i}, {j}) is not an expression")
-                raw_row.append(raw)
-                if any(isinstance(node, sp.Function) for node in _nodes(raw)):
-                    can = c.canon(raw.xreplace(sub_sym))
-                    fast = c.fast(can)
-                    atom_row.append(_has_atoms(can))
-                else:  # no exp/log/...: substituting the canonical y, s is all there is
-                    can = None
-                    fast = _subs(_conv(raw), sub_fast)
-                    atom_row.append(_has_atoms(raw) or bool(raw.free_symbols
-                                                            & self.opaque_syms))
-                can_row.append(can)
-                fast_row.append(fast)
-            self.raw.append(raw_row)
-            self.canonical.append(can_row)
-            self.fast_entries.append(fast_row)
-            self.atoms.append(atom_row)
-        self._sub_sym = sub_sym
+        self.opaque_syms = {sym for sym, value in self._sub_sym.items() if _has_atoms(value)}
+        self._raw: dict[tuple[int, int], sp.Expr] = {}
+        self._canonical: dict[tuple[int, int], sp.Expr] = {}
+        self._fast: dict[tuple[int, int], tuple[Any, bool]] = {}
+        # Indices are sums of i, j, n and integers, so one outside 0..n-1 anywhere is
+        # outside at a corner: bad input is reported before any entry is decided.
+        for i in sorted({0, world.rows - 1}):
+            for j in sorted({0, n - 1}):
+                self.raw(i, j)
+
+    def raw(self, i: int, j: int) -> sp.Expr:
+        """Entry (i, j) as the formula builds it; raises SymjacError for bad input."""
+        key = (i, j)
+        if key not in self._raw:
+            raw = self._formula.entry(i, j, self._env)
+            if not isinstance(raw, sp.Expr):
+                raise SymjacError(f"formula: entry ({i}, {j}) is not an expression")
+            self._raw[key] = raw
+        return self._raw[key]
+
+    def _entry(self, i: int, j: int) -> tuple[Any, bool]:
+        """(fast canonical entry, whether it has opaque atoms), computed once."""
+        key = (i, j)
+        if key not in self._fast:
+            raw = self.raw(i, j)
+            if any(isinstance(node, sp.Function) for node in _nodes(raw)):
+                can = self.sym(i, j)
+                self._fast[key] = (self.world.canon.fast(can), _has_atoms(can))
+            else:  # no exp/log/...: substituting the canonical y, s is all there is
+                self._fast[key] = (_subs(_conv(raw), self._sub_fast),
+                                   _has_atoms(raw) or bool(raw.free_symbols & self.opaque_syms))
+        return self._fast[key]
 
     def fast(self, i: int, j: int) -> Any:
-        return self.fast_entries[i][j]
+        return self._entry(i, j)[0]
 
     def sym(self, i: int, j: int) -> sp.Expr:
-        if self.canonical[i][j] is None:
-            self.canonical[i][j] = self.world.canon.canon(
-                self.raw[i][j].xreplace(self._sub_sym))
-        return self.canonical[i][j]
+        key = (i, j)
+        if key not in self._canonical:
+            self._canonical[key] = self.world.canon.canon(self.raw(i, j).xreplace(self._sub_sym))
+        return self._canonical[key]
 
     def has_atoms(self, i: int, j: int) -> bool:
-        return self.atoms[i][j]
+        return self._entry(i, j)[1]
 
     def entry_numeric(self, i: int, j: int, point: _Point) -> Any:
+        per_k, _ = point.values(self.world)
         ys, ss = point.forward(self.world)
         env: dict[sp.Basic, Any] = dict(zip(self.world.canon.x, point.x))
-        env.update(zip(self.y_syms, ys))
-        if ss is not None:
-            env.update(zip(self.s_syms, ss))
-        return point.lib(self.raw[i][j], env)
+        for syms, values in ((self.y_syms, ys), (self.s_syms, ss)):
+            if values is not None:
+                env.update(zip(syms, values))
+        if self.world.t is not None:
+            env.update(zip(self.t_syms, per_k[self.world.t_symbol]))
+        return point.lib(self.raw(i, j), env)
 
 
 def _nodes(expr: Any) -> Iterable[Any]:
@@ -827,7 +968,8 @@ def _any(values: Iterable[Any]) -> Any:
 
 
 class _Point:
-    """A real point x with the working precision needed there (mpmath)."""
+    """A real point x with the working precision needed there (mpmath), and values for
+    the free target symbols when the function has a target t."""
 
     def __init__(self, x: list[sp.Rational], extra: int = 0) -> None:
         self.exact = x
@@ -840,14 +982,25 @@ class _Point:
         self.lib = _Numeric("mpmath", self.dps)
         with mpmath.workdps(self.dps):
             self.x = [self.lib.number(v) for v in x]
-        self._forward: dict[int, tuple[list[Any], list[Any] | None]] = {}
+        seed = sum((k + 1) * int(v * 8) for k, v in enumerate(x)) % 1000003
+        self.tau = _target_values(len(x), seed)
+        self._values: dict[Any, Any] = {}  # per world: the program's values, y and s
 
-    def forward(self, world: _World) -> tuple[list[Any], list[Any] | None]:
+    def values(self, world: _World) -> tuple[dict[sp.Symbol, list[Any]], dict[sp.Basic, Any]]:
+        """The definition program's values at this point (computed once per world)."""
         key = id(world)
-        if key not in self._forward:
+        if key not in self._values:
             with mpmath.workdps(self.dps):
-                self._forward[key] = world.forward(self.x, self.lib)
-        return self._forward[key]
+                self._values[key] = world.evaluate(self.x, self.lib,
+                                                   world.taus(self, self.lib))
+        return self._values[key]
+
+    def forward(self, world: _World) -> tuple[list[Any] | None, list[Any] | None]:
+        key = (id(world), "outputs")
+        if key not in self._values:
+            with mpmath.workdps(self.dps):
+                self._values[key] = world.outputs(*self.values(world))
+        return self._values[key]
 
     def floats(self) -> tuple[float, ...]:
         return tuple(float(v) for v in self.exact)
@@ -918,12 +1071,14 @@ class _Decider:
             if diff == 0:
                 self._count("equal: the difference expands to 0")
                 return EQUAL
-        atoms = a.has_atoms(i, j) or b.has_atoms(i, j)
+        atoms = checked = a.has_atoms(i, j) or b.has_atoms(i, j)
         if not atoms:
             value = self._exact_value(diff, 0)
             if value is not None and value != 0:
                 self._count("differ: the difference is non-zero at an exact rational point")
                 return DIFFERS
+        elif self._differ_numerically(a, b, i, j):  # cheaper than the common denominator
+            return DIFFERS
         proved, atoms = self._common_denominator(a.sym(i, j) - b.sym(i, j), atoms)
         if proved is True:
             self._count("equal: over a common denominator, with the sum of exp(x_k) "
@@ -939,16 +1094,22 @@ class _Decider:
                 if value is not None and value != 0:
                     self._count("differ: the difference is non-zero at an exact rational point")
                     return DIFFERS
+        if not checked and self._differ_numerically(a, b, i, j):
+            return DIFFERS
+        return UNDECIDED
+
+    def _differ_numerically(self, a: Any, b: Any, i: int, j: int) -> bool:
+        """Whether a and b differ at one of the real points, evaluated with 50+ digits."""
         for point in self.real_points:
             try:
                 with mpmath.workdps(point.dps):
                     ca, cb = a.entry_numeric(i, j, point), b.entry_numeric(i, j, point)
                     if _significant(ca, cb, max(abs(cb), mpmath.mpf(1)), point.digits):
                         self._count("differ at a concrete x, evaluated with 50+ digits")
-                        return DIFFERS
+                        return True
             except (_Overflow, ZeroDivisionError, ValueError, KeyError):
                 continue
-        return UNDECIDED
+        return False
 
     def _exact_value(self, diff: Any, m: int) -> Any:
         """``diff`` at exact point m: a non-zero number refutes; None if not a number."""
@@ -1016,35 +1177,70 @@ def _dummify(expr: sp.Expr) -> sp.Expr:
 # -- formulas -------------------------------------------------------------------------------
 
 
-def _verify_formula(world: _World, formula: Formula) -> tuple[ShapeVerdict, tuple[str, ...]]:
+def _verify_formula(world: _World, formula: Formula,
+                    budget: _Budget) -> tuple[ShapeVerdict, tuple[str, ...]]:
     claim = _FormulaMatrix(world, formula)
     decider = _Decider(world)
-    n = world.n
-    status = [[decider.decide(claim, world.truth, i, j) for j in range(n)] for i in range(n)]
-    differing = [(i, j) for i in range(n) for j in range(n) if status[i][j] == DIFFERS]
-    undecided = [(i, j) for i in range(n) for j in range(n) if status[i][j] == UNDECIDED]
-    checks = (_cross_check(world, claim, status),)
+    n, rows = world.n, world.rows
+    # None: not reached within the time budget.
+    status: list[list[str | None]] = [[None] * n for _ in range(rows)]
+    # Every catalog function commutes with permutations of x (and t), so a formula that
+    # only uses values at i and j has two kinds of entries: (0, 0) and (0, 1) relabelled.
+    symmetric = formula.index_generic and n > 2
+    representatives = [(0, 0), (0, 1)] if symmetric else []
+    for i, j in representatives:
+        status[i][j] = decider.decide(claim, world.truth, i, j)
+    for i in range(rows):
+        budget.progress("deciding entries", i * n, rows * n)
+        for j in range(n):
+            if symmetric:
+                status[i][j] = status[0][0] if i == j else status[0][1]
+            elif budget.spent("deciding the entries"):
+                break
+            else:
+                status[i][j] = decider.decide(claim, world.truth, i, j)
+    entries = [(i, j) for i in range(rows) for j in range(n)]
+    differing = [e for e in entries if status[e[0]][e[1]] == DIFFERS]
+    undecided = [e for e in entries if status[e[0]][e[1]] == UNDECIDED]
+    reached = sum(1 for e in entries if status[e[0]][e[1]] is not None)
+    checks = () if budget.hit else (_cross_check(world, claim, status),)
     parts = [f"{count} {how}" for how, count in sorted(decider.methods.items())]
+    if symmetric:
+        parts = [f"{'; '.join(parts)} (entries (0, 0) and (0, 1))",
+                 f"the other {len(entries) - 2} entries are these relabelled (the formula "
+                 f"uses values at i and j only, and {world.fn.name} commutes with "
+                 "permutations of x)"]
     if undecided:
         parts.append(f"{len(undecided)} undecided")
+    if reached < len(entries):
+        parts.append(f"{len(entries) - reached} not reached")
     methods = "; ".join(parts)
+    late = _time_warning(budget, reached, len(entries))
     if differing:
         cx = _formula_counterexample(world, claim, differing)
         i, j = differing[0]
+        diagnosis = _diagnose_formula(world, claim, decider, status, differing, budget,
+                                      representatives)
         verdict = ShapeVerdict(
             shape="formula", verdict="refuted",
-            method=f"decided entry by entry: {methods}",
-            entries=n * n, differing_count=len(differing),
+            method=f"decided {'exactly' if symmetric else 'entry by entry'}: {methods}",
+            entries=len(entries), differing_count=len(differing),
             differing=tuple(differing[:MAX_LISTED]),
             difference=_pretty(world, claim.sym(i, j) - world.truth.sym(i, j)),
             counterexample=cx,
-            diagnosis=_diagnose_formula(world, claim, decider, status, differing),
-            warnings=_undecided_warning(undecided))
+            diagnosis=diagnosis,
+            warnings=_undecided_warning(undecided) + late)
+    elif late:
+        verdict = ShapeVerdict(
+            shape="formula", verdict="unproved",
+            method=f"not proved within the time limit: {methods}",
+            entries=len(entries), differing_count=0, differing=(),
+            warnings=_undecided_warning(undecided) + late)
     elif undecided:
         verdict = ShapeVerdict(
             shape="formula", verdict="unproved",
             method=f"not proved; numerically consistent: {methods}",
-            entries=n * n, differing_count=0,
+            entries=len(entries), differing_count=0,
             differing=(),
             warnings=_undecided_warning(undecided)
             + (f"entry {undecided[0]} could not be reduced to 0 exactly, and no point "
@@ -1052,9 +1248,49 @@ def _verify_formula(world: _World, formula: Formula) -> tuple[ShapeVerdict, tupl
                "which is not a proof",))
     else:
         verdict = ShapeVerdict(shape="formula", verdict="correct",
-                               method=f"proved exactly, all {n * n} entries: {methods}",
-                               entries=n * n)
+                               method=f"proved exactly, all {len(entries)} entries: {methods}",
+                               entries=len(entries))
     return verdict, checks
+
+
+def _time_warning(budget: _Budget, reached: int, total: int) -> tuple[str, ...]:
+    """What the time limit cut short, or nothing."""
+    if budget.hit is None:
+        return ()
+    text = (f"the time limit of {budget.seconds:g} s was reached while {budget.hit}: "
+            f"{reached} of {total} entries decided")
+    if reached == total:
+        text = f"the time limit of {budget.seconds:g} s was reached while {budget.hit}"
+    return (text + " (a larger --time-limit allows more)",)
+
+
+TARGET_CASES = {
+    "probability": "t sums to 1 (one-hot labels, probability vectors)",
+    "any": "any target t",
+}
+
+
+def _verify_targets(function: str, n: int, world: _World, formula: Formula,
+                    params: Mapping[str, Any] | None,
+                    budget: _Budget) -> tuple[tuple[ShapeVerdict, ...], tuple[str, ...]]:
+    """A formula with a target t, decided for t summing to 1 (the verdict) and for any t.
+
+    Cross-entropy targets are usually distributions, for which the gradient is s - t; the
+    catalog's kernels accept any t, for which it is s * sum(t) - t. Both are reported.
+    """
+    shapes, checks = [], []
+    for target in TARGETS:
+        w = world if target == world.target else _build_world(
+            function, n, _Canon(n), params, target=target)
+        shape, check = _verify_formula(w, formula, budget)
+        shapes.append(replace(shape, shape=f"formula, {TARGET_CASES[target]}"))
+        checks += [c for c in check if c not in checks]
+    right, general = shapes
+    if right.verdict == "correct" and general.verdict == "refuted":
+        shapes[1] = replace(general, diagnosis=general.diagnosis + (
+            "right only when t sums to 1: for any t the gradient is "
+            f"{world.fn.closed_form_text.split(' (')[0]}",))
+    return tuple(shapes), tuple(checks)
 
 
 def _undecided_warning(undecided: list[tuple[int, int]]) -> tuple[str, ...]:
@@ -1071,7 +1307,7 @@ def _cross_check(world: _World, claim: _FormulaMatrix, status: list[list[str]]) 
     run stops with an internal error rather than report a verdict it cannot stand by.
     """
     n = world.n
-    entries = [(i, j) for i in range(n) for j in range(n)]
+    entries = [(i, j) for i in range(world.rows) for j in range(n)]
     if len(entries) > CROSS_CHECK_ENTRIES:
         rng = random.Random(3)
         diagonal = [(i, i) for i in range(n)]
@@ -1108,48 +1344,69 @@ def _formula_counterexample(world: _World, claim: _FormulaMatrix,
             for i, j in differing[:5]:
                 try:
                     with mpmath.workdps(point.dps):
-                        c = claim.entry_numeric(i, j, point)
-                        t = world.truth.entry_numeric(i, j, point)
-                        if not _finite(t):
-                            continue
-                        if not _finite(c):
-                            return Counterexample(point.floats(), (i, j), None, float(t),
-                                                  None, "the claim is undefined there")
-                        if not _significant(c, t, max(abs(t), mpmath.mpf(1)), point.digits):
-                            continue
-                        if mpmath.im(c) != 0:
-                            return Counterexample(point.floats(), (i, j), None, float(t),
-                                                  None, f"the claim is complex there: "
-                                                  f"{mpmath.nstr(c, 17)}")
-                        if not math.isfinite(float(c)):
-                            return Counterexample(point.floats(), (i, j), None, float(t),
-                                                  None, f"the claim is {mpmath.nstr(c, 8)} "
-                                                  "there, beyond the range of a double")
-                        return Counterexample(point.floats(), (i, j), float(c), float(t),
-                                              float(c - t))
+                        cx = _differ_at(world, claim, point, i, j)
                 except (_Overflow, ZeroDivisionError, ValueError):
                     continue
+                if cx is not None:
+                    if world.t is not None:
+                        cx = replace(cx, t=tuple(float(v) for v in
+                                                 point.values(world)[0][world.t_symbol]))
+                    return cx
     return None
 
 
+def _differ_at(world: _World, claim: _FormulaMatrix, point: _Point,
+               i: int, j: int) -> Counterexample | None:
+    """Claim and truth at entry (i, j) of ``point``, if they differ there."""
+    c = claim.entry_numeric(i, j, point)
+    t = world.truth.entry_numeric(i, j, point)
+    if not _finite(t):
+        return None
+    if not _finite(c):
+        return Counterexample(point.floats(), (i, j), None, float(t), None,
+                              "the claim is undefined there")
+    if not _significant(c, t, max(abs(t), mpmath.mpf(1)), point.digits):
+        return None
+    if mpmath.im(c) != 0:
+        return Counterexample(point.floats(), (i, j), None, float(t), None,
+                              f"the claim is complex there: {mpmath.nstr(c, 17)}")
+    if not math.isfinite(float(c)):
+        return Counterexample(point.floats(), (i, j), None, float(t), None,
+                              f"the claim is {mpmath.nstr(c, 8)} there, beyond the range "
+                              "of a double")
+    return Counterexample(point.floats(), (i, j), float(c), float(t), float(c - t))
+
+
 def _diagnose_formula(world: _World, claim: _FormulaMatrix, decider: _Decider,
-                      status: list[list[str]], differing: list[tuple[int, int]]) -> tuple[str, ...]:
-    n = world.n
-    order = differing[:5] + [(i, j) for i in range(n) for j in range(n)
-                             if (i, j) not in differing[:5]]
-    found = []
-    for text, matrix in _candidates(world):
-        if all(decider.decide(claim, matrix, i, j) == EQUAL for i, j in order):
-            found.append(text)
-    factor = _constant_factor(world, claim, decider, order)
+                      status: list[list[str | None]], differing: list[tuple[int, int]],
+                      budget: _Budget, representatives: list[tuple[int, int]]) -> tuple[str, ...]:
+    """Named mistakes the claim matches exactly on every entry (within the time budget:
+    a diagnosis not confirmed on every entry in time is not given). The candidates are
+    closed forms, symmetric like the truth: ``representatives``, when given, stand for
+    every entry."""
+    n, rows = world.n, world.rows
+    if any(status[i][j] is None for i in range(rows) for j in range(n)):
+        return ()  # the time limit was reached: no diagnosis is confirmed on every entry
+    first = set(differing[:5])
+    order = representatives or differing[:5] + [(i, j) for i in range(rows) for j in range(n)
+                                                 if (i, j) not in first]
+
+    def matches(matrix: Any) -> bool:
+        return all(not budget.spent("diagnosing the mistake")
+                   and decider.decide(claim, matrix, i, j) == EQUAL for i, j in order)
+
+    found = [text for text, matrix in _candidates(world) if matches(matrix)]
+    factor = _constant_factor(world, claim, decider, order, matches)
     if factor is not None:
         found.append(factor)
-    found.extend(_partial(status, n, lambda s: s == EQUAL))
+    if rows == n:
+        found.extend(_partial(status, n, lambda s: s == EQUAL))
     return tuple(found)
 
 
 def _constant_factor(world: _World, claim: _FormulaMatrix, decider: _Decider,
-                     order: list[tuple[int, int]]) -> str | None:
+                     order: list[tuple[int, int]],
+                     matches: Callable[[Any], bool]) -> str | None:
     """``claim = c * J`` for a number c other than 0, 1, -1 (found at an exact point)."""
     for i, j in order:
         if claim.has_atoms(i, j) or world.truth.has_atoms(i, j):
@@ -1163,8 +1420,7 @@ def _constant_factor(world: _World, claim: _FormulaMatrix, decider: _Decider,
             return None
         if max(abs(int(c.p)), int(c.q)).bit_length() > 64:  # no factor a reader could use
             return None  # (and str() of a 4300-digit integer raises ValueError)
-        scaled = _Scaled(world.truth, c)
-        if all(decider.decide(claim, scaled, a, b) == EQUAL for a, b in order):
+        if matches(_Scaled(world.truth, c)):
             return f"off by a constant factor: the claim is {c} times the true Jacobian"
         return None
     return None
@@ -1197,6 +1453,9 @@ def _candidates(world: _World) -> list[tuple[str, _Generic]]:
     def add(text: str, expr: sp.Expr) -> None:
         out.append((text, _Generic(world, text, expr)))
 
+    if world.y is None:  # a gradient row: no transpose, diagonal or other function's row
+        add("sign flipped: the claim is minus the gradient", -closed)
+        return out
     if not d.symmetric:
         add("equals the transpose of the true Jacobian: rows and columns are swapped "
             "(entry (i, j) holds dy_j/dx_i)", closed.xreplace(swap))
@@ -1219,7 +1478,7 @@ def _candidates(world: _World) -> list[tuple[str, _Generic]]:
         add(f"index slip: the claim is {_show(world, slip_j)}, the true formula with i "
             "replaced by j", slip_j)
     for name in catalog.CATALOG:
-        if name == world.fn.name:
+        if name == world.fn.name or _is_scalar(catalog.get(name)) != (world.y is None):
             continue
         try:
             other = _build_world(name, world.n, world.canon, proof_n=min(world.n, 3))
@@ -1287,7 +1546,11 @@ def load_numpy(spec: str) -> tuple[Callable[..., Any], str]:
     path = Path(path_text)
     if path.suffix != ".py":
         raise SymjacError(f"--numpy expects a .py file, got {path_text!r}")
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # a name too long for the file system, ...
+        raise SymjacError(f"--numpy: cannot read {path_text}: {exc.strerror}") from None
+    if not found:
         raise SymjacError(f"--numpy: no such file: {path_text}")
     if not name.isidentifier():
         raise SymjacError(f"--numpy: {name!r} is not a Python name")
@@ -1303,8 +1566,8 @@ def load_numpy(spec: str) -> tuple[Callable[..., Any], str]:
             warnings.simplefilter("ignore")
             module_spec.loader.exec_module(module)
     except SyntaxError as exc:
-        raise SymjacError(f"--numpy: {path_text} line {exc.lineno}: syntax error: "
-                          f"{exc.msg}") from None
+        where = f" line {exc.lineno}" if exc.lineno is not None else ""
+        raise SymjacError(f"--numpy: {path_text}{where}: syntax error: {exc.msg}") from None
     except (Exception, SystemExit) as exc:
         raise SymjacError(f"--numpy: importing {path_text} raised "
                           f"{type(exc).__name__}: {_one_line(exc)}") from None
@@ -1326,13 +1589,18 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _call(func: Callable[..., Any], x: np.ndarray, n: int,
-          params: Mapping[str, float]) -> _Call:
-    """Call the user's function once (their warnings silenced, their exceptions caught)."""
+          params: Mapping[str, Any], row: bool = False) -> _Call:
+    """Call the user's function once (their warnings silenced, their exceptions caught).
+
+    The result must be n x n, or with ``row`` (a gradient) n numbers shaped (n,), (1, n)
+    or (n, 1), kept flat.
+    """
     result = _Call(x=x)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            out = func(x.copy(), **params)
+            out = func(x.copy(), **{k: (v.copy() if isinstance(v, np.ndarray) else v)
+                                    for k, v in params.items()})
         except (Exception, SystemExit) as exc:
             result.error = f"{type(exc).__name__}: {_one_line(exc)}"
             return result
@@ -1351,7 +1619,12 @@ def _call(func: Callable[..., Any], x: np.ndarray, n: int,
     if arr.dtype.kind not in "fiub":
         result.shape_error = f"returned {type(out).__name__} of {arr.dtype}, not numbers"
         return result
-    if arr.shape != (n, n):
+    if row and arr.shape in ((n,), (1, n), (n, 1)):
+        arr = arr.reshape(n)
+    elif row:
+        result.shape_error = f"returned shape {arr.shape}, expected ({n},)"
+        return result
+    elif arr.shape != (n, n):
         result.shape_error = f"returned shape {arr.shape}, expected ({n}, {n})"
         return result
     result.out = arr if arr.dtype.kind == "f" else arr.astype(float)
@@ -1439,6 +1712,109 @@ def _verify_numpy(world: _World, func: Callable[..., Any],
               "(|x| <= 8), to 1e-12 of the size of its pieces (float64 results); then along "
               "4 directions up to |x| = 1e4 for stability",)
     return verdicts, checks
+
+
+def _numpy_targets(n: int) -> list[tuple[np.ndarray, bool]]:
+    """Targets t to call a gradient with, and whether each sums to 1: one-hot labels, a
+    smoothed label and a spread distribution (the verdict), then plain weights."""
+    first, last = np.eye(n)[0], np.eye(n)[n - 1]
+    spread = np.arange(1.0, n + 1.0) / (n * (n + 1) / 2)
+    weights = np.round(np.linspace(-0.75, 1.5, n) * 8) / 8 + 0.25
+    return [(first, True), (last, True), (0.9 * last + 0.1 / n, True), (spread, True),
+            (weights, False), (2 * first, False)]
+
+
+def _gradient_truth(world: _World, xs: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, float]:
+    """The true gradient at float x and t (mpmath, 40 digits), and the size of its pieces."""
+    lib = _Numeric("mpmath", 40)
+    with mpmath.workdps(40):
+        x = [mpmath.mpf(float(v)) for v in xs]
+        taus = {sym: mpmath.mpf(float(v)) for sym, v in zip(world.canon.t, ts)}
+        values = world.evaluate(x, lib, taus)
+        g, pieces = [], []
+        for j in range(world.n):
+            env = world.closed_values(values, x, lib, 0, j)
+            g.append(float(lib(world.d.closed, env)))
+            pieces.append(float(lib(world.pieces.closed, env)))
+    return np.array(g), max(pieces, default=0.0)
+
+
+def _verify_numpy_gradient(world: _World, func: Callable[..., Any],
+                           ) -> tuple[list[ShapeVerdict], tuple[str, ...]]:
+    """NumPy code for a scalar function's gradient, called as ``f(x, t=t)``, per shape.
+
+    The verdict is for targets that sum to 1 (one-hot labels, distributions); whether the
+    code also holds for any t is said in the report, as for formulas.
+    """
+    n = world.n
+    points = [(x, t, unit) for x in _moderate_inputs(n)[:3] for t, unit in _numpy_targets(n)]
+    verdicts: list[ShapeVerdict] = []
+    for label, shape in _SHAPES:
+        bad_unit = np.zeros(n, dtype=bool)
+        bad_any_t = np.zeros(n, dtype=bool)
+        failure: Counterexample | None = None
+        rejected: ShapeVerdict | None = None
+        for xs, ts, unit in points:
+            call = _call(func, shape(xs), n, {"t": shape(ts)}, row=True)
+            if call.out is None:
+                kind = "rejected" if call.error is not None else "wrong shape"
+                detail = (f"rejected this shape: {call.error}" if call.error is not None
+                          else call.shape_error)
+                rejected = ShapeVerdict(shape=label, verdict=kind,
+                                        method="called with this shape", detail=detail or "")
+                break
+            g, scale = _gradient_truth(world, xs, ts)
+            bad = _bad_entries(call.out, g, _rtol(call.out) * (scale or 1.0))
+            (bad_unit if unit else bad_any_t)[:] |= bad
+            if bad.any() and unit and failure is None:
+                j = int(np.argmax(np.where(bad, np.abs(call.out - g), -1.0)))
+                failure = Counterexample(tuple(float(v) for v in xs), (0, j),
+                                         float(call.out[j]), float(g[j]),
+                                         float(call.out[j] - g[j]), t=tuple(map(float, ts)))
+        if rejected is not None:
+            verdicts.append(rejected)
+            continue
+        checked = (f"checked numerically at {len(points)} points x, t (one-hot, smoothed "
+                   "and spread targets, and targets that do not sum to 1)")
+        if bad_unit.any():
+            differing = [(0, int(j)) for j in np.nonzero(bad_unit)[0]]
+            verdicts.append(ShapeVerdict(
+                shape=label, verdict="refuted", method=checked, entries=n,
+                differing_count=len(differing), differing=tuple(differing[:MAX_LISTED]),
+                counterexample=failure))
+            continue
+        warns = ()
+        if bad_any_t.any():
+            warns = ("right only when t sums to 1: for other targets the gradient is "
+                     f"{world.fn.closed_form_text.split(' (')[0]}",)
+        verdicts.append(ShapeVerdict(shape=label, verdict="correct", method=checked,
+                                     entries=n, warnings=warns + _gradient_stability(
+                                         world, func, shape)))
+    _cross_shape(verdicts)
+    checks = ("the true gradient s_j sum_k t_k - t_j evaluated with 40-digit mpmath; "
+              f"agreement to {NUMPY_RTOL:g} of the size of its pieces (float64 results)",)
+    return verdicts, checks
+
+
+def _gradient_stability(world: _World, func: Callable[..., Any],
+                        shape: Callable[[np.ndarray], np.ndarray]) -> tuple[str, ...]:
+    """Large |x| (up to 1e4) with a one-hot target: name the first that breaks."""
+    n = world.n
+    label_t = np.eye(n)[0]
+    for label, make in _DIRECTIONS:
+        direction = make(n)
+        for c in _MAGNITUDES:
+            xs = c * direction
+            call = _call(func, shape(xs), n, {"t": shape(label_t)}, row=True)
+            g, scale = _gradient_truth(world, xs, label_t)
+            if call.out is None or _bad_entries(
+                    call.out, g, max(STABILITY_RTOL, _rtol(call.out)) * (scale or 1.0)).any():
+                why = (f"the function {call.error or call.shape_error}" if call.out is None
+                       else "the result contains inf/NaN"
+                       if not np.all(np.isfinite(call.out)) else "the result is wrong")
+                return (f"numerically unstable: right at moderate x, but at x = {c:.5g} * "
+                        f"{label}, {why} (subtract max(x) before exp; use log-sum-exp)",)
+    return ()
 
 
 def _judge_numpy(world: _World, truth: _NumpyTruth, func: Callable[..., Any], label: str,
@@ -1620,7 +1996,9 @@ def _cross_shape(verdicts: list[ShapeVerdict]) -> None:
 
 def verify(function: str, n: int, *, formula: str | None = None,
            numpy: Callable[..., Any] | str | None = None,
-           params: Mapping[str, float] | None = None) -> VerifyResult:
+           params: Mapping[str, float] | None = None,
+           time_limit: float | None = TIME_LIMIT,
+           progress: Callable[[str, int, int], None] | None = None) -> VerifyResult:
     """Check a claimed Jacobian of catalog ``function`` at size ``n``.
 
     Args:
@@ -1632,6 +2010,10 @@ def verify(function: str, n: int, *, formula: str | None = None,
             file runs its code). Called with x flat ``(n,)`` and as a column ``(n, 1)``.
         params: values for the function's parameters (softmax_temperature's ``T``);
             the catalog's example values by default.
+        time_limit: seconds a formula may take to decide (None: no limit). Entries not
+            decided by then leave the verdict "unproved" (exit 2), unless an entry
+            already refuted the claim.
+        progress: called as ``progress(what, done, total)`` during long formula runs.
 
     Returns:
         A VerifyResult; ``exit_code`` is 0 correct, 1 refuted, 2 unproved/unusable.
@@ -1640,7 +2022,8 @@ def verify(function: str, n: int, *, formula: str | None = None,
         SymjacError: bad input (unknown function, bad n, a formula outside the grammar, a
             file that does not import, ...).
     """
-    start = time.perf_counter()
+    budget = _Budget(time_limit, progress)
+    start = budget.start
     if (formula is None) == (numpy is None):
         raise SymjacError("verify needs exactly one of --formula EXPR or --numpy FILE.py:NAME")
     Spec(function, n)  # validates the name and n
@@ -1651,10 +2034,18 @@ def verify(function: str, n: int, *, formula: str | None = None,
     canon = _Canon(n)
     world = _build_world(function, n, canon, params)
     notes = tuple(f"parameter {p.name} = {world.params[world.fn.symbols[p.name]]}"
-                  for p in world.fn.params)
+                  for p in world.fn.params if p.kind == "scalar")
+    if world.t is not None:
+        notes += (("the gradient is a 1 x n row: write its entry J[j] as a formula in j "
+                   "(i is 0), with t[k] for the target") if formula is not None else
+                  ("the gradient is a 1 x n row: the code is called as f(x, t=t) and "
+                   "returns n numbers"),)
     if formula is not None:
-        shape, checks = _verify_formula(world, parsed)
-        shapes = (shape,)
+        if world.t is None:
+            shape, checks = _verify_formula(world, parsed, budget)
+            shapes = (shape,)
+        else:
+            shapes, checks = _verify_targets(function, n, world, parsed, params, budget)
         kind, claim = "formula", formula
     else:
         if isinstance(numpy, str):
@@ -1663,13 +2054,19 @@ def verify(function: str, n: int, *, formula: str | None = None,
             func, claim = numpy, getattr(numpy, "__qualname__", repr(numpy))
         else:
             raise SymjacError("numpy must be a callable or 'file.py:NAME'")
-        call_params = {p.name: float(world.params[world.fn.symbols[p.name]])
-                       for p in world.fn.params}
-        shape_list, checks = _verify_numpy(world, func, call_params)
+        if world.t is not None:
+            world = _build_world(function, n, _Canon(n), params, target="any")
+            shape_list, checks = _verify_numpy_gradient(world, func)
+        else:
+            call_params = {p.name: float(world.params[world.fn.symbols[p.name]])
+                           for p in world.fn.params}
+            shape_list, checks = _verify_numpy(world, func, call_params)
         shapes = tuple(shape_list)
         kind = "numpy"
     verdicts = {s.verdict for s in shapes}
-    if "refuted" in verdicts:
+    if world.t is not None and kind == "formula":
+        overall = shapes[0].verdict  # t sums to 1; what holds for any t is reported too
+    elif "refuted" in verdicts:
         overall = "refuted"
     elif "unproved" in verdicts:
         overall = "unproved"
@@ -1687,7 +2084,7 @@ def verify(function: str, n: int, *, formula: str | None = None,
 _HEADLINE = {
     "correct": "CORRECT",
     "refuted": "REFUTED",
-    "unproved": "NOT PROVED (numerically consistent, but not proved equal)",
+    "unproved": "NOT PROVED (neither proved equal nor refuted)",
     "unusable": "NO VERDICT: the function returned no n x n result for any input shape",
 }
 
@@ -1696,7 +2093,7 @@ def _report(r: VerifyResult) -> str:
     lines = [f"{_HEADLINE[r.verdict]}: {r.kind} claim for the Jacobian of {r.function}, "
              f"n = {r.n}",
              f"  claim: {r.claim}",
-             f"  truth: J_ij = {r.truth}"]
+             f"  truth: {_truth_label(r.function)} = {r.truth}"]
     lines += [f"  note: {note}" for note in r.notes]
     for s in r.shapes:
         head = "" if s.shape == "formula" else f"[{s.shape}] "
@@ -1714,6 +2111,8 @@ def _report(r: VerifyResult) -> str:
                 i, j = cx.entry
                 xs = ", ".join(_num(v) for v in cx.x)
                 lines.append(f"  counterexample: x = [{xs}]")
+                if cx.t is not None:
+                    lines.append(f"                  t = [{', '.join(_num(v) for v in cx.t)}]")
                 if cx.claimed is None:
                     lines.append(f"    claimed J[{i}, {j}]: {cx.note}")
                 else:
@@ -1727,6 +2126,10 @@ def _report(r: VerifyResult) -> str:
         lines += [f"  warning: {w}" for w in s.warnings]
     lines += [f"  {c}" for c in r.checks]
     return "\n".join(lines)
+
+
+def _truth_label(function: str) -> str:
+    return "dL/dx_j" if _is_scalar(catalog.get(function)) else "J_ij"
 
 
 def _num(v: float) -> str:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from support import run_cli
+from support import require_pdflatex, run_cli
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -125,3 +125,89 @@ def test_prove_bad_input(tmp_path, args, message):
     assert proc.returncode == 2 and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())
+
+
+def test_n_is_ascii_digits_with_leading_zeros_allowed():
+    from symjac.cli import build_parser
+
+    for text, n in [("5", 5), ("0005", 5), ("256", 256), ("1", 1)]:
+        assert build_parser().parse_args(["derive", "softmax", "-n", text]).n == n
+
+
+# -- --pdf: the PDF is made in a temporary folder first, then written with the rest -------
+
+FAILING_PDFLATEX = "#!/bin/sh\necho '! LaTeX Error: injected failure.'\nexit 1\n"
+SILENT_PDFLATEX = "#!/bin/sh\nexit 0\n"  # "succeeds" without making a PDF
+DERIVED = [f"softmax_n3.{ext}" for ext in ("tex", "py", "h", "c", "pdf")]
+
+
+def _path_with_pdflatex(root: Path, script: str) -> dict[str, str]:
+    """A PATH whose first pdflatex is ``script``."""
+    folder = root / "fakebin"
+    folder.mkdir()
+    (folder / "pdflatex").write_text(script)
+    (folder / "pdflatex").chmod(0o755)
+    return {"PATH": f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def _previous(folder: Path, names: list[str]) -> dict[str, bytes]:
+    """A previous run's files (an old PDF among them); their snapshot."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(f"previous {name}\n".encode())
+    return snapshot(folder)
+
+
+@pytest.mark.parametrize(("script", "message"), [
+    (FAILING_PDFLATEX, "pdflatex failed on softmax_n3.tex: ! LaTeX Error: injected failure."),
+    (SILENT_PDFLATEX, "pdflatex made no PDF of softmax_n3.tex"),
+], ids=["fails", "makes-no-pdf"])
+def test_derive_pdf_failure_changes_no_file(tmp_path, script, message):
+    out = tmp_path / "out"
+    before = _previous(out, DERIVED)
+    proc = run_cli("derive", "softmax", "-n", "3", "-o", str(out), "--pdf", cwd=tmp_path,
+                   env=_path_with_pdflatex(tmp_path, script))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert message in lines[0] and "no file was changed" in lines[0]
+    assert snapshot(out) == before  # the old .pdf too; and no temporary file left
+
+
+def test_prove_pdf_failure_changes_no_file(tmp_path):
+    before = _previous(tmp_path / "p", ["proof.tex", "proof.pdf"])
+    proc = run_cli("prove", "softmax", "-o", "p/proof.tex", "--pdf", cwd=tmp_path,
+                   env=_path_with_pdflatex(tmp_path, FAILING_PDFLATEX))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "pdflatex failed on proof.tex" in lines[0], proc.stderr
+    assert snapshot(tmp_path / "p") == before
+
+
+def test_pdf_without_pdflatex_writes_the_rest_and_keeps_the_old_pdf(tmp_path):
+    out = tmp_path / "out"
+    before = _previous(out, DERIVED)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_cli("derive", "softmax", "-n", "3", "-o", str(out), "--pdf", cwd=tmp_path,
+                   env={"PATH": str(empty)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "note: pdflatex is not on PATH; wrote the .tex only (install texlive to get a PDF)"]
+    after = snapshot(out)
+    assert all(after[name] != before[name] for name in DERIVED if name != "softmax_n3.pdf")
+    assert after["softmax_n3.pdf"] == before["softmax_n3.pdf"]
+    assert "softmax_n3.pdf" not in proc.stdout
+
+
+@pytest.mark.latex
+def test_pdf_is_written_with_the_other_files(tmp_path):
+    require_pdflatex()
+    out = tmp_path / "out"
+    _previous(out, DERIVED)
+    proc = run_cli("derive", "softmax", "-n", "3", "-o", str(out), "--pdf", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "softmax_n3.pdf").read_bytes().startswith(b"%PDF")
+    assert all(not (out / name).read_bytes().startswith(b"previous") for name in DERIVED)
+    assert f"wrote {out / 'softmax_n3.pdf'}" in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == sorted(DERIVED)  # no temporary files

@@ -243,8 +243,8 @@ def test_index_range_follows_the_length_of_y():
         ("x[True]", '"True"'),
         ("x[i, j]", 'x takes one index, e.g. x[k]: "x[i, j]"'),
         ("x[0:2]", 'slices are not allowed; write one index, e.g. x[k]: "x[0:2]"'),
-        ("x[i][j]", 'only x, y and s can be indexed, once, e.g. x[k]: "x[i][j]"'),
-        ("exp[0]", 'only x, y and s can be indexed, once, e.g. x[k]: "exp[0]"'),
+        ("x[i][j]", 'only x, y, s and t can be indexed, once, e.g. x[k]: "x[i][j]"'),
+        ("exp[0]", 'only x, y, s and t can be indexed, once, e.g. x[k]: "exp[0]"'),
         ("delta(i)", 'delta takes exactly two indices, e.g. delta(i, j): "delta(i)"'),
         ("delta(i, j, 1)", "delta takes exactly two indices"),
         ("x", 'x needs an index, e.g. x[k]: "x" (column 1)'),
@@ -351,7 +351,7 @@ HOSTILE = [
     # (text, fragment of the one-line message)
     ("__import__('os').system('echo pwned')", 'attribute access is not allowed: "__import__('),
     ("__import__('os')", 'unknown name "__import__" (column 1)'),
-    ("open('f')", 'unknown name "open" (column 1); allowed: x[k], y[k], s[k], delta(i, j)'),
+    ("open('f')", 'unknown name "open" (column 1); allowed: x[k], y[k], s[k], t[k], delta(i, j)'),
     ("exec('import os')", 'unknown name "exec"'),
     ("eval('1')", 'unknown name "eval"'),
     ("compile('1', 'f', 'eval')", 'unknown name "compile"'),
@@ -376,7 +376,7 @@ HOSTILE = [
     ("exp(**{'x': 1})", "keyword arguments are not allowed"),
     ("exp(*x)", 'starred arguments are not allowed: "*x"'),
     ("x[0:2]", "slices are not allowed"),
-    ("x[i][j]", "only x, y and s can be indexed"),
+    ("x[i][j]", "only x, y, s and t can be indexed"),
     ("x[0] if x[1] else 0", "a conditional expression is not allowed"),
     ("x[0] < 1", "a comparison is not allowed"),
     ("x[0] and 1", "and/or is not allowed"),
@@ -499,7 +499,7 @@ def test_module_source_never_evaluates_text():
 
 def test_error_columns_count_from_the_users_text():
     assert refusal("  foo") == (
-        'formula: unknown name "foo" (column 3); allowed: x[k], y[k], s[k], delta(i, j), n, i, j,'
+        'formula: unknown name "foo" (column 3); allowed: x[k], y[k], s[k], t[k], delta(i, j), n, i, j, T,'
         " exp, log, sqrt, tanh"
     )
     assert 'attribute access is not allowed: "x.real" (column 9)' in refusal("x[0] +  x.real")

@@ -85,6 +85,7 @@ RIGHT = [
     ("log_softmax", 4, f"delta(i,j) - exp(x[j])/{SUM4}"),
     ("softmax_temperature", 3, "s[i]*(delta(i,j) - s[j])/0.7"),
     ("softmax_temperature", 3, "10*y[i]*(delta(i,j) - y[j])/7"),
+    ("softmax_temperature", 3, "s[i]*(delta(i,j) - s[j])/T"),  # T is bound to its value
     ("sigmoid", 3, "delta(i,j)*y[i]*(1 - y[i])"),
     ("sigmoid", 3, "delta(i,j)*exp(-x[i])/(1 + exp(-x[i]))**2"),
     ("sigmoid", 3, "delta(i,j)*exp(x[i])/(1 + exp(x[i]))**2"),
@@ -135,6 +136,8 @@ WRONG = [
     ("log_softmax", 4, "s[i]*(delta(i,j) - s[j])", 16, ["this is the Jacobian of softmax"]),
     ("softmax_temperature", 3, "s[i]*(delta(i,j) - s[j])", 9,
      ["off by a constant factor: the claim is 7/10 times"]),
+    ("softmax_temperature", 3, "T*s[i]*(delta(i,j) - s[j])", 9,
+     ["off by a constant factor: the claim is 49/100 times"]),
     ("sigmoid", 3, "y[i]*(1 - y[i])", 6, ["only the diagonal is right"]),
     ("sigmoid", 3, "delta(i,j)*y[i]*(1 + y[i])", 3, []),
     ("tanh", 3, "delta(i,j)*(1 - y[i])", 3, ["the off-diagonal entries are right"]),
@@ -388,7 +391,11 @@ BAD_API = [
     (dict(function="sigmoid", n=3, formula="s[i]"), "only defined for the softmax family"),
     (dict(function="softmax", n=4, formula="x[4]"), "outside 0..3"),
     (dict(function="softmax", n=4, formula="1/delta(i, j)"), "division by zero"),
-    (dict(function="softmax_cross_entropy", n=3, formula="s[j]"), "not supported"),
+    (dict(function="softmax", n=3, formula="s[j] - t[j]"), "t[k] is the target of "
+     "softmax_cross_entropy; this function has none"),
+    (dict(function="softmax_cross_entropy", n=3, formula="y[j]"), "y[k] is not available"),
+    (dict(function="softmax", n=3, formula="s[i]/T"), "T is the temperature of "
+     "softmax_temperature; this function has none"),
     (dict(function="softmax", n=4, numpy=str(CORPUS / "nope.py") + ":f"), "no such file"),
     (dict(function="softmax", n=4, numpy=str(CORPUS / "jacobians.py")), "FILE.py:NAME"),
     (dict(function="softmax", n=4, numpy=str(CORPUS / "jacobians.py") + ":missing"),
@@ -474,6 +481,178 @@ def test_accepted_formulas_that_stress_the_algebra_stay_fast(formula, verdict):
     start = time.perf_counter()
     assert verify("softmax", 4, formula=formula).verdict == verdict
     assert time.perf_counter() - start < 10
+
+
+def test_numpy_file_with_a_nul_byte_is_one_clear_line(tmp_path):
+    bad = tmp_path / "nul.py"
+    bad.write_bytes(b"import numpy\n\x00def f(x):\n    return x\n")
+    with pytest.raises(SymjacError) as info:
+        verify("softmax", 3, numpy=f"{bad}:f")
+    assert str(info.value) == (f"--numpy: {bad}: syntax error: source code string cannot "
+                               "contain null bytes")
+
+
+# -- softmax cross-entropy: a gradient row, and a target t --------------------------------
+
+
+def ce_gradient(x, t) -> np.ndarray:
+    """dL/dx for L = -sum_k t_k log softmax(x)_k, by hand: s * sum(t) - t."""
+    return _softmax(x) * np.sum(t) - np.asarray(t, dtype=float)
+
+
+def _explicit_sum(name: str, n: int) -> str:
+    return "(" + " + ".join(f"{name}[{k}]" for k in range(n)) + ")"
+
+
+# (n, formula, verdict when t sums to 1, verdict for any t, a diagnosis fragment or "")
+CROSS_ENTROPY = [
+    (4, "s[j]*" + _explicit_sum("t", 4) + " - t[j]", "correct", "correct", ""),
+    (4, "s[j] - t[j]", "correct", "refuted", "right only when t sums to 1"),
+    (3, "exp(x[j])/(exp(x[0]) + exp(x[1]) + exp(x[2])) - t[j]", "correct", "refuted",
+     "right only when t sums to 1"),
+    (1, "0", "correct", "correct", ""),  # n = 1: s = 1, so the gradient s t - t is 0
+    (2, "s[j]*(t[0] + t[1]) - t[j]", "correct", "correct", ""),
+    (4, "t[j] - s[j]", "refuted", "refuted", "sign flipped"),
+    (4, "s[j]*(1 - t[j])", "refuted", "refuted", ""),
+    (4, "s[j] - t[j]*s[j]", "refuted", "refuted", ""),
+]
+
+
+@pytest.mark.parametrize(("n", "formula", "unit", "general", "diagnosis"), CROSS_ENTROPY,
+                         ids=[c[1][:40] for c in CROSS_ENTROPY])
+def test_cross_entropy_formulas(n, formula, unit, general, diagnosis):
+    r = verify("softmax_cross_entropy", n, formula=formula)
+    first, second = r.shapes
+    assert (first.verdict, second.verdict) == (unit, general)
+    assert "t sums to 1" in first.shape and "any target t" in second.shape
+    assert r.verdict == unit and r.exit_code == {"correct": 0, "refuted": 1}[unit]
+    if diagnosis:
+        assert any(diagnosis in d for shape in r.shapes for d in shape.diagnosis)
+    for shape in r.shapes:
+        if shape.verdict != "refuted":
+            continue
+        assert shape.differing_count >= 1 and all(i == 0 for i, _ in shape.differing)
+        cx = shape.counterexample
+        assert cx is not None and cx.t is not None
+        assert cx.true == pytest.approx(ce_gradient(cx.x, cx.t)[cx.entry[1]], rel=1e-9,
+                                        abs=1e-15)
+        if "sums to 1" in shape.shape:
+            assert sum(cx.t) == pytest.approx(1.0)
+            assert min(cx.t) > 0  # a real distribution, as a user would try
+        else:
+            assert sum(cx.t) != pytest.approx(1.0)
+
+
+CE = str(CORPUS / "cross_entropy.py")
+CE_NUMPY = [  # name, {shape: verdict}, exit code, a warning or diagnosis fragment
+    ("general", {FLAT: "correct", COLUMN: "correct"}, 0, ""),
+    ("textbook", {FLAT: "correct", COLUMN: "correct"}, 0, "right only when t sums to 1"),
+    ("naive", {FLAT: "correct", COLUMN: "correct"}, 0, "numerically unstable"),
+    ("flattens_t", {FLAT: "correct", COLUMN: "wrong shape"}, 0, ""),
+    ("flipped", {FLAT: "refuted", COLUMN: "refuted"}, 1, ""),
+    ("one_hot_only", {FLAT: "refuted", COLUMN: "rejected"}, 1, ""),
+]
+
+
+@pytest.mark.parametrize(("name", "verdicts", "code", "fragment"), CE_NUMPY,
+                         ids=[c[0] for c in CE_NUMPY])
+def test_cross_entropy_numpy(name, verdicts, code, fragment):
+    r = verify("softmax_cross_entropy", 4, numpy=f"{CE}:{name}")
+    assert {s.shape: s.verdict for s in r.shapes} == verdicts
+    assert r.exit_code == code
+    if fragment:
+        assert any(fragment in w for s in r.shapes for w in s.warnings + s.diagnosis)
+    for s in r.shapes:
+        if s.verdict == "refuted":
+            cx = s.counterexample
+            assert cx.true == pytest.approx(ce_gradient(cx.x, cx.t)[cx.entry[1]], rel=1e-9)
+            assert abs(sum(cx.t) - 1) < 1e-12  # refuted where t is a distribution
+
+
+def test_cross_entropy_cli(tmp_path):
+    proc = run_cli("verify", "softmax_cross_entropy", "-n", "3", "--formula", "s[j] - t[j]",
+                   "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert [s["verdict"] for s in out["shapes"]] == ["correct", "refuted"]
+    assert len(out["shapes"][1]["counterexample"]["t"]) == 3
+    assert not list(tmp_path.iterdir())
+
+
+# -- the time limit: a valid formula can be expensive, verify still ends -------------------
+
+# Valid, ~3 ms an entry (4,096 entries at n = 64); x[0] keeps each entry its own problem
+# (without it, entries (0, 0) and (0, 1) stand for all the others: see the symmetry tests).
+NESTED = "tanh(tanh(tanh(tanh(x[i]*x[j] + x[0]))))"
+
+
+def test_time_limit_ends_a_long_refutation_with_what_was_found():
+    start = time.perf_counter()
+    r = verify("softmax", 64, formula=NESTED, time_limit=3)
+    assert time.perf_counter() - start < 30  # not a speed test: it would take ~15 s more
+    shape = r.shapes[0]
+    assert r.verdict == "refuted" and r.exit_code == 1
+    assert 0 < shape.differing_count < 64 * 64  # only what was decided in time
+    assert shape.differing[0] == (0, 0)
+    assert any("time limit of 3 s was reached" in w and "of 4096 entries decided" in w
+               for w in shape.warnings)
+    assert "not reached" in shape.method
+    x = np.array(shape.counterexample.x)  # the counterexample is still a real one
+    claimed = np.tanh(np.tanh(np.tanh(np.tanh(x[0] * x[0] + x[0]))))
+    assert shape.counterexample.claimed == pytest.approx(claimed, rel=1e-12)
+    assert shape.counterexample.true == pytest.approx(reference("softmax", x)[0, 0], rel=1e-9)
+
+
+def test_time_limit_never_turns_into_correct():
+    r = verify("softmax", 256, formula="s[i]*(delta(i, j) - s[j])*exp(x[0])/exp(x[0])",
+               time_limit=0.2)
+    assert r.verdict == "unproved" and r.exit_code == 2
+    assert any("time limit of 0.2 s was reached" in w for w in r.shapes[0].warnings)
+    assert r.to_text().startswith("NOT PROVED")
+    assert r.checks == ()  # nothing claimed proved, so nothing cross-checked
+
+
+def test_without_a_time_limit_the_same_formula_is_proved():
+    r = verify("softmax", 24, formula="s[i]*(delta(i, j) - s[j])", time_limit=None)
+    assert r.verdict == "correct"
+
+
+def test_index_generic_formulas_decide_two_entries_and_relabel():
+    start = time.perf_counter()
+    r = verify("softmax", 256, formula="s[i]*(delta(i, j) - s[j])")
+    assert time.perf_counter() - start < 60  # entry by entry this takes minutes
+    assert r.verdict == "correct"
+    assert "(entries (0, 0) and (0, 1))" in r.shapes[0].method
+    assert "the other 65534 entries are these relabelled" in r.shapes[0].method
+    assert r.checks  # and 1024 entries are still cross-checked numerically
+
+
+@pytest.mark.parametrize("formula", [
+    "s[i]*(delta(i, j) - s[j]) + delta(i, 2)*delta(j, 3)*s[0]",  # a fixed index
+    "s[i]*(delta(i, j) - s[j]) + (i - 2)*(j - 3)*0 + delta(i, j + 1)*0*s[0]",
+    "s[i]*(delta(i, j) - s[j])*(1 + delta(i, 2)*delta(j, 3))",
+])
+def test_a_formula_wrong_at_one_entry_is_never_relabelled(formula):
+    r = verify("softmax", 5, formula=formula)
+    if "(i - 2)" in formula:  # right everywhere, but i and j are used as numbers
+        assert r.verdict == "correct" and "relabelled" not in r.shapes[0].method
+        return
+    assert r.verdict == "refuted"
+    assert r.shapes[0].differing == ((2, 3),) and r.shapes[0].differing_count == 1
+    assert "relabelled" not in r.shapes[0].method
+
+
+def test_progress_is_reported():
+    seen = []
+    verify("softmax", 6, formula="s[i]*(delta(i, j) - s[j])",
+           progress=lambda what, done, total: seen.append((what, done, total)))
+    assert ("deciding entries", 0, 36) in seen and ("deciding entries", 30, 36) in seen
+
+
+@pytest.mark.parametrize("limit", [0, -1, float("nan"), float("inf"), "10"])
+def test_bad_time_limit_is_bad_input(limit):
+    with pytest.raises(SymjacError, match="time limit must be a positive number"):
+        verify("softmax", 3, formula="s[i]", time_limit=limit)
 
 
 # -- the command line ----------------------------------------------------------------------
@@ -566,3 +745,35 @@ def test_cli_help_says_numpy_runs_code(tmp_path):
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())
     assert "RUNS ITS CODE" in text and "never run as code" in text
+
+
+def test_readme_example_is_what_verify_prints(tmp_path):
+    """The README shows a real run; it fails here when the report changes."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    command = '$ symjac verify softmax -n 4 --formula "s[i]*(delta(i, j) - s[i])"\n'
+    shown = readme[readme.index(command) + len(command):]
+    shown = shown[:shown.index("```")]
+    proc = run_cli("verify", "softmax", "-n", "4", "--formula", "s[i]*(delta(i, j) - s[i])",
+                   cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stdout == shown
+
+
+def test_cli_time_limit(tmp_path):
+    formula = "s[i]*(delta(i, j) - s[j])*exp(x[0])/exp(x[0])"  # right, entry by entry
+    proc = run_cli("verify", "softmax", "-n", "64", "--formula", formula, "--time-limit",
+                   "0.3", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stdout.startswith("NOT PROVED")
+    assert proc.stderr.strip().splitlines() == [
+        "symjac: not proved: the time limit of 0.3 s was reached (--time-limit allows more)"]
+    assert "\r" not in proc.stderr  # progress is for terminals only
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "abc", ""])
+def test_cli_bad_time_limit(tmp_path, value):
+    proc = run_cli("verify", "softmax", "-n", "3", "--formula", "s[i]", "--time-limit", value,
+                   cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"symjac: error: --time-limit must be a positive number of seconds, got '{value}'"]
