@@ -4,33 +4,45 @@ A catalog function comes with a named closed form that symjac proves; a user-sup
 function does not. Its Jacobian is whatever SymPy's derivative of the given expressions
 is, printed after common-subexpression elimination, and every output says so: no named
 closed form is claimed, so there is nothing beyond the derivative to prove. The
-structure (diagonal, diagonal plus rank one, dense) is *found* in the derived matrix,
-never declared, and each claim is checked exactly entry by entry.
+structure (diagonal, diagonal plus rank one, dense) is *found* in the derivative, never
+declared, and each claim is exact: read off the chain rule's form or checked entry by
+entry.
 
 Pipeline, one stage per function::
 
     custom(name, outputs, inputs) -> CustomFunction        (validated once, here)
-      -> derive(f, dtype)  -> CustomDerivation              (Matrix.jacobian, Structure)
+      -> derive(f, dtype)  -> CustomDerivation              (differentiate, Structure)
       -> programs(d)       -> Programs                      (CSE'd SymPy, target-free)
       -> c_context / numpy_context / latex_context          (printed text only)
       -> render(d, targets) -> {file name: text}            (templates place the text)
 
-Cost: differentiating is O(m * n * size) for m outputs of size ``size`` in n inputs, and
-the structure test touches each of the m * n entries a bounded number of times. Nothing
-calls ``simplify``. Expressions written by hand are small, but an output that sums over
-all n inputs is O(n) long, which makes the whole derivation O(n^3). Measured (this
-machine, SymPy 1.14, derive / render / ``cc -O2``): y_i = x_i^2 / sum_k x_k^2 at n = 16
-0.6 / 0.2 / 0.2 s, at n = 64 13 / 1 / 0.6 s; elementwise softplus at n = 256
-6 / 2.5 / 4 s; a dense J with O(n) entries (sum_k e^{-(x_i - x_k)^2}) at n = 32
-13 / 7 / 13 s (a 474 KiB C file: dense kernels are O(n^2) code).
+Cost. An output that sums over all n inputs (y_i = x_i^2 / sum_k x_k^2) is O(n) long, so
+``Matrix.jacobian`` differentiates n^2 expressions of size O(n): O(n^3), minutes at
+n = 256. :func:`differentiate` differentiates the outputs' CSE program instead (SymPy's
+``cse``, with every long sum named): each temporary ``w_k`` is differentiated once, and
+every entry is a small expression in the inputs and the temporaries (J_ij =
+-2 w_i x_j / S^2 with ``S`` the sum). When every output reaches the other inputs through
+one temporary, the structure is read off the chain rule (:func:`chain_structure`) and the
+n^2 entries are never multiplied out: deriving is O(n + size of the outputs); otherwise
+the entries are formed, O(m n) small products, and :func:`find_structure` works on them.
+Nothing calls ``simplify``. Every derivation is checked (:func:`check_jacobian`): entry
+by entry against ``Matrix.jacobian`` at small sizes, and at every size numerically at a
+random rational point against a difference quotient of the outputs. Measured with
+``benchmarks/custom_scaling.py`` (this machine, SymPy 1.14, derive + render NumPy and C):
+y_i = x_i^2 / sum_k x_k^2 at n = 64 in 0.35 s and at n = 256 in 1.5 s (before: 6 s and
+5 minutes), a custom softmax alike; a dense J with O(n) terms per output
+(sum_k e^{-(x_i - x_k)^2}) at n = 32 in 9 s (before: 19 s; its n^2 entries are all
+different, and dense kernels are O(n^2) code).
 """
 
 from __future__ import annotations
 
+import random
 import re
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import sympy as sp
 from sympy.core.relational import Relational
@@ -42,7 +54,7 @@ from . import __version__
 from .catalog import CATALOG
 from .codegen import Assign
 from .derivation import DTYPES, N_MAX
-from .errors import SymjacError
+from .errors import CheckFailed, SymjacError
 from .printers import CPrinter, NumpyPrinter
 from .render import render as render_template
 
@@ -261,9 +273,10 @@ class Structure:
     diagonal: tuple[sp.Expr, ...] = ()
     a: tuple[sp.Expr, ...] = ()
     b: tuple[sp.Expr, ...] = ()
-    symmetric: bool = False  # J_ij and J_ji are the same expression for every i, j
+    symmetric: bool = False  # J_ij = J_ji for every i, j: the same expression, or a = c b
     zeros: int = 0  # entries that are exactly 0
-    checked: int = 0  # off-diagonal entries compared with 0 or with a_i b_j
+    checked: int = 0  # off-diagonal entries shown to be 0 or a_i b_j
+    by_chain_rule: bool = False  # read off the chain rule's form, not compared entry by entry
 
 
 @dataclass(frozen=True)
@@ -278,13 +291,22 @@ class CustomProof:
 
 @dataclass(frozen=True)
 class CustomDerivation:
-    """Result of the derivation stage for a custom function, input of every printer."""
+    """Result of the derivation stage for a custom function, input of every printer.
+
+    The Jacobian is held as the chain rule gives it (:class:`ChainRule`): ``temps`` are
+    the outputs' common subexpressions (``w_k = value``, each value in the inputs and the
+    earlier temporaries), and every entry is an expression in the inputs and those
+    temporaries. :meth:`entry` gives one entry, ``jacobian`` the whole matrix (multiplied
+    out on first use), :meth:`in_inputs` substitutes the temporaries. ``structure`` gives
+    ``diagonal``, ``a`` and ``b`` in the inputs alone, ``found`` in the temporaries.
+    """
 
     spec: CustomSpec
     inputs: tuple[sp.Symbol, ...]  # x_0 .. x_{n-1}, real: what the kernels index
     outputs: tuple[sp.Expr, ...]  # the user's outputs in those symbols
-    jacobian: sp.ImmutableMatrix  # m x n, J_ij = d y_i / d x_j, as SymPy returns it
-    structure: Structure
+    chain: ChainRule  # J_ij = d y_i / d x_j by the chain rule over the outputs' CSE
+    structure: Structure  # in the inputs alone
+    found: Structure  # the same, in the inputs and ``temps``: what the kernels print
     proof: CustomProof
     conventions: tuple[str, ...] = ()  # "sign", "heaviside", "piecewise" where they occur
 
@@ -300,6 +322,37 @@ class CustomDerivation:
     def function(self) -> CustomFunction:
         return self.spec.function
 
+    @property
+    def temps(self) -> tuple[tuple[sp.Symbol, sp.Expr], ...]:
+        """The temporaries ``(w_k, value)`` the entries read, in the order computed."""
+        return self.chain.temps
+
+    @property
+    def jacobian(self) -> sp.ImmutableMatrix:
+        """m x n, J_ij = d y_i / d x_j in the inputs and ``temps``: O(m n) products, made
+        once on first use (the kernels of a structured J never need them)."""
+        return self.chain.jacobian
+
+    def entry(self, i: int, j: int) -> sp.Expr:
+        """J_ij in the inputs and ``temps``, without multiplying out the rest of J."""
+        return self.chain.entry(i, j)
+
+    @cached_property
+    def _values(self) -> dict[sp.Symbol, sp.Expr]:
+        return expansion(self.temps)
+
+    def in_inputs(self, expr: sp.Expr) -> sp.Expr:
+        """``expr`` with every temporary replaced by its value: an expression of the inputs.
+
+        The values are built once and shared, so this costs the size of ``expr``, not of
+        the sums it refers to.
+        """
+        return sp.sympify(expr).xreplace(self._values)
+
+    def jacobian_in_inputs(self) -> sp.ImmutableMatrix:
+        """J with the temporaries substituted in every entry (m n substitutions)."""
+        return sp.ImmutableMatrix(self.m, self.n, [self.in_inputs(e) for e in self.jacobian])
+
 
 def indexed(name: str, k: int) -> sp.Symbol:
     """The real symbol ``name_k`` (0-based): printed ``name[k]`` in C."""
@@ -307,11 +360,16 @@ def indexed(name: str, k: int) -> sp.Symbol:
 
 
 def derive(f: CustomFunction, n: int | None = None, dtype: str = "float64") -> CustomDerivation:
-    """Differentiate ``f`` (SymPy's ``Matrix.jacobian``) and find the Jacobian's structure.
+    """Differentiate ``f`` (:func:`differentiate`, checked) and find the Jacobian's structure.
 
     Args:
         n: optional; when given it must equal the number of inputs.
         dtype: "float64" or "float32" (the kernels' type).
+
+    Raises:
+        SymjacError: ``n`` or ``dtype`` is wrong, or an output or derivative uses something
+            the kernels cannot evaluate.
+        CheckFailed: the chain rule disagrees with SymPy's derivative (a bug in symjac).
     """
     if not isinstance(f, CustomFunction):
         raise SymjacError(f"expected a CustomFunction from symjac.custom, got {type(f).__name__}")
@@ -323,29 +381,384 @@ def derive(f: CustomFunction, n: int | None = None, dtype: str = "float64") -> C
     # derivative (d|x|/dx = sign(x), not a complex-valued expression).
     xs = tuple(indexed("x", k) for k in range(f.n))
     to_x = dict(zip(f.inputs, xs))
-    outputs = tuple(e.xreplace(to_x) for e in f.outputs)
+    outputs = _xreplace_shared(f.outputs, to_x)
     allowed = set(xs)
     checked: set = set()
     for i, e in enumerate(outputs):  # real symbols may re-evaluate: sqrt(x**2) -> Abs(x)
         problem = _unsupported(e, allowed, derived=True, seen=checked)
         if problem:
             raise SymjacError(f"{f.name}: output y_{i} with real inputs {problem}")
-    # [outputs] -> [Jacobian]: O(m * n * size).
-    jac = sp.ImmutableMatrix(sp.Matrix(outputs).jacobian(xs))
-    seen: set = set()
-    for (i, j), entry in zip(((i, j) for i in range(f.m) for j in range(f.n)), jac):
-        problem = _unsupported(entry, allowed, derived=True, seen=seen)
-        if problem:
-            raise SymjacError(f"{f.name}: the derivative d y_{i} / d x_{j} {problem}")
-    structure = find_structure(jac)
+    # [outputs] -> [the chain rule over their CSE]: O(n^2) at most, see differentiate.
+    chain = differentiate(outputs, xs)
+    seen = _check_derivatives(f.name, chain)
+    # [chain rule] -> Structure: read off the chain rule when it shows it, else found in
+    # the multiplied-out entries; then checked against SymPy's derivative of the outputs.
+    found = chain_structure(chain) or find_structure(chain.jacobian, chain.depends)
+    check_jacobian(f.name, outputs, chain, found)
+    values = expansion(chain.temps)
+    structure = replace(found, **{part: tuple(e.xreplace(values) for e in getattr(found, part))
+                                  for part in ("diagonal", "a", "b")})
     proof = CustomProof(entries=f.m * f.n, backend=f"SymPy {sp.__version__}",
                         seconds=time.perf_counter() - start)
-    # Every node of J is in `seen` now: the conventions at kinks that the document states.
+    # Every node J is built from is in `seen` now: the conventions at kinks that the
+    # document states.
     kinds = {type(node) for node in seen}
     conventions = tuple(name for name, cls in (("sign", sp.sign), ("heaviside", sp.Heaviside),
                                                ("piecewise", sp.Piecewise))
                         if any(issubclass(k, cls) for k in kinds))
-    return CustomDerivation(spec, xs, outputs, jac, structure, proof, conventions)
+    return CustomDerivation(spec, xs, outputs, chain, structure, found, proof, conventions)
+
+
+def _xreplace_shared(exprs: Sequence[sp.Expr], rule: Mapping[sp.Basic, sp.Basic],
+                     ) -> tuple[sp.Expr, ...]:
+    """``e.xreplace(rule)`` for each e, every shared subexpression rebuilt once.
+
+    A user's outputs typically share one sum over all inputs (``total`` in
+    :func:`custom`'s example). ``xreplace`` output by output would rebuild it once per
+    output, O(n^2) in all, and leave n equal copies that every later pass compares in
+    full; here the copies stay one object.
+    """
+    memo: dict[sp.Basic, sp.Basic] = dict(rule)
+
+    def walk(e: sp.Basic) -> sp.Basic:
+        if e in memo:
+            return memo[e]
+        args = tuple(walk(a) for a in e.args)
+        new = e.func(*args) if any(a is not b for a, b in zip(args, e.args)) else e
+        memo[e] = new
+        return new
+
+    return tuple(walk(e) for e in exprs)
+
+
+def _check_derivatives(name: str, chain: ChainRule) -> set:
+    """Refuse a derivative the kernels cannot evaluate; return every node J is built from.
+
+    The entries of J are sums of products of the partials and the temporaries'
+    derivatives, which read the temporaries: checking those pieces checks every entry.
+    """
+    allowed = set(chain.inputs) | {s for s, _ in chain.temps}
+    seen: set = set()
+    pieces: list[sp.Expr] = []
+    for i, partials in enumerate(chain.partials):
+        for _, p in partials:
+            problem = _unsupported(p, allowed, derived=True, seen=seen)
+            if problem:
+                raise SymjacError(f"{name}: the derivative of output y_{i} {problem}")
+            pieces.append(p)
+    for s, _ in chain.temps:
+        for j, g in chain.grads[s].items():
+            problem = _unsupported(g, allowed, derived=True, seen=seen)
+            if problem:
+                raise SymjacError(f"{name}: the derivative by x_{j} of a subexpression "
+                                  f"shared by the outputs {problem}")
+            pieces.append(g)
+    for _, value in needed(chain.temps, pieces):
+        _unsupported(value, allowed, derived=True, seen=seen)
+    return seen
+
+
+# -- [outputs] -> ChainRule (the Jacobian in the outputs' temporaries) --------------------
+
+SUM_TEMP_MIN = 4
+"""A sum of at least this many terms inside an output is made a temporary even where it
+occurs once (log sum_k e^{x_k}): its derivative is then taken once, in O(n), not once per
+input. Shorter sums (1 + e^{x}) stay inline."""
+
+
+@dataclass(frozen=True, eq=False)
+class ChainRule:
+    """The Jacobian of the outputs as the chain rule gives it, before it is multiplied out.
+
+    ``J_ij`` is the sum of ``p * d s / d x_j`` over ``(s, p)`` in ``partials[i]``, where
+    ``d x_k / d x_j`` is 1 for k = j (else 0) and ``d w / d x_j = grads[w][j]`` (0 where
+    absent) for a temporary w. Everything is in the inputs and the temporaries.
+    """
+
+    inputs: tuple[sp.Symbol, ...]
+    temps: tuple[tuple[sp.Symbol, sp.Expr], ...]  # w_k = value, in inputs and earlier w
+    reduced: tuple[sp.Expr, ...]  # the outputs in the inputs and the temporaries
+    partials: tuple[tuple[tuple[sp.Symbol, sp.Expr], ...], ...]  # per output: (s, d y_i / d s)
+    grads: Mapping[sp.Symbol, Mapping[int, sp.Expr]]  # per temporary: {j: d w / d x_j}
+    depends: Mapping[sp.Symbol, frozenset]  # the inputs each temporary depends on
+
+    @cached_property
+    def index(self) -> dict[sp.Symbol, int]:
+        return {x: j for j, x in enumerate(self.inputs)}
+
+    def grad(self, s: sp.Symbol) -> Mapping[int, sp.Expr]:
+        """``{j: d s / d x_j}`` where nonzero, for an input or a temporary s."""
+        return {self.index[s]: sp.S.One} if s in self.index else self.grads[s]
+
+    def row(self, i: int) -> dict[int, sp.Expr]:
+        """The nonzero entries of row i, ``{j: J_ij}``."""
+        return _combine(self.partials[i], self.index, self.grads)
+
+    def entry(self, i: int, j: int) -> sp.Expr:
+        """J_ij alone (the same expression as ``row(i)[j]``)."""
+        return self.row_part(i, j, self.partials[i])
+
+    def row_part(self, i: int, j: int, partials: Iterable[tuple[sp.Symbol, sp.Expr]]) -> sp.Expr:
+        """The terms of J_ij that come through ``partials`` (some of output i's)."""
+        terms = []
+        for s, p in partials:
+            if s in self.index:
+                if self.index[s] == j:
+                    terms.append(p)
+            elif j in self.grads[s]:
+                terms.append(p * self.grads[s][j])
+        return sp.Add(*terms)
+
+    @cached_property
+    def jacobian(self) -> sp.ImmutableMatrix:
+        """The m x n matrix, multiplied out (O(m n) products), made once."""
+        n = len(self.inputs)
+        rows = [self.row(i) for i in range(len(self.reduced))]
+        return sp.ImmutableMatrix(len(rows), n,
+                                  [row.get(j, sp.S.Zero) for row in rows for j in range(n)])
+
+
+def differentiate(outputs: Sequence[sp.Expr], xs: Sequence[sp.Symbol]) -> ChainRule:
+    """The Jacobian of ``outputs`` in ``xs`` by the chain rule over their CSE program.
+
+    ``sympy.cse`` names the common subexpressions ``w0, w1, ...`` (a sum over all inputs
+    becomes one temporary ``S``). Each temporary is differentiated once, by SymPy's
+    ``diff`` of its value with the earlier temporaries held as symbols::
+
+        d w_k / d x_j = d value_k / d x_j + sum_l (d value_k / d w_l) (d w_l / d x_j)
+
+    and each output's partials ``d y_i / d s`` by the symbols s it reads are kept
+    (:class:`ChainRule`). Derivatives are sparse (``{j: expr}`` over the inputs with a
+    nonzero derivative), so ``d S / d x_j`` for all j costs O(n) once, and an entry is a
+    small expression (``-2 x_j w_i / S**2``) instead of an O(n) one. A derivative that
+    equals a temporary's value is written as that temporary (``d e^{x_k} / d x_k = w_k``),
+    so equal entries stay identical expressions.
+    """
+    exprs = list(outputs)
+    temps, reduced = cse(exprs + _inner_sums(exprs), prefix="w")
+    reduced = reduced[:len(exprs)]
+    index = {x: j for j, x in enumerate(xs)}
+    rank = {**index, **{s: len(xs) + k for k, (s, _) in enumerate(temps)}}
+    named = {value: s for s, value in temps}
+    grads: dict[sp.Symbol, dict[int, sp.Expr]] = {}
+    depends: dict[sp.Symbol, frozenset] = {}
+    for s, value in temps:
+        grads[s] = _combine(_partials(value, rank, named), index, grads)
+        depends[s] = frozenset().union(*(depends.get(t, {t}) for t in value.free_symbols))
+    partials = tuple(tuple(_partials(e, rank, named)) for e in reduced)
+    return ChainRule(tuple(xs), tuple(temps), tuple(reduced), partials, grads, depends)
+
+
+def _inner_sums(exprs: Sequence[sp.Expr]) -> list[sp.Expr]:
+    """Sums of at least SUM_TEMP_MIN terms inside ``exprs`` (not one of them), each once.
+
+    Given to ``cse`` as extra expressions, so that each is named even where it occurs
+    only once.
+    """
+    found: list[sp.Expr] = []
+    seen: set = set()
+    stack = [a for e in reversed(exprs) for a in reversed(e.args)]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node.is_Add and len(node.args) >= SUM_TEMP_MIN:
+            found.append(node)
+        stack.extend(reversed(node.args))
+    return found
+
+
+def _partials(expr: sp.Expr, rank: Mapping[sp.Symbol, int],
+              named: Mapping[sp.Expr, sp.Symbol]) -> list[tuple[sp.Symbol, sp.Expr]]:
+    """``(s, d expr / d s)`` for each symbol s of ``expr`` with a nonzero partial, in
+    ``rank`` order, a temporary's value in them written as the temporary (``named``).
+
+    A sum is differentiated term by term, each term by the symbols it contains: SymPy's
+    ``diff`` of a sum visits every term, so the n partials of an n-term sum would cost
+    O(n^2) taken whole.
+    """
+    parts: dict[sp.Symbol, list[sp.Expr]] = {}
+    for term in sp.Add.make_args(expr):
+        for s in term.free_symbols:
+            parts.setdefault(s, []).append(term.diff(s))
+    out = []
+    for s in sorted(parts, key=rank.__getitem__):
+        partial = sp.Add(*parts[s])
+        if partial != 0:
+            out.append((s, partial.xreplace(named)))
+    return out
+
+
+def _combine(partials: Iterable[tuple[sp.Symbol, sp.Expr]], index: Mapping[sp.Symbol, int],
+             grads: Mapping[sp.Symbol, Mapping[int, sp.Expr]]) -> dict[int, sp.Expr]:
+    """``{j: sum of p * d s / d x_j}`` over ``partials``, for the j where it is nonzero."""
+    terms: dict[int, list[sp.Expr]] = {}
+    for s, p in partials:
+        if s in index:
+            terms.setdefault(index[s], []).append(p)
+        else:
+            for j, g in grads[s].items():
+                terms.setdefault(j, []).append(p * g)
+    out = {}
+    for j in sorted(terms):
+        total = sp.Add(*terms[j])
+        if total != 0:
+            out[j] = total
+    return out
+
+
+def expansion(temps: Sequence[tuple[sp.Symbol, sp.Expr]]) -> dict[sp.Symbol, sp.Expr]:
+    """Every temporary as an expression of the inputs alone, each built once and shared."""
+    values: dict[sp.Symbol, sp.Expr] = {}
+    for s, value in temps:
+        values[s] = value.xreplace(values)
+    return values
+
+
+def needed(temps: Sequence[tuple[sp.Symbol, sp.Expr]],
+           exprs: Iterable[sp.Expr]) -> list[tuple[sp.Symbol, sp.Expr]]:
+    """The temporaries that ``exprs`` read, directly or through another, in order."""
+    named = dict(temps)
+    used: set[sp.Symbol] = set()
+    todo = [s for e in exprs for s in e.free_symbols if s in named]
+    while todo:
+        s = todo.pop()
+        if s not in used:
+            used.add(s)
+            todo += [t for t in named[s].free_symbols if t in named]
+    return [(s, value) for s, value in temps if s in used]
+
+
+# -- ChainRule -> checked (against SymPy's derivative of the outputs) ---------------------
+
+SYMBOLIC_CHECK_MAX = 64
+"""Up to this many entries, each is also compared with SymPy's ``Matrix.jacobian``."""
+CHECK_DIGITS = 60  # working precision of the numeric cross-check
+CHECK_STEP = sp.Rational(1, 10**25)  # its central-difference step h
+CHECK_TOLERANCE = sp.Rational(1, 10**20)  # relative to the size of the terms compared
+CHECK_SIGNS = (0, 1, -1)  # the random points tried: mixed signs, all positive, all negative
+
+
+class _NotFinite(Exception):
+    """An expression has no finite value at the point of a numeric check."""
+
+
+def check_jacobian(name: str, outputs: Sequence[sp.Expr], chain: ChainRule,
+                   structure: Structure) -> None:
+    """Check the chain rule's Jacobian against SymPy's derivative of the outputs.
+
+    Up to SYMBOLIC_CHECK_MAX entries, each entry with the temporaries substituted is
+    compared with ``Matrix.jacobian``: identical, or a difference that expands to 0
+    (exact); an entry neither decides is compared at the random point below. At every
+    size, at a random rational point p and direction v, ``J v`` computed from the
+    structure found (``D v + a (b . v)``, the diagonal, or the nonzero entries) is
+    compared with the central difference ``(y(p + h v) - y(p - h v)) / 2h`` of the CSE'd
+    outputs at 60 digits (h = 1e-25: it agrees with the derivative to ~1e-35). An entry
+    that is wrong in row i changes ``(J v)_i`` unless its error happens to be orthogonal
+    to the random v. Cost: O(n) values for a structured J, O(m n) for a dense one.
+
+    Raises:
+        CheckFailed: they differ (a bug in symjac), or the function has no finite value
+            at any of the points tried and some entry was not decided exactly.
+    """
+    xs = chain.inputs
+    undecided = None
+    if len(outputs) * len(xs) <= SYMBOLIC_CHECK_MAX:
+        undecided = _compare_with_matrix_jacobian(outputs, chain)
+    rng = random.Random(len(xs))
+    for sign in CHECK_SIGNS:
+        point = {x: _random_rational(rng, sign) for x in xs}
+        direction = [_random_rational(rng, 0) for _ in xs]
+        try:
+            _compare_numerically(name, chain, structure, point, direction, undecided or [])
+        except (_NotFinite, TypeError, ValueError, ArithmeticError):
+            continue  # not defined there (1/x at x < 0 ...): try the next point
+        return
+    if undecided != []:
+        raise CheckFailed(f"{name}: the derivative could not be cross-checked: the function "
+                          f"has no finite value at {len(CHECK_SIGNS)} random points")
+
+
+def _random_rational(rng: random.Random, sign: int) -> sp.Rational:
+    """A random rational in [-3, 3] (of the given sign, or either for 0), never 0."""
+    sign = sign or rng.choice((-1, 1))
+    return sign * sp.Rational(rng.randint(1, 3 * 10**6), 10**6 + 3)
+
+
+def _compare_with_matrix_jacobian(outputs: Sequence[sp.Expr],
+                                  chain: ChainRule) -> list[tuple[int, int, sp.Expr]]:
+    """The entries not proved equal to ``Matrix.jacobian``, with SymPy's entry."""
+    reference = sp.Matrix(outputs).jacobian(chain.inputs)
+    values = expansion(chain.temps)
+    m, n = reference.shape
+    return [(i, j, reference[i, j]) for i in range(m) for j in range(n)
+            if not _same(chain.jacobian[i, j].xreplace(values), reference[i, j])]
+
+
+def _compare_numerically(name: str, chain: ChainRule, structure: Structure,
+                         point: Mapping[sp.Symbol, sp.Rational], direction: Sequence[sp.Rational],
+                         undecided: Sequence[tuple[int, int, sp.Expr]]) -> None:
+    """Raise CheckFailed unless J v matches the difference quotient at ``point``.
+
+    Raises _NotFinite (or SymPy's TypeError for a complex Max, ...) where the function
+    has no finite value at the point.
+    """
+    at = _numbers(chain.temps, point)
+    h = CHECK_STEP
+    ahead = _numbers(chain.temps, {x: p + h * v for (x, p), v in zip(point.items(), direction)})
+    behind = _numbers(chain.temps, {x: p - h * v for (x, p), v in zip(point.items(), direction)})
+    for i, (jv, size) in enumerate(zip(*_jvp(chain, structure, at, direction))):
+        y = chain.reduced[i]
+        quotient = (_number(y, ahead) - _number(y, behind)) / (2 * h)
+        if abs(jv - quotient) > CHECK_TOLERANCE * (size + abs(_number(y, at)) + 1):
+            raise CheckFailed(
+                f"{name}: the derivative of output y_{i} does not match a difference quotient "
+                f"at a random point (a bug in symjac; please report it)")
+    for i, j, entry in undecided:
+        mine, sympys = _number(chain.jacobian[i, j], at), _number(entry, at)
+        if abs(mine - sympys) > CHECK_TOLERANCE * (abs(sympys) + 1):
+            raise CheckFailed(
+                f"{name}: d y_{i} / d x_{j} differs from SymPy's Matrix.jacobian at a random "
+                "point (a bug in symjac; please report it)")
+
+
+def _number(expr: sp.Expr, at: Mapping[sp.Symbol, sp.Expr]) -> sp.Expr:
+    """``expr`` at the numbers ``at`` (inputs and temporaries), to CHECK_DIGITS digits."""
+    expr = sp.sympify(expr)
+    value = expr.evalf(CHECK_DIGITS, subs={s: at[s] for s in expr.free_symbols})
+    if not (value.is_number and value.is_finite):
+        raise _NotFinite(value)
+    return value
+
+
+def _numbers(temps: Sequence[tuple[sp.Symbol, sp.Expr]],
+             point: Mapping[sp.Symbol, sp.Rational]) -> dict[sp.Symbol, sp.Expr]:
+    """The inputs at ``point`` and every temporary computed from them, as numbers."""
+    at: dict[sp.Symbol, sp.Expr] = {x: sp.Float(p, CHECK_DIGITS) for x, p in point.items()}
+    for s, value in temps:
+        at[s] = _number(value, at)
+    return at
+
+
+def _jvp(chain: ChainRule, st: Structure, at: Mapping[sp.Symbol, sp.Expr],
+         v: Sequence[sp.Rational]) -> tuple[list, list]:
+    """``J v`` at the numbers ``at``, and per row the sum of the absolute values of its
+    terms, computed the way the structure says J is built."""
+    m, n = len(chain.reduced), len(chain.inputs)
+    if st.kind == "diagonal plus rank one":
+        d, a, b = ([_number(e, at) for e in part] for part in (st.diagonal, st.a, st.b))
+        dot = sp.Add(*(b[j] * v[j] for j in range(n)))
+        size = sp.Add(*(abs(b[j] * v[j]) for j in range(n)))
+        return ([d[i] * v[i] + a[i] * dot for i in range(n)],
+                [abs(d[i] * v[i]) + abs(a[i]) * size for i in range(n)])
+    if st.kind == "diagonal":
+        d = [_number(e, at) for e in st.diagonal]
+        return [d[i] * v[i] for i in range(n)], [abs(d[i] * v[i]) for i in range(n)]
+    jac = chain.jacobian  # find_structure has multiplied it out already
+    terms = [[_number(jac[i, j], at) * v[j] for j in range(n) if jac[i, j] != 0]
+             for i in range(m)]
+    return [sp.Add(*row) for row in terms], [sp.Add(*(abs(t) for t in row)) for row in terms]
 
 
 # -- [Jacobian] -> Structure --------------------------------------------------------------
@@ -356,14 +769,106 @@ the structure test stays bounded; larger sums that are not already products coun
 dense."""
 
 
-def find_structure(jac: sp.MatrixBase) -> Structure:
+def chain_structure(chain: ChainRule) -> Structure | None:
+    """Diagonal, or diagonal plus rank one, read off the chain rule without forming J.
+
+    Output i reaches an input j != i only through the symbols s of its partials whose
+    derivative is nonzero at some j != i. When no output has one, every off-diagonal
+    entry is exactly 0: J is diagonal. When each output has at most one, and it is the
+    same symbol w for all (a temporary such as 1 / sum_k x_k^2, or an input), then for
+    every i != j the entry is, as the chain rule builds it,
+    ``J_ij = (d y_i / d w)(d w / d x_j) = a_i b_j``: J = diag(D) + a b^T exactly, D_i the
+    terms of J_ii through the other symbols. Otherwise None, and :func:`find_structure`
+    looks at the multiplied-out entries. O(n) products, not O(n^2): this is what keeps
+    y_i = x_i^2 / sum_k x_k^2 fast at n = 256.
+    """
+    n = len(chain.inputs)
+    if len(chain.reduced) != n:
+        return None
+    wide: sp.Symbol | None = None
+    a = [sp.S.Zero] * n
+    local: list[list[tuple[sp.Symbol, sp.Expr]]] = []
+    for i, partials in enumerate(chain.partials):
+        local.append([])
+        for s, p in partials:
+            if all(j == i for j in chain.grad(s)):
+                local[i].append((s, p))
+            elif wide is None or wide == s:
+                wide, a[i] = s, p
+            else:
+                return None  # two ways to other inputs: find_structure decides
+    diagonal = tuple(chain.row_part(i, i, local[i]) for i in range(n))
+    off = n * (n - 1)
+    if wide is None:
+        reason = ("every off-diagonal entry is exactly 0, so the Jacobian is diagonal"
+                  if off else "a 1 x 1 matrix is diagonal")
+        return Structure("diagonal", reason, diagonal=diagonal, symmetric=True,
+                         zeros=off + sum(1 for e in diagonal if e == 0), checked=off,
+                         by_chain_rule=True)
+    b = tuple(chain.grad(wide).get(j, sp.S.Zero) for j in range(n))
+    a, b = _common_factor_to_a(a, b, chain.depends)
+    zero_a = {i for i in range(n) if a[i] == 0}
+    zero_b = {j for j in range(n) if b[j] == 0}
+    zeros = sum(1 for i in range(n) for j in range(n)
+                if i != j and (i in zero_a or j in zero_b))
+    zeros += sum(1 for i in range(n) if chain.entry(i, i) == 0)
+    return Structure(
+        "diagonal plus rank one",
+        f"for every i != j the chain rule gives J_ij = a_i b_j (all {off} off-diagonal "
+        "entries): every output depends on the other inputs only through one and the same "
+        "w (a shared subexpression or an input), a_i = d y_i / d w and b_j = d w / d x_j, "
+        "so J = diag(D) + a b^T with D_i = J_ii - a_i b_i",
+        diagonal=diagonal, a=tuple(a), b=b, symmetric=_proportional(a, b), zeros=zeros,
+        checked=off, by_chain_rule=True)
+
+
+def _common_factor_to_a(a: Sequence[sp.Expr], b: Sequence[sp.Expr],
+                        depends: Mapping[sp.Symbol, frozenset],
+                        ) -> tuple[tuple[sp.Expr, ...], tuple[sp.Expr, ...]]:
+    """Move the factors every b_j shares, and that are not b_j's own, into a.
+
+    ``b_j = c * B_j`` with the same factors c for all j (constants, 1/S^2) and B_j the
+    factors that depend on x_j alone: then ``a_i b_j = (a_i c) B_j``, literally the same
+    factors, so b is what depends on the column (as :func:`find_structure` splits it).
+    Unchanged when the b_j share no such factors.
+    """
+    splits = [_split(e, indexed("x", j), lambda f: frozenset().union(
+        *(depends.get(s, {s}) for s in f.free_symbols))) for j, e in enumerate(b)]
+    if any(part is None or not part[2] or not part[1] for part in splits):
+        return tuple(a), tuple(b)
+    common = {row for row, _, _ in splits}
+    if len(common) != 1 or common == {()}:
+        return tuple(a), tuple(b)
+    c = sp.Mul(*common.pop())
+    return tuple(a_i * c for a_i in a), tuple(sp.Mul(*col) for _, col, _ in splits)
+
+
+def _proportional(a: Sequence[sp.Expr], b: Sequence[sp.Expr]) -> bool:
+    """Whether ``a_i = c b_i`` for one expression c and every i, so that a_i b_j = a_j b_i
+    (a b^T is symmetric). Conservative: False when some b_i is 0 or the quotients differ
+    as written."""
+    if any(e == 0 for e in b):
+        return False
+    ratios = {a_i / b_i for a_i, b_i in zip(a, b)}
+    return len(ratios) == 1
+
+
+def find_structure(jac: sp.MatrixBase,
+                   depends: Mapping[sp.Symbol, frozenset] | None = None) -> Structure:
     """Read the structure off the derived matrix, exactly and conservatively.
 
     "diagonal" when every off-diagonal entry is exactly 0; "diagonal plus rank one" when
     a_i b_j reproduces every off-diagonal entry (a_i, b_j built from the factors of the
-    entries, then compared entry by entry: identical expressions, or a difference that
-    expands to 0); otherwise "dense". A dense verdict only says no factorisation was
-    found; it is always a correct description of the kernels' work.
+    entries, then compared entry by entry: the entry is the product of exactly the
+    factors of a_i and b_j, or a difference that expands to 0); otherwise "dense". A dense
+    verdict only says no factorisation was found; it is always a correct description of
+    the kernels' work.
+
+    The entries may read temporaries (:func:`differentiate`); ``depends`` gives the
+    inputs each depends on (``w_j = e^{x_j}`` on x_j alone, ``S`` on all). They are
+    compared as symbols: an identity in them holds whatever their values, so every
+    verdict stays exact (at worst a rank-one J is called dense). The parts returned are
+    in the same symbols.
     """
     m, n = jac.shape
     zeros = sum(1 for e in jac if e == 0)
@@ -376,7 +881,7 @@ def find_structure(jac: sp.MatrixBase) -> Structure:
                   if off else "a 1 x 1 matrix is diagonal")
         return Structure("diagonal", reason, diagonal=tuple(jac[i, i] for i in range(n)),
                          symmetric=True, zeros=zeros, checked=len(off))
-    factors = _rank_one(jac)
+    factors = _rank_one(jac, depends or {})
     if factors is not None:
         a, b = factors
         diagonal = tuple(jac[i, i] - a[i] * b[i] for i in range(n))
@@ -392,7 +897,8 @@ def find_structure(jac: sp.MatrixBase) -> Structure:
         symmetric=symmetric, zeros=zeros)
 
 
-def _rank_one(jac: sp.MatrixBase) -> tuple[tuple[sp.Expr, ...], tuple[sp.Expr, ...]] | None:
+def _rank_one(jac: sp.MatrixBase, depends: Mapping[sp.Symbol, frozenset],
+              ) -> tuple[tuple[sp.Expr, ...], tuple[sp.Expr, ...]] | None:
     """``(a, b)`` with ``J_ij = a_i b_j`` for every i != j, or None when none was found."""
     n = jac.shape[0]
     a: list[sp.Expr | None] = [None] * n
@@ -406,12 +912,18 @@ def _rank_one(jac: sp.MatrixBase) -> tuple[tuple[sp.Expr, ...], tuple[sp.Expr, .
     cache: dict[sp.Basic, frozenset] = {}
 
     def symbols_of(e: sp.Basic) -> frozenset:  # factors such as 1/S**2 repeat in every entry
+        """The inputs ``e`` depends on (a temporary stands for the inputs of its value)."""
         if e not in cache:
-            cache[e] = frozenset(e.free_symbols)
+            cache[e] = frozenset().union(*(depends.get(s, {s}) for s in e.free_symbols))
         return cache[e]
 
     zero_rows = {i for i in range(n) if a[i] == 0}
     zero_cols = {j for j in range(n) if b[j] == 0}
+    # The factors of a_i and b_j as first found; an entry whose factors are exactly those
+    # two lists is their product a_i b_j by associativity, and is not multiplied out again.
+    row_factors: list[tuple | None] = [None] * n
+    col_factors: list[tuple | None] = [None] * n
+    unproved = []
     for i in range(n):
         for j in range(n):
             if i == j or i in zero_rows or j in zero_cols:
@@ -422,28 +934,38 @@ def _rank_one(jac: sp.MatrixBase) -> tuple[tuple[sp.Expr, ...], tuple[sp.Expr, .
             split = _split(entry, indexed("x", j), symbols_of)
             if split is None:
                 return None
-            ai, bj = split
-            if a[i] is None:
-                a[i] = ai
-            elif a[i] != ai:
-                return None
-            if b[j] is None:
-                b[j] = bj
-            elif b[j] != bj:
-                return None
+            row, col, literal = split
+            if row_factors[i] is None:
+                row_factors[i], a[i] = row, sp.Mul(*row)
+            elif row != row_factors[i]:
+                if sp.Mul(*row) != a[i]:
+                    return None
+                literal = False
+            if col_factors[j] is None:
+                col_factors[j], b[j] = col, sp.Mul(*col)
+            elif col != col_factors[j]:
+                if sp.Mul(*col) != b[j]:
+                    return None
+                literal = False
+            if not literal:
+                unproved.append((i, j))
     if any(v is None for v in a) or any(v is None for v in b):
         return None
-    # The check: a_i b_j is J_ij for every off-diagonal entry.
-    for i in range(n):
-        for j in range(n):
-            if i != j and not _same(a[i] * b[j], jac[i, j]):
-                return None
+    # The check: a_i b_j is J_ij for every other off-diagonal entry.
+    for i, j in unproved:
+        if not _same(a[i] * b[j], jac[i, j]):
+            return None
     return tuple(a), tuple(b)  # type: ignore[arg-type]
 
 
 def _split(entry: sp.Expr, xj: sp.Symbol, symbols_of=lambda e: e.free_symbols,
-           ) -> tuple[sp.Expr, sp.Expr] | None:
-    """Split an entry into (part for row i, part that depends on x_j alone)."""
+           ) -> tuple[tuple[sp.Expr, ...], tuple[sp.Expr, ...], bool] | None:
+    """Split an entry into (factors for row i, factors that depend on x_j alone, literal).
+
+    ``literal`` is True when the entry is the product of those factors as written (a
+    product or a single factor), False when a sum had to be factored first.
+    """
+    literal = not entry.is_Add
     if entry.is_Add:
         if sp.count_ops(entry) > SPLIT_ADD_MAX_OPS:
             return None
@@ -455,7 +977,7 @@ def _split(entry: sp.Expr, xj: sp.Symbol, symbols_of=lambda e: e.free_symbols,
             col.append(factor)
         else:
             row.append(factor)  # constants, x_i, and sums over all inputs
-    return sp.Mul(*row), sp.Mul(*col)
+    return tuple(row), tuple(col), literal
 
 
 def _same(p: sp.Expr, q: sp.Expr) -> bool:
@@ -532,8 +1054,12 @@ def cse(exprs: Sequence[sp.Expr], prefix: str = "t") -> tuple[list, list[sp.Expr
 
 
 def programs(d: CustomDerivation) -> Programs:
-    """The four kernels as SymPy programs; J v and u^T J use the structure found."""
-    m, n, jac, st = d.m, d.n, d.jacobian, d.structure
+    """The four kernels as SymPy programs; J v and u^T J use the structure found.
+
+    The Jacobian's kernels read the derivation's temporaries ``w_k`` (the shared sums),
+    computed first; ``cse`` then works on small expressions.
+    """
+    m, n, st = d.m, d.n, d.structure
     v = [indexed("v", k) for k in range(n)]
     u = [indexed("u", k) for k in range(m)]
     dot = sp.Symbol("dot", real=True)
@@ -541,10 +1067,9 @@ def programs(d: CustomDerivation) -> Programs:
     temps, ys = cse(d.outputs)
     forward = Program(tuple(temps), tuple((("y", i), e) for i, e in enumerate(ys)))
 
-    cells = [(i, j) for i in range(m) for j in range(n)]
-    nonzero = [(i, j) for i, j in cells if jac[i, j] != 0]
     if st.kind == "diagonal plus rank one":
-        temps, red = cse([*st.a, *st.b, *(jac[i, i] for i in range(n))])
+        parts = d.found
+        temps, red = _cse_reading(d, [*parts.a, *parts.b, *(d.entry(i, i) for i in range(n))])
         a, b, jdiag = red[:n], red[n:2 * n], red[2 * n:]
         jacobian = Program(
             tuple(temps[:]), tuple((("jac", i, i), jdiag[i]) for i in range(n)),
@@ -552,7 +1077,7 @@ def programs(d: CustomDerivation) -> Programs:
             + tuple((("b", j), b[j]) for j in range(n)),
             fill="outer")
         # J v = D v + a (b . v);  u^T J = u D + b (u . a): O(n), J is never formed.
-        temps_d, red = cse([*st.diagonal, *st.a, *st.b])
+        temps_d, red = _cse_reading(d, [*parts.diagonal, *parts.a, *parts.b])
         diag, a, b = red[:n], red[n:2 * n], red[2 * n:]
         jvp = Program(tuple(temps_d) + ((dot, sp.Add(*(b[j] * v[j] for j in range(n)))),),
                       tuple((("out", i), diag[i] * v[i] + a[i] * dot) for i in range(n)))
@@ -560,7 +1085,12 @@ def programs(d: CustomDerivation) -> Programs:
                       tuple((("out", j), u[j] * diag[j] + b[j] * dot) for j in range(n)))
         return Programs(forward, jacobian, jvp, vjp)
 
-    temps, red = cse([jac[i, j] for i, j in nonzero])
+    if st.kind == "diagonal":  # the diagonal alone: J is never multiplied out
+        cells = {(i, i): e for i, e in enumerate(d.found.diagonal)}
+    else:
+        cells = {(i, j): d.jacobian[i, j] for i in range(m) for j in range(n)}
+    nonzero = [cell for cell, e in cells.items() if e != 0]
+    temps, red = _cse_reading(d, [cells[cell] for cell in nonzero])
     entry = dict(zip(nonzero, red))
     jacobian = Program(tuple(temps), tuple((("jac", i, j), entry[i, j]) for i, j in nonzero),
                        fill="zero" if len(nonzero) < m * n else "")
@@ -572,6 +1102,13 @@ def programs(d: CustomDerivation) -> Programs:
         (("out", j), sp.Add(*(u[i] * entry[i, j] for i in range(m) if (i, j) in entry)))
         for j in range(n)))
     return Programs(forward, jacobian, jvp, vjp)
+
+
+def _cse_reading(d: CustomDerivation, exprs: Sequence[sp.Expr]) -> tuple[list, list[sp.Expr]]:
+    """:func:`cse` of expressions that read the derivation's temporaries; the temporaries
+    they read come first."""
+    temps, reduced = cse(exprs)
+    return needed(d.temps, exprs) + temps, reduced
 
 
 # -- Programs -> view models (printed text) -----------------------------------------------
@@ -726,7 +1263,8 @@ def numpy_context(d: CustomDerivation, progs: Programs | None = None) -> dict:
         "cost": _cost_text(d),
         "imports": imports,
         # numpy.where evaluates every branch of a Piecewise; the branch not taken may warn.
-        "quiet": any(e.has(sp.Piecewise) for e in d.function.outputs),
+        # (Asked of the outputs' CSE program, which holds a shared sum once.)
+        "quiet": any(e.has(sp.Piecewise) for e in [*(v for _, v in d.temps), *d.chain.reduced]),
         **kernels,
     }
 
@@ -824,7 +1362,7 @@ def latex_context(d: CustomDerivation) -> dict:
     rows are left out). Everything is printed in the user's own symbols; wide subexpressions shared
     by the definition and the entries are named tau_k (``sympy.cse``).
     """
-    f, st, jac = d.function, d.structure, d.jacobian
+    f, st = d.function, d.structure
     back = dict(zip(d.inputs, f.inputs))  # print in the user's own symbols
     xtex = [sp.latex(s) for s in f.inputs]
 
@@ -836,15 +1374,17 @@ def latex_context(d: CustomDerivation) -> dict:
     definition = [None if i is None else [(f"y_{{{i + 1}}}", d.outputs[i])] for i in rows]
     shown: list[list[tuple[str, sp.Expr]] | None] = []
     if st.kind == "diagonal":
-        shown = [None if i is None else [(partial(i, i), jac[i, i])] for i in cols]
+        shown = [None if i is None else [(partial(i, i), d.in_inputs(d.entry(i, i)))]
+                 for i in cols]
     elif st.kind == "diagonal plus rank one":
         shown = [None if i is None else [(f"{name}_{{{i + 1}}}", values[i]) for name, values
                                          in (("a", st.a), ("b", st.b), ("D", st.diagonal))]
                  for i in cols]
     else:
         for i in rows:
-            shown.append(None if i is None else [(partial(i, j), jac[i, j]) for j in cols
-                                                 if j is not None and jac[i, j] != 0])
+            entries = {} if i is None else {j: d.entry(i, j) for j in cols if j is not None}
+            shown.append(None if i is None else [(partial(i, j), d.in_inputs(e))
+                                                 for j, e in entries.items() if e != 0])
     groups = definition + shown
     flat = [e.xreplace(back) for g in groups if g is not None for _, e in g]
     temps, reduced = _doc_cse(flat, exclude=f.inputs)
@@ -858,14 +1398,7 @@ def latex_context(d: CustomDerivation) -> dict:
                for g in groups]
     # Only the tau_k that a display uses (directly or through another tau) are listed.
     named = dict(temps)
-    used: set[sp.Symbol] = set()
-    todo = [s for e in reduced for s in e.free_symbols if s in named]
-    while todo:
-        s = todo.pop()
-        if s not in used:
-            used.add(s)
-            todo += [t for t in named[s].free_symbols if t in named]
-    temps = [(s, v) for s, v in temps if s in used]
+    temps = needed(temps, reduced)
     in_definition = any(s in named for e in reduced[:len(given)] for s in e.free_symbols)
 
     def lines(groups: list) -> list[str]:
@@ -882,7 +1415,8 @@ def latex_context(d: CustomDerivation) -> dict:
 
     pattern = None
     if d.m <= PATTERN_MAX and d.n <= PATTERN_MAX:
-        pattern = [["0" if jac[i, j] == 0 else r"\ast" for j in range(d.n)] for i in range(d.m)]
+        pattern = [["0" if d.entry(i, j) == 0 else r"\ast" for j in range(d.n)]
+                   for i in range(d.m)]
     return {
         "header": header_lines(d),
         "version": __version__,
@@ -895,6 +1429,7 @@ def latex_context(d: CustomDerivation) -> dict:
         "temps_in_definition": in_definition,
         "entries": lines(printed[len(definition):]),
         "kind": st.kind,
+        "by_chain_rule": st.by_chain_rule,
         "square": d.m == d.n,
         "symmetric": st.symmetric and st.kind != "diagonal",
         "pattern": pattern,

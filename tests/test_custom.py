@@ -9,8 +9,10 @@ and central finite differences of hand-written forward passes. The generated Num
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import importlib.util
 import os
+import random
 import re
 import subprocess
 import sys
@@ -22,7 +24,8 @@ import sympy as sp
 from support import compile_shared, require_pdflatex
 
 import symjac
-from symjac.errors import SymjacError
+from symjac import userfn
+from symjac.errors import CheckFailed, SymjacError
 from symjac.userfn import derive as derive_custom
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
@@ -454,6 +457,178 @@ def test_powers_in_denominators_are_printed_with_parentheses():
     assert "y[..., 0] = 2/(x[..., 0]*x[..., 0])" in texts["quot_n2.py"]
 
 
+# -- the chain rule: exact against Matrix.jacobian, work that grows slowly with n ----------
+
+
+def unit_outputs(x):
+    norm = sp.sqrt(sum(v**2 for v in x))
+    return [v / norm for v in x]
+
+
+def mysoftmax_outputs(x):
+    total = sum(sp.exp(v) for v in x)
+    return [sp.exp(v) / total for v in x]
+
+
+def logsumexp_outputs(x):  # one output: a 1 x n Jacobian
+    return [sp.log(sum(sp.exp(v) for v in x))]
+
+
+def two_sums_outputs(x):  # two different sums over all inputs: rank two off the diagonal
+    s1, s2 = sum(x), sum(v**2 for v in x)
+    return [sp.tanh(v * s1) + sp.Max(v, 0) * s2 for v in x]
+
+
+def centred_outputs(x):  # |x_i - mean(x)| + x_i / 3
+    # SymPy merges x_i - mean into one n-term sum per output: n different sums, O(n^2)
+    # input, so no common sum for the chain rule to share (J is found rank one anyway).
+    mean = sum(x) / len(x)
+    return [sp.Abs(v - mean) + v / 3 for v in x]
+
+
+def by_first_outputs(x):  # every output reads the input x_0 itself, not a subexpression
+    return [v * x[0] + sp.exp(v) for v in x]
+
+
+def two_outputs(x):  # m = 2 outputs of n inputs
+    total = sum(v**2 for v in x)
+    return [total, sp.exp(x[0]) / (1 + total)]
+
+
+CHAIN_FUNCTIONS = {
+    "normsq": normsq_outputs, "softplus": softplus_outputs, "scaled": scaled_outputs,
+    "gauss": gauss_outputs, "unit": unit_outputs, "mysoftmax": mysoftmax_outputs,
+    "logsumexp": logsumexp_outputs, "twosums": two_sums_outputs,
+    "centred": centred_outputs, "byfirst": by_first_outputs, "twoout": two_outputs,
+}
+CHAIN_STRUCTURE_N7 = {
+    "normsq": "diagonal plus rank one", "softplus": "diagonal",
+    "scaled": "diagonal plus rank one", "gauss": "dense", "unit": "diagonal plus rank one",
+    "mysoftmax": "diagonal plus rank one", "logsumexp": "dense", "twosums": "dense",
+    "centred": "diagonal plus rank one", "byfirst": "diagonal plus rank one",
+    "twoout": "dense",
+}
+DIGITS = 40
+
+
+def value(expr, point):
+    """``expr`` at the exact rational point, evaluated by SymPy to DIGITS digits."""
+    return sp.N(sp.sympify(expr).xreplace(point), DIGITS)
+
+
+def values(matrix, point):
+    """Every entry of ``matrix`` at ``point`` (see :func:`value`)."""
+    return sp.Matrix(*matrix.shape, [value(e, point) for e in matrix])
+
+
+def assert_same_numbers(actual, expected, what):
+    rows, cols = expected.shape
+    for i in range(rows):
+        for j in range(cols):
+            a, b = actual[i, j], expected[i, j]
+            assert abs(a - b) <= sp.Float(10) ** (10 - DIGITS) * (1 + abs(b)), (what, i, j, a, b)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+@pytest.mark.parametrize("function", sorted(CHAIN_FUNCTIONS))
+def test_chain_rule_equals_matrix_jacobian_at_random_points(function, n):
+    """J (the chain rule over the outputs' CSE) against SymPy's Matrix.jacobian of the
+    outputs as written, both evaluated at random rational points to 40 digits, and the
+    structure's claims (zeros, diag(D) + a b^T) against the same reference."""
+    x = symbols(n)
+    outputs = CHAIN_FUNCTIONS[function](x)
+    reference = sp.Matrix(outputs).jacobian(x)  # the reference: not the code under test
+    d = symjac.derivation(symjac.custom(function, outputs, x))
+    if n == 7:
+        assert d.structure.kind == CHAIN_STRUCTURE_N7[function]
+    ours = d.jacobian_in_inputs()
+    assert ours.shape == reference.shape == (len(outputs), n)
+    for i in range(d.m):
+        for j in range(n):
+            assert d.entry(i, j) == d.jacobian[i, j]
+    rng = random.Random(f"{function}{n}")
+    for _ in range(2):
+        exact = {v: sp.Rational(rng.choice([-1, 1]) * rng.randint(100, 2500), 1000) for v in x}
+        point = {**exact, **{d.inputs[k]: exact[x[k]] for k in range(n)}}
+        expected = values(reference, point)
+        assert_same_numbers(values(ours, point), expected, "J")
+        st = d.structure
+        if st.kind == "diagonal plus rank one":
+            a, b = values(sp.Matrix(st.a), point), values(sp.Matrix(st.b), point)
+            built = values(sp.diag(*st.diagonal), point) + a * b.T
+            assert_same_numbers(built, expected, "diag(D) + a b^T")
+        elif st.kind == "diagonal":
+            assert_same_numbers(values(sp.diag(*st.diagonal), point), expected, "diag(D)")
+        if st.symmetric:
+            assert_same_numbers(expected.T, expected, "symmetric")
+
+
+def test_inputs_named_like_the_kernel_symbols_in_another_order():
+    """The user's x_1, x_0 become the kernels' x_0, x_1 at once, not one after the other."""
+    a, b = sp.symbols("x_0 x_1", real=True)
+    outputs = [a * sp.exp(b), b**2 + a]
+    d = symjac.derivation(symjac.custom("swap", outputs, [b, a]))
+    expected = sp.Matrix(outputs).jacobian([b, a]).xreplace(dict(zip([b, a], d.inputs)))
+    assert d.jacobian_in_inputs() == expected
+
+
+def chain_ops(d) -> int:
+    """Operations in what the derivation built: temporaries, partials, their derivatives."""
+    chain = d.chain
+    exprs = ([v for _, v in chain.temps] + [p for row in chain.partials for _, p in row]
+             + [g for grad in chain.grads.values() for g in grad.values()])
+    return sum(sp.count_ops(e) for e in exprs)
+
+
+@pytest.mark.parametrize("function", ["normsq", "mysoftmax", "unit", "scaled", "softplus"])
+def test_derivation_work_grows_at_most_quadratically(function):
+    """A structural guard, not a timing: from n = 16 to n = 64 (4x) the entries stay the
+    same size, what the chain rule built and the CSE'd Jacobian program grow at most
+    ~quadratically (they grow linearly), and a structured J is never multiplied out.
+    Differentiating the O(n)-long outputs entry by entry, as Matrix.jacobian does, makes
+    every entry O(n) and the whole O(n^3); benchmarks/custom_scaling.py measures time."""
+    entry_ops, built_ops, program_ops = {}, {}, {}
+    for n in (16, 64):
+        x = symbols(n)
+        d = symjac.derivation(symjac.custom(function, CHAIN_FUNCTIONS[function](x), x))
+        symjac.render(d, ("numpy", "c", "latex"))
+        assert "jacobian" not in vars(d.chain), "a structured J was multiplied out"
+        entry_ops[n] = max(sp.count_ops(d.entry(i, j))
+                           for i in (0, n // 2, n - 1) for j in (0, n // 3, n - 1))
+        built_ops[n] = chain_ops(d)
+        program_ops[n] = sum(sp.count_ops(e) for e in userfn.programs(d).jacobian.expressions())
+    assert entry_ops[64] <= entry_ops[16], entry_ops
+    assert built_ops[64] <= 16 * 1.25 * built_ops[16], built_ops
+    assert program_ops[64] <= 16 * 1.25 * program_ops[16], program_ops
+
+
+@pytest.mark.parametrize("n", [3, 20])
+def test_a_wrong_derivative_is_caught_by_the_check(n):
+    """The check behind every derivation refutes a chain rule that is off by 1e-12 in
+    one derivative: against Matrix.jacobian (n = 3) and against the difference
+    quotient of the outputs (n = 20)."""
+    x = tuple(userfn.indexed("x", k) for k in range(n))
+    outputs = tuple(normsq_outputs(x))
+    chain = userfn.differentiate(outputs, x)
+    userfn.check_jacobian("normsq", outputs, chain, userfn.chain_structure(chain))
+    # d w / d x_1 for the temporary w that every output reads (1 / sum_k x_k^2)
+    wide = next(s for s, _ in chain.partials[0] if len(chain.grads.get(s, ())) == n)
+    grads = {**chain.grads, wide: {**chain.grads[wide],
+                                   1: chain.grads[wide][1] * (1 + sp.Rational(1, 10**12))}}
+    wrong = dataclasses.replace(chain, grads=grads)
+    structure = userfn.chain_structure(wrong) or userfn.find_structure(wrong.jacobian)
+    with pytest.raises(CheckFailed, match="a bug in symjac"):
+        userfn.check_jacobian("normsq", outputs, wrong, structure)
+
+
+def test_large_document_stays_small():
+    """n = 64: the document lists a bounded number of entries and names the long sum."""
+    d = symjac.derivation(make("normsq", 64))
+    tex = symjac.render(d, ("latex",))["normsq_n64.tex"]
+    assert len(tex.encode()) < 16 * 1024
+    assert r"\vdots" in tex
+
+
 # -- the document ----------------------------------------------------------------------
 
 
@@ -499,6 +674,8 @@ def test_document_is_honest_about_the_closed_form():
     assert "No named closed form is claimed" in tex
     assert "closed form = SymPy's derivative (no named closed form claimed)" in tex
     assert r"J = \operatorname{diag}(D) + a b^{\mathsf T}" in tex
+    assert "by the chain rule: every\noutput depends on the other inputs only through" in tex
+    assert r"checked against SymPy's" in tex
     soft = symjac.render(symjac.derivation(make("softplus", 3)), ("latex",))["softplus_n3.tex"]
     assert "so the Jacobian is diagonal" in soft
     # Large sizes are elided: the document lists a bounded number of entries.
