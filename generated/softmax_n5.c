@@ -294,36 +294,83 @@ static void forward_into(const double *x, double *y)
     }
 }
 
-/* Jacobian from the forward output y. */
-static void jacobian_from(const double *x, const double *y, double *jac)
+/*
+ * y = f(x) and the diagonal dg[i] = J_ii, computed from x: J_ii = s_i (1 - s_i) with
+ * 1 - s_i = (rest + (c - e_i))/Z: c sums e_k over the maxima (e_k = 1 there) and rest
+ * over the others, so nothing cancels where s_i nears 1 (1 - y_i would). Printed from
+ * the catalog's stable program and stable diagonal; the derivation proved this J_ii
+ * equal to the closed form's.
+ */
+static void jacobian_parts(const double *x, double *y, double *dg)
 {
-    /* n <= 15: one statement per entry, printed from J_ij = s_i (delta_ij - s_j). */
-    jac[0] = y[0]*(1 - y[0]);
-    jac[1] = -y[0]*y[1];
-    jac[2] = -y[0]*y[2];
-    jac[3] = -y[0]*y[3];
-    jac[4] = -y[0]*y[4];
-    jac[5] = -y[0]*y[1];
-    jac[6] = y[1]*(1 - y[1]);
-    jac[7] = -y[1]*y[2];
-    jac[8] = -y[1]*y[3];
-    jac[9] = -y[1]*y[4];
-    jac[10] = -y[0]*y[2];
-    jac[11] = -y[1]*y[2];
-    jac[12] = y[2]*(1 - y[2]);
-    jac[13] = -y[2]*y[3];
-    jac[14] = -y[2]*y[4];
-    jac[15] = -y[0]*y[3];
-    jac[16] = -y[1]*y[3];
-    jac[17] = -y[2]*y[3];
-    jac[18] = y[3]*(1 - y[3]);
-    jac[19] = -y[3]*y[4];
-    jac[20] = -y[0]*y[4];
-    jac[21] = -y[1]*y[4];
-    jac[22] = -y[2]*y[4];
-    jac[23] = -y[3]*y[4];
-    jac[24] = y[4]*(1 - y[4]);
-    (void)x;
+    size_t k;
+    double e[N];
+    double q[N];
+    double m;
+    {
+        double lane[LANES];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            lane[l] = x[0];
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                const double candidate = x[k + l];
+                lane[l] = candidate > lane[l] ? candidate : lane[l];
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            const double candidate = x[k + l];
+            lane[l] = candidate > lane[l] ? candidate : lane[l];
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                lane[l] = lane[l + w] > lane[l] ? lane[l + w] : lane[l];
+            }
+        }
+        m = lane[0];
+    }
+    for (k = 0; k < N; ++k) {
+        e[k] = symjac_exp(-m + x[k]);
+    }
+    double c, rest;
+    {
+        double lane_c[LANES], lane_rest[LANES];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            lane_c[l] = 0.0;
+            lane_rest[l] = 0.0;
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                lane_c[l] += ((m == x[k + l]) ? (e[k + l]) : (0));
+                lane_rest[l] += ((m == x[k + l]) ? (0) : (e[k + l]));
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            lane_c[l] += ((m == x[k + l]) ? (e[k + l]) : (0));
+            lane_rest[l] += ((m == x[k + l]) ? (0) : (e[k + l]));
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                lane_c[l] += lane_c[l + w];
+                lane_rest[l] += lane_rest[l + w];
+            }
+        }
+        c = lane_c[0];
+        rest = lane_rest[0];
+    }
+    const double Z = c + rest;
+    const double r = 1.0/Z;
+    for (k = 0; k < N; ++k) {
+        y[k] = e[k]*r;
+    }
+    for (k = 0; k < N; ++k) {
+        q[k] = c - e[k];
+    }
+    for (k = 0; k < N; ++k) {
+        dg[k] = r*y[k]*(q[k] + rest);
+    }
 }
 
 /* out = g^T J, from y: O(n), J is never formed. */
@@ -365,9 +412,35 @@ void softmax_n5_forward(const double *x, double *y)
 
 void softmax_n5_jacobian(const double *x, double *jac)
 {
-    double y[N];
-    forward_into(x, y);
-    jacobian_from(x, y, jac);
+    double y[N], dg[N];
+    jacobian_parts(x, y, dg);
+    /* n <= 15: one statement per entry, printed from J_ij = s_i (delta_ij - s_j)
+     * off the diagonal; J_ii = dg[i], from x (see jacobian_parts). */
+    jac[0] = dg[0];
+    jac[1] = -y[0]*y[1];
+    jac[2] = -y[0]*y[2];
+    jac[3] = -y[0]*y[3];
+    jac[4] = -y[0]*y[4];
+    jac[5] = -y[0]*y[1];
+    jac[6] = dg[1];
+    jac[7] = -y[1]*y[2];
+    jac[8] = -y[1]*y[3];
+    jac[9] = -y[1]*y[4];
+    jac[10] = -y[0]*y[2];
+    jac[11] = -y[1]*y[2];
+    jac[12] = dg[2];
+    jac[13] = -y[2]*y[3];
+    jac[14] = -y[2]*y[4];
+    jac[15] = -y[0]*y[3];
+    jac[16] = -y[1]*y[3];
+    jac[17] = -y[2]*y[3];
+    jac[18] = dg[3];
+    jac[19] = -y[3]*y[4];
+    jac[20] = -y[0]*y[4];
+    jac[21] = -y[1]*y[4];
+    jac[22] = -y[2]*y[4];
+    jac[23] = -y[3]*y[4];
+    jac[24] = dg[4];
 }
 
 void softmax_n5_jvp(const double *x, const double *v, double *out)

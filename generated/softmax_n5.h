@@ -20,13 +20,18 @@ extern "C" {
 
 /* y = f(x), computed stably for any finite x. */
 void softmax_n5_forward(const double *x, double *y);
-/* jac = J(x), 5x5 row-major. */
+/* jac = J(x), 5x5 row-major. Every entry is accurate relative to itself, also where y
+ * saturates. */
 void softmax_n5_jacobian(const double *x, double *jac);
-/* out = J(x) v, without forming J. */
+/* out = J(x) v, without forming J. An entry (J v)_i = D_i v_i + A_i (B . v),
+ * J = diag(D) + A B^T, may cancel; it is accurate relative to the size of its terms. */
 void softmax_n5_jvp(const double *x, const double *v, double *out);
-/* out = u^T J(x), without forming J. */
+/* out = u^T J(x), without forming J. An entry (u^T J)_k = u_k D_k + B_k (A . u),
+ * J = diag(D) + A B^T, may cancel; it is accurate relative to the size of its terms. */
 void softmax_n5_vjp(const double *x, const double *u, double *out);
-/* out = g^T J from the forward output y (no forward pass); out may alias g. */
+/* out = g^T J from the forward output y (no forward pass); out may alias g. J comes from
+ * y alone, which cannot give J_ii to full relative accuracy where s_i nears 1; the
+ * result is accurate relative to the size of its terms, as vjp's. */
 void softmax_n5_backward(const double *y, const double *g, double *out);
 
 void softmax_n5_forward_batch(size_t count, const double *x, double *y);

@@ -38,18 +38,36 @@ def _forward(x):
     return y
 
 
+def _jacobian_parts(x):
+    """y = f(x) and the diagonal dg[i] = J_ii, computed from x: J_ii = s_i (1 - s_i)
+    with 1 - s_i = (rest + (c - e_i))/Z: c sums e_k over the maxima (e_k = 1 there)
+    and rest over the others, so nothing cancels where s_i nears 1 (1 - y_i would).
+    Printed from the catalog's stable program and stable diagonal; the derivation
+    proved this J_ii equal to the closed form's.
+    """
+    m = numpy.max(x, axis=-1, keepdims=True)
+    e = numpy.exp(-m + x)
+    c = numpy.einsum("...k,...k->...", e, numpy.equal(m, x))[..., None]
+    rest = numpy.einsum("...k,...k->...", e, numpy.not_equal(m, x))[..., None]
+    Z = c + rest
+    r = Z**(-1.0)
+    y = e*r
+    q = c - e
+    return y, r*y*(q + rest)
+
+
 def forward(x, out=None):
     """y = f(x), shape (..., N); stable for any finite x."""
     x = _vector("x", x)
     return _store(_forward(x), out, x.shape)
 
 
-def _jacobian_from(x, y, out):
-    jac = out if out is not None else numpy.empty(y.shape + (N,), dtype=DTYPE)
-    if jac.shape != y.shape + (N,):
-        raise ValueError(f"out must have shape {y.shape + (N,)}, got {jac.shape}")
+def _jacobian_from(x, y, dg, out):
+    jac = out if out is not None else numpy.empty(x.shape + (N,), dtype=DTYPE)
+    if jac.shape != x.shape + (N,):
+        raise ValueError(f"out must have shape {x.shape + (N,)}, got {jac.shape}")
     numpy.multiply((-y)[..., :, None], (y)[..., None, :], out=jac)
-    _diagonal(jac)[...] += y
+    _diagonal(jac)[...] = dg
     return jac
 
 
@@ -59,13 +77,21 @@ def _diagonal(jac):
 
 
 def jacobian(x, out=None):
-    """J[..., i, j] = d y_i / d x_j, shape (..., N, N)."""
+    """J[..., i, j] = d y_i / d x_j, shape (..., N, N).
+
+    Every entry is accurate relative to itself, also where y saturates.
+    """
     x = _vector("x", x)
-    return _jacobian_from(x, _forward(x), out)
+    y, dg = _jacobian_parts(x)
+    return _jacobian_from(x, y, dg, out)
 
 
 def jvp(x, v, out=None):
-    """J v, shape (..., N), without forming J."""
+    """J v, shape (..., N), without forming J.
+
+    An entry (J v)_i = D_i v_i + A_i (B . v), J = diag(D) + A B^T, may cancel; it is
+    accurate relative to the size of its terms.
+    """
     x = _vector("x", x)
     v = _vector("v", v)
     y = _forward(x)
@@ -81,14 +107,22 @@ def _vjp_from(x, y, u, out):
 
 
 def vjp(x, u, out=None):
-    """u^T J, shape (..., N), without forming J."""
+    """u^T J, shape (..., N), without forming J.
+
+    An entry (u^T J)_k = u_k D_k + B_k (A . u), J = diag(D) + A B^T, may cancel; it
+    is accurate relative to the size of its terms.
+    """
     x = _vector("x", x)
     u = _vector("u", u)
     return _vjp_from(x, _forward(x), u, out)
 
 
 def backward(y, g, out=None):
-    """g^T J from the forward output y (what a training framework keeps); no forward pass."""
+    """g^T J from the forward output y (what a training framework keeps); no forward pass.
+
+    J comes from y alone, which cannot give J_ii to full relative accuracy where s_i
+    nears 1; the result is accurate relative to the size of its terms, as vjp's.
+    """
     y = _vector("y", y)
     g = _vector("g", g)
     return _vjp_from(None, y, g, out)

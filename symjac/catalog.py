@@ -15,6 +15,12 @@ The closed form is one Jacobian entry ``J_ij`` written with ``y_i``, ``y_j`` (ou
 ``x_i``, ``x_j`` (inputs), the scalar parameters and ``delta`` (the Kronecker delta).
 The derivation proves it equal to the derived entry for every (i, j), then reads the
 structure (diagonal, diagonal plus rank one, ...) off it.
+
+Written with y, the diagonal entry loses its digits where y saturates: sigmoid's
+``y (1 - y)`` is 0 once y has rounded to 1 (x > 37), softmax's ``s_i (1 - s_i)`` cancels
+as s_i nears 1. An entry may therefore give a *stable diagonal*: J_ii from the input side
+(extra stages after the stable program, and an expression over both), which the kernels
+use instead; the derivation proves it equal to the closed form's J_ii.
 """
 
 from __future__ import annotations
@@ -57,6 +63,25 @@ class Let:
 
 
 Stage = Map | Reduce | Let
+
+
+@dataclass(frozen=True)
+class StableDiagonal:
+    """J_ii as the kernels compute it: from the input side, to full relative accuracy.
+
+    ``stages`` run after the stable program (in its symbols: masked reductions, maps);
+    ``expr`` is J_ii, index-free, over the stages of both programs, ``x`` and the
+    parameters. ``splits`` write a sum reduction of the stable program as a sum of new
+    ones (``("Z", c + rest)``); the derivation proves each summand by summand, then proves
+    ``expr`` equal to the closed form's J_ii with them (symjac.derivation.prove_diagonal),
+    and the kernels then compute that sum from its parts (one pass fewer). ``why`` is one
+    line for the generated code's comments.
+    """
+
+    stages: tuple[Stage, ...]
+    expr: sp.Expr
+    why: str
+    splits: tuple[tuple[str, sp.Expr], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,6 +132,7 @@ class FunctionDef:
     params: tuple[Param, ...] = ()
     symbols: dict[str, sp.Symbol] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    stable_diagonal: StableDiagonal | None = None  # None: the closed form's J_ii is accurate
 
     @property
     def output(self) -> str:
@@ -118,10 +144,36 @@ def _sym(name: str, **assumptions: bool) -> sp.Symbol:
     return sp.Symbol(name, **assumptions)
 
 
+def _argmax_split(e: sp.Symbol, m: sp.Symbol) -> tuple[dict[str, sp.Symbol], tuple[Stage, ...],
+                                                     sp.Expr]:
+    """Stages for ``Z - e_i = sum_{k != i} e_k`` without cancellation, and that expression.
+
+    With m = max_k x_k, the maxima have e_k = e^0 = 1 exactly and the others e_k < 1:
+    ``c`` sums the e_k of the maxima (it counts them, ties included) and ``rest`` the
+    others, so Z = c + rest. Then Z - e_i = rest + (c - e_i), a sum of terms >= 0, and
+    ``c - e_i`` is exact for a maximum: nothing cancels where s_i is near 1, whereas
+    1 - s_i is 0 once s_i rounds to 1.
+    """
+    c, rest, q = _sym("c", positive=True), _sym("rest", nonnegative=True), _sym(
+        "q", nonnegative=True)
+    stages = (
+        Reduce("c", "sum", sp.Piecewise((e, sp.Eq(X, m)), (0, True))),
+        Reduce("rest", "sum", sp.Piecewise((0, sp.Eq(X, m)), (e, True))),
+        Map("q", c - e),
+    )
+    return {"c": c, "rest": rest, "q": q}, stages, q + rest
+
+
+_ARGMAX_WHY = ("1 - s_i = (rest + (c - e_i))/Z: c sums e_k over the maxima (e_k = 1 there) "
+               "and rest over the others, so nothing cancels where s_i nears 1 (1 - y_i "
+               "would)")
+
+
 def _softmax() -> FunctionDef:
     e, Z, m, r = _sym("e", positive=True), _sym("Z", positive=True), _sym("m", real=True), _sym(
         "r", positive=True
     )
+    split, stages, others = _argmax_split(e, m)
     return FunctionDef(
         name="softmax",
         title="Softmax",
@@ -139,13 +191,17 @@ def _softmax() -> FunctionDef:
             Map("y", e * r),
         ),
         closed_form=lambda c, p: c.yi * (c.delta - c.yj),
-        symbols={"e": e, "Z": Z, "m": m, "r": r},
+        symbols={"e": e, "Z": Z, "m": m, "r": r, **split},
+        stable_diagonal=StableDiagonal(stages, Y * r * others, "J_ii = s_i (1 - s_i) with "
+                                       + _ARGMAX_WHY, splits=(("Z", split["c"] + split["rest"]),)),
     )
 
 
 def _log_softmax() -> FunctionDef:
-    e, Z, m, L, d = (_sym("e", positive=True), _sym("Z", positive=True), _sym("m", real=True),
-                     _sym("L", real=True), _sym("d", real=True))
+    e, Z, m, L, d, r = (_sym("e", positive=True), _sym("Z", positive=True),
+                        _sym("m", real=True), _sym("L", real=True), _sym("d", real=True),
+                        _sym("r", positive=True))
+    split, stages, others = _argmax_split(e, m)
     return FunctionDef(
         name="log_softmax",
         title="Log-softmax",
@@ -166,14 +222,19 @@ def _log_softmax() -> FunctionDef:
             Map("y", d - L),
         ),
         closed_form=lambda c, p: c.delta - sp.exp(c.yj),
-        symbols={"e": e, "Z": Z, "m": m, "L": L, "d": d},
+        symbols={"e": e, "Z": Z, "m": m, "L": L, "d": d, "r": r, **split},
+        # (q + rest) r, with one division r = 1/Z per vector, not one per entry
+        stable_diagonal=StableDiagonal(stages + (Let("r", 1 / Z),), others * r,
+                                       "J_ii = " + _ARGMAX_WHY,
+                                       splits=(("Z", split["c"] + split["rest"]),)),
     )
 
 
 def _softmax_temperature() -> FunctionDef:
     e, Z, m, r = (_sym("e", positive=True), _sym("Z", positive=True), _sym("m", real=True),
                   _sym("r", positive=True))
-    T = _sym("T", positive=True)
+    T, rT = _sym("T", positive=True), _sym("rT", positive=True)
+    split, stages, others = _argmax_split(e, m)
     return FunctionDef(
         name="softmax_temperature",
         title="Softmax with temperature",
@@ -193,7 +254,11 @@ def _softmax_temperature() -> FunctionDef:
         closed_form=lambda c, p: c.yi * (c.delta - c.yj) / p["T"],
         params=(Param("T", "scalar", "temperature, a finite number > 0", "T", positive=True,
                       example=0.7),),
-        symbols={"e": e, "Z": Z, "m": m, "r": r, "T": T},
+        symbols={"e": e, "Z": Z, "m": m, "r": r, "T": T, "rT": rT, **split},
+        # y (q + rest) rT with rT = r/T: one division per vector, not one per entry
+        stable_diagonal=StableDiagonal(stages + (Let("rT", r / T),), Y * rT * others,
+                                       "J_ii = s_i (1 - s_i)/T with " + _ARGMAX_WHY,
+                                       splits=(("Z", split["c"] + split["rest"]),)),
     )
 
 
@@ -214,10 +279,17 @@ def _sigmoid() -> FunctionDef:
         ),
         closed_form=lambda c, p: c.delta * c.yi * (1 - c.yi),
         symbols={"z": z},
+        # In both branches y (1 - y) = z/(1 + z)^2, which keeps its digits where y has
+        # rounded to 1 (x > 37: y (1 - y) would be 0, the derivative is e^-x).
+        stable_diagonal=StableDiagonal((), z / (1 + z) ** 2,
+                                       "J_ii = y_i (1 - y_i) = z_i/(1 + z_i)^2 with "
+                                       "z = e^-|x|, never 1 - y_i, which is 0 once y_i "
+                                       "rounds to 1"),
     )
 
 
 def _tanh() -> FunctionDef:
+    z = _sym("z", positive=True)
     return FunctionDef(
         name="tanh",
         title="Hyperbolic tangent",
@@ -228,6 +300,14 @@ def _tanh() -> FunctionDef:
         definition=(Map("y", sp.tanh(X)),),
         stable=(Map("y", sp.tanh(X)),),  # libm/NumPy tanh saturate to +-1 without overflow
         closed_form=lambda c, p: c.delta * (1 - c.yi**2),
+        symbols={"z": z},
+        # 1 - tanh^2 = 4 z^2/(1 + z^2)^2 with z = e^-|x| (never overflows, unlike e^-2|x|
+        # in NumPy for |x| > 9e307): 1 - y^2 is 0 once y rounds to +-1 (|x| > 19).
+        stable_diagonal=StableDiagonal((Map("z", sp.exp(-sp.Abs(X))),),
+                                       4 * z**2 / (1 + z**2) ** 2,
+                                       "J_ii = 1 - y_i^2 = 4 z_i^2/(1 + z_i^2)^2 with "
+                                       "z = e^-|x|, never 1 - y_i^2, which is 0 once y_i "
+                                       "rounds to +-1"),
     )
 
 

@@ -14,20 +14,33 @@ kernel is built with -O3 -march=native -fPIC on an AVX-512 machine (SLP vectoris
 wrong entries per matrix; sanitizers clean, -fno-tree-slp-vectorize or AVX2 correct). So
 the threshold is 15: small n reads as closed forms, n >= 16 takes the loop.
 tests/test_compilers.py sweeps these flags over the catalog to keep it that way.
+
+The diagonal J_ii is computed once per Jacobian, from x, into an array ``dg`` (C:
+``jacobian_parts``, NumPy: ``_jacobian_parts``): the catalog's stable diagonal where it
+has one (proved equal to the closed form's J_ii by the derivation), which keeps every
+entry accurate relative to itself where y saturates; the closed form's J_ii otherwise.
+Diagonal-only functions use dg for J v and u^T J too; ``backward(y, g)`` has only y.
 """
 
 from __future__ import annotations
 
+import re
+import textwrap
 from dataclasses import dataclass
 
 import sympy as sp
 
 from . import __version__
-from .catalog import Map, Reduce, Y
+from .catalog import Let, Map, Reduce, Stage, X, Y
 from .derivation import DTYPES, Derivation
 from .printers import c_code, numpy_code
 
 UNROLL_MAX_N = 15
+FUSE_MAX_N = 15
+"""Up to this n, sums that do not use each other run in one pass (codegen.c_stages).
+Measured on the softmax Jacobian (gcc 12 -O3 -march=native, AVX-512; ns per Jacobian,
+separate / fused): n = 5: 66 / 61, n = 8: 77 / 69, n = 12: 102 / 94; from n = 16 gcc
+unrolls the fused loop into shuffles and it loses: n = 16: 80 / 95, n = 64: 435 / 469."""
 STREAM_MIN_N = 17  # streaming stores lose below this (n = 16: 11 GB/s streamed vs 20 plain)
 
 LANE = "k + l"
@@ -37,15 +50,19 @@ chain it may not reorder), and the combining order, hence the result, is fixed."
 
 ITEMSIZE = {"double": 8, "float": 4}
 
+DG = sp.Symbol("dg", real=True)
+"""The Jacobian's diagonal J_ii, an array in the kernels (computed by jacobian_parts)."""
+
 
 @dataclass(frozen=True)
 class CStage:
     """One stage of a C forward pass, already printed."""
 
-    kind: str  # "map", "output", "sum", "max", "let"
+    kind: str  # "map", "output", "sum", "max", "let"; "sums": several sums in one pass
     name: str
     code: str  # at element k (map), k + l (reduce: lane l of a block) or a scalar (let)
     first: str = ""  # max reductions: the expression at k = 0
+    terms: tuple[CStage, ...] = ()  # "sums": the sum stages, accumulated side by side
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,97 @@ def vjp_expr(d: Derivation, g: sp.Symbol, dots: list[sp.Symbol]) -> sp.Expr:
         (t.b * dot for t, dot in zip(d.rank_terms, dots)), sp.Integer(0)))
 
 
+def kernel_diagonal(d: Derivation) -> tuple[tuple[Stage, ...], sp.Expr]:
+    """The stages run after the stable program and J_ii (index-free) the kernels compute.
+
+    The catalog's stable diagonal when the derivation proved one, else the closed form's
+    J_ii = D + sum_r A_r B_r at one index (exact where no stable diagonal is needed: ReLU).
+    """
+    if d.kernel_diagonal is not None:
+        return d.kernel_diagonal.stages, d.kernel_diagonal.expr
+    return (), d.diagonal + sum((t.a * t.b for t in d.rank_terms), sp.Integer(0))
+
+
+def parts_program(d: Derivation) -> tuple[Stage, ...]:
+    """The stages jacobian_parts runs: the stable program, then the diagonal's stages.
+
+    A sum the derivation proved equal to a sum of the diagonal's reductions (``Z = c +
+    rest``) is computed from them instead, where they can run in its place: the
+    reductions pass over x once fewer.
+    """
+    extra, _ = kernel_diagonal(d)
+    splits = dict(d.kernel_diagonal.splits) if d.kernel_diagonal else {}
+    program: list[Stage] = []
+    for st in d.function.stable:
+        names = {s.name for s in sp.sympify(splits.get(st.name, 0)).free_symbols}
+        parts = [p for p in extra if p.name in names]
+        known = {X.name, *(p.name for p in d.function.params), *(s.name for s in program)}
+        if parts and all(isinstance(p, Reduce) for p in parts) and all(
+                s.name in known for p in parts for s in p.expr.free_symbols):
+            program += parts + [Let(st.name, splits[st.name])]
+        else:
+            program.append(st)
+    return tuple(program) + tuple(st for st in extra if st not in program)
+
+
+def parts_doc(d: Derivation, width: int = 84) -> list[str]:
+    """What jacobian_parts computes and why, as comment lines (C and NumPy)."""
+    what = "The diagonal dg[i] = J_ii" if not d.rank_terms else (
+        "y = f(x) and the diagonal dg[i] = J_ii")
+    if d.kernel_diagonal is None:
+        text = f"{what} of the closed form, which is exact as it stands."
+    else:
+        text = (f"{what}, computed from x: {d.kernel_diagonal.why}. Printed from the "
+                "catalog's stable program and stable diagonal; the derivation proved this "
+                "J_ii equal to the closed form's.")
+    return _wrap(text, width)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width``, never breaking inside parentheses or around
+    ``-``, ``+``, ``=`` (a line starting with "- s_i" would read as a list item)."""
+    glue = "\u00a0"
+    text = re.sub(r"\([^()]*\)", lambda m: m.group().replace(" ", glue), text)
+    for op in ("-", "+", "="):
+        text = text.replace(f" {op} ", f"{glue}{op}{glue}")
+    return [line.replace(glue, " ") for line in textwrap.wrap(text, width)]
+
+
+def accuracy_notes(d: Derivation) -> dict[str, str]:
+    """One or two sentences per kernel on its rounding error (header, docstrings)."""
+    notes = {"jacobian": "Every entry is accurate relative to itself"
+                         + (", also where y saturates." if d.kernel_diagonal else ".")}
+    if not d.rank_terms:
+        notes["jvp"] = notes["vjp"] = "Each entry is accurate relative to itself."
+    else:
+        notes["jvp"] = ("An entry (J v)_i = D_i v_i + A_i (B . v), J = diag(D) + A B^T, "
+                        "may cancel; it is accurate relative to the size of its terms.")
+        notes["vjp"] = ("An entry (u^T J)_k = u_k D_k + B_k (A . u), J = diag(D) + A B^T, "
+                        "may cancel; it is accurate relative to the size of its terms.")
+    if d.kernel_diagonal is None:
+        notes["backward"] = "J from y is as accurate as from x."
+    elif not d.rank_terms:
+        notes["backward"] = ("J comes from y alone: where y_i has rounded to its limit, "
+                             "the closed form's J_ii gives 0 for a derivative that is tiny "
+                             "but not 0 (vjp, from x, keeps it).")
+    else:
+        notes["backward"] = ("J comes from y alone, which cannot give J_ii to full "
+                             "relative accuracy where s_i nears 1; the result is accurate "
+                             "relative to the size of its terms, as vjp's.")
+    return notes
+
+
+def kernel_docs(d: Derivation, width: int) -> dict[str, list[str]]:
+    """The first lines of each kernel's comment or docstring with its accuracy note."""
+    first = {"jacobian": f"jac = J(x), {d.n}x{d.n} row-major.",
+             "jvp": "out = J(x) v, without forming J.",
+             "vjp": "out = u^T J(x), without forming J.",
+             "backward": "out = g^T J from the forward output y (no forward pass); out "
+                         "may alias g."}
+    notes = accuracy_notes(d)
+    return {k: _wrap(f"{first[k]} {notes[k]}", width) for k in first}
+
+
 def _params(d: Derivation, ctype: str) -> list[CParam]:
     out = []
     for p in d.function.params:
@@ -117,12 +225,15 @@ def _c_common(d: Derivation) -> dict:
     }
 
 
-def c_stages(d: Derivation) -> tuple[list[CStage], list[str]]:
-    """The stable program as printed C stages, and the names of its local arrays.
+def c_stages(d: Derivation, program: tuple[Stage, ...] | None = None,
+             fuse: bool = False) -> tuple[list[CStage], list[str]]:
+    """A stage program (default: the stable program) as printed C stages, and the names
+    of its local arrays.
 
     Maps become arrays (the output map writes ``y[k]``: kind "output"), reductions and
     lets scalars; a scalar function's output reduction is named ``total``. Reductions
-    are printed at element ``k + l`` (lane l, see LANE).
+    are printed at element ``k + l`` (lane l, see LANE). With ``fuse``, consecutive sums
+    that do not use each other run in one pass (kind "sums"; see FUSE_MAX_N).
     """
     fn = d.function
     element = {"x": "x[{k}]", **_vector_params(d)}
@@ -132,7 +243,7 @@ def c_stages(d: Derivation) -> tuple[list[CStage], list[str]]:
 
     stages: list[CStage] = []
     locals_: list[str] = []
-    for stage in fn.stable:
+    for stage in fn.stable if program is None else program:
         if isinstance(stage, Map):
             kind = "output" if stage.name == fn.output else "map"
             stages.append(CStage(kind, stage.name, cc(stage.expr)))
@@ -141,7 +252,16 @@ def c_stages(d: Derivation) -> tuple[list[CStage], list[str]]:
                 locals_.append(stage.name)
         elif isinstance(stage, Reduce):
             name = "total" if stage.name == fn.output else stage.name
-            stages.append(CStage(stage.op, name, cc(stage.expr, LANE), cc(stage.expr, "0")))
+            printed = CStage(stage.op, name, cc(stage.expr, LANE), cc(stage.expr, "0"))
+            last = stages[-1] if stages else None
+            if (fuse and stage.op == "sum" and last is not None
+                    and last.kind in ("sum", "sums")
+                    and not {s.name for s in stage.expr.free_symbols}
+                    & {t.name for t in (last.terms or (last,))}):
+                terms = (last.terms or (last,)) + (printed,)
+                stages[-1] = CStage("sums", ", ".join(t.name for t in terms), "", terms=terms)
+            else:
+                stages.append(printed)
         else:
             stages.append(CStage("let", stage.name, cc(stage.expr)))
     return stages, locals_
@@ -158,12 +278,27 @@ def c_context(d: Derivation) -> dict:
 
     # [stable program] -> [CStage]: maps become arrays, reductions scalars.
     stages, locals_ = c_stages(d)
+    # [stable program + the diagonal's stages] -> jacobian_parts: what J needs from x, i.e.
+    # dg (every function), y and the columns B_j (rank-one terms; columns: loop form only)
+    extra, diagonal = kernel_diagonal(d)
+    unrolled_form = d.n <= UNROLL_MAX_N
+    diagonal_only = not d.rank_terms
+    roots = diagonal + (0 if diagonal_only else Y)
+    if not unrolled_form:
+        roots += sum((t.b for t in d.rank_terms), sp.Integer(0))
+    program = parts_program(d)
+    need = _needed(program, roots)
+    parts, parts_locals = c_stages(d, tuple(st for st in program if st.name in need),
+                                   fuse=d.n <= FUSE_MAX_N)
+    if diagonal_only and Y.name in need:  # y is then local (J needs only dg)
+        parts_locals.insert(0, Y.name)
 
     # [structured closed form] -> whole statements, printed (never pasted together):
-    #   J_ij = delta_ij D_i + sum_r A_r,i B_r,j   (a_r: A_r at the row, b_r: B_r array)
-    #   jvp_k = D_k v_k + A_r,k dot_r, dot_r = sum_k B_r,k v_k
-    #   vjp_k = g_k D_k + B_r,k dot_r, dot_r = sum_k A_r,k g_k
-    at = {"y": "y[{k}]", "x": "x[{k}]", "g": "g[{k}]", "v": "v[{k}]", **vec}
+    #   J_ij = sum_r A_r,i B_r,j off the diagonal, J_ii = dg_i  (a_r: A_r at the row,
+    #   b_r: B_r array); jvp_k = D_k v_k + A_r,k dot_r, dot_r = sum_k B_r,k v_k;
+    #   vjp_k = g_k D_k + B_r,k dot_r, dot_r = sum_k A_r,k g_k  (diagonal only: D = dg)
+    at = {"y": "y[{k}]", "x": "x[{k}]", "g": "g[{k}]", "v": "v[{k}]", "dg": "dg[{k}]",
+          **vec, **{name: f"{name}[{{k}}]" for name in parts_locals}}
     g, v = sp.Symbol("g", real=True), sp.Symbol("v", real=True)
     dots = [sp.Symbol(f"dot{r}", real=True) for r in range(len(d.rank_terms))]
     a_row = [sp.Symbol(f"a{r}", real=True) for r in range(len(d.rank_terms))]
@@ -178,7 +313,7 @@ def c_context(d: Derivation) -> dict:
         {
             "index": r,
             "a_i": cc(t.a, at, "i"),
-            "b_j": cc(t.b, at, "j"),
+            "b_k": cc(t.b, at, "k"),
             "has_b_array": t.b != Y,
             "jvp_dot": cc(t.b * v, at, LANE),
             "vjp_dot": cc(t.a * g, at, LANE),
@@ -186,16 +321,18 @@ def c_context(d: Derivation) -> dict:
         for r, t in enumerate(d.rank_terms)
     ]
     jac_row = cc(sum((a * b for a, b in zip(a_row, b_col)), sp.Integer(0)), at, "j")
-    jvp_out = cc(jvp_expr(d, v, dots), at, "k")
-    vjp_out = cc(vjp_expr(d, g, dots), at, "k")
+    # J v from x (diagonal only: over dg, the diagonal from x); g^T J from y (vjp_from)
+    jvp_out = cc(DG * v if diagonal_only else jvp_expr(d, v, dots), at)
+    vjp_out = cc(vjp_expr(d, g, dots), at)
     unrolled: list[Assign] = []
-    if d.n <= UNROLL_MAX_N:
+    if unrolled_form:
         entry_arrays = {"y": "y[{k}]", "x": "x[{k}]", **vec}
         for i in range(d.n):
             for j in range(d.n):
-                code = c_code(d.entry(i, j), dtype=d.spec.dtype, arrays=entry_arrays)
+                code = (f"dg[{i}]" if i == j else
+                        c_code(d.entry(i, j), dtype=d.spec.dtype, arrays=entry_arrays))
                 unrolled.append(Assign(f"jac[{i * d.n + j}]", code))
-    printed = [s.expr for s in fn.stable] + [d.diagonal]
+    printed = [s.expr for s in fn.stable + extra] + [diagonal, d.diagonal]
     printed += [e for t in d.rank_terms for e in (t.a, t.b)]
     return {
         **_c_common(d),
@@ -203,15 +340,24 @@ def c_context(d: Derivation) -> dict:
         "structure": d.structure,
         "stages": stages,
         "locals": locals_,
-        "diag_i": cc(d.diagonal, at, "i"),
+        "parts": parts,
+        "parts_locals": parts_locals,
+        "parts_doc": parts_doc(d),
+        "dg_k": cc(diagonal, at),
+        "docs": kernel_docs(d, 86),
         "jac_row": jac_row,
         "jvp_out": jvp_out,
         "vjp_out": vjp_out,
+        "vjp_dg_out": cc(sp.Symbol("u", real=True) * DG, {**at, "u": "u[{k}]"}),
         "unroll_max_n": UNROLL_MAX_N,
-        "diagonal_only": not d.rank_terms,
+        "diagonal_only": diagonal_only,
         "rank": rank,
+        # B_j arrays filled by jacobian_parts for the rows of the loop form
+        "columns": [] if unrolled_form else [r for r in rank if r["has_b_array"]],
         "unrolled": unrolled,
         "backward": d.backward_from_output,
+        # vjp_from (the vjp from y): the rank-one vjp and backward use it
+        "vjp_from_y": d.backward_from_output or not diagonal_only,
         # The kernel then includes symjac_exp / symjac_expf (see printers.FAST_FUNCTIONS).
         "fastexp": any(e.has(sp.exp) for e in printed),
         # Batched Jacobians get a streaming-store path (kernel.c.jinja) when rows can start
@@ -221,7 +367,7 @@ def c_context(d: Derivation) -> dict:
         "stream": d.n >= STREAM_MIN_N and d.n * ITEMSIZE[ctype] % 16 == 0,
         "simd": "pd" if ctype == "double" else "ps",
         "needs_x_in_jacobian": any(
-            sp.Symbol("x", real=True) in e.free_symbols
+            X in e.free_symbols
             for e in [d.diagonal] + [t.a for t in d.rank_terms] + [t.b for t in d.rank_terms]
         ),
     }
@@ -239,14 +385,21 @@ def _numpy_common(d: Derivation) -> dict:
     }
 
 
-def numpy_stages(d: Derivation) -> list[Assign]:
-    """The stable program as NumPy assignments over whole arrays (broadcasting is the
-    loop); reductions keep their axis, except a scalar function's output ``y``."""
+def numpy_stages(d: Derivation, program: tuple[Stage, ...] | None = None) -> list[Assign]:
+    """A stage program (default: the stable program) as NumPy assignments over whole
+    arrays (broadcasting is the loop); reductions keep their axis, except a scalar
+    function's output ``y``."""
     fn = d.function
     stages = []
-    for stage in fn.stable:
+    for stage in fn.stable if program is None else program:
         code = numpy_code(stage.expr)
-        if isinstance(stage, Reduce):
+        masked = _masked(stage.expr) if isinstance(stage, Reduce) and stage.op == "sum" else None
+        if masked is not None and stage.name != fn.output:
+            # A masked sum as a dot product with the mask: over a short last axis einsum
+            # runs ~4x faster than numpy.sum of a numpy.where (n = 5: 7 vs 31 ns a row).
+            term, mask = (numpy_code(e) for e in masked)
+            code = f'numpy.einsum("...k,...k->...", {term}, {mask})[..., None]'
+        elif isinstance(stage, Reduce):
             reducer = {"sum": "numpy.sum", "max": "numpy.max"}[stage.op]
             keep = "" if stage.name == fn.output else ", keepdims=True"
             code = f"{reducer}({code}, axis=-1{keep})"
@@ -254,21 +407,44 @@ def numpy_stages(d: Derivation) -> list[Assign]:
     return stages
 
 
+def _masked(expr: sp.Expr) -> tuple[sp.Expr, sp.Basic] | None:
+    """(term, mask) when ``expr`` is ``term`` where ``mask`` holds and 0 elsewhere."""
+    if not isinstance(expr, sp.Piecewise) or len(expr.args) != 2:
+        return None
+    (a, cond), (b, _) = expr.args
+    if b == 0:
+        return a, cond
+    if a == 0:
+        return b, sp.Not(cond)
+    return None
+
+
 def numpy_context(d: Derivation) -> dict:
     """View model for ``templates/numpy/module.py.jinja``."""
     u, v = sp.Symbol("u", real=True), sp.Symbol("v", real=True)
     dots = [sp.Symbol(f"dot{r}", real=True) for r in range(len(d.rank_terms))]
     stages = numpy_stages(d)
+    # _jacobian_parts: dg (and y, for rank-one terms) from x, with the stages they need
+    _, diagonal = kernel_diagonal(d)
+    diagonal_only = not d.rank_terms
+    program = parts_program(d)
+    need = _needed(program, diagonal + (0 if diagonal_only else Y))
     return {
         **_numpy_common(d),
         "structure": d.structure,
         "stages": stages,
-        "diag": numpy_code(d.diagonal),
-        # J v and u^T J as whole printed expressions over the dot products dot_r.
+        "parts": numpy_stages(d, tuple(st for st in program if st.name in need)),
+        "parts_doc": parts_doc(d, 80),
+        "parts_return": numpy_code(diagonal) if diagonal_only else f"y, {numpy_code(diagonal)}",
+        "notes": {k: _wrap(note, 80) for k, note in accuracy_notes(d).items()},
+        "diagonal_only": diagonal_only,
+        # J v and u^T J as whole printed expressions over the dot products dot_r (for a
+        # diagonal-only function over dg, the diagonal computed from x).
         "jvp_dots": [numpy_code(t.b * v) for t in d.rank_terms],
-        "jvp_out": numpy_code(jvp_expr(d, v, dots)),
+        "jvp_out": numpy_code(DG * v if diagonal_only else jvp_expr(d, v, dots)),
         "vjp_dots": [numpy_code(u * t.a) for t in d.rank_terms],
         "vjp_out": numpy_code(vjp_expr(d, u, dots)),
+        "vjp_dg_out": numpy_code(u * DG),
         "rank": [
             {
                 "a": numpy_code(t.a),
@@ -294,9 +470,9 @@ def _axis(expr: sp.Expr, index: str) -> str:
 # vjp (u G); there is no backward from the output, which does not determine G.
 
 
-def _needed(d: Derivation, roots: sp.Expr) -> set[str]:
-    """Names of the stable-program stages that ``roots`` depends on, transitively."""
-    by_name = {st.name: st for st in d.function.stable}
+def _needed(program: tuple[Stage, ...], roots: sp.Expr) -> set[str]:
+    """Names of the stages of ``program`` that ``roots`` depends on, transitively."""
+    by_name = {st.name: st for st in program}
     need: set[str] = set()
     todo = [s.name for s in roots.free_symbols]
     while todo:
@@ -313,8 +489,8 @@ def gradient_c_context(d: Derivation) -> dict:
     arrays = {"x": "x[{k}]", **_vector_params(d), **{name: f"{name}[{{k}}]" for name in locals_}}
     printed = [s.expr for s in d.function.stable] + [d.gradient]
     # Each kernel computes only the stages its result needs (no unused variables in C).
-    for_y = _needed(d, Y)
-    for_grad = _needed(d, d.gradient)
+    for_y = _needed(d.function.stable, Y)
+    for_grad = _needed(d.function.stable, d.gradient)
     return {
         **_c_common(d),
         "forward": {"stages": [s for s in stages if s.name in for_y - {"y"}],
@@ -333,7 +509,8 @@ def gradient_numpy_context(d: Derivation) -> dict:
     """View model for ``templates/numpy/gradient.py.jinja``."""
     fn = d.function
     stages = numpy_stages(d)
-    for_y, for_grad = _needed(d, Y), _needed(d, d.gradient)
+    for_y = _needed(d.function.stable, Y)
+    for_grad = _needed(d.function.stable, d.gradient)
     return {
         **_numpy_common(d),
         "forward_stages": [s for s in stages if s.target in for_y - {fn.output}],

@@ -15,6 +15,10 @@ Every entry (i, j) is then proved: derived entry minus the catalog's closed form
 to exactly zero, in SymEngine when it is installed (same algebra, ~20x faster) and SymPy
 otherwise. The structure (diagonal, diagonal plus rank one, ...) is read off the proven
 closed form by separating its i-part from its j-part.
+
+A catalog entry's stable diagonal (J_ii from the input side, what the kernels compute) is
+proved equal to the closed form's J_ii too, index-free (so for every i), case by case
+over the signs and masks it tests; see :func:`prove_diagonal`.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import sympy as sp
+from sympy.core.relational import Relational
 
 from . import catalog
-from .catalog import ClosedForm, FunctionDef, Map, Reduce, X, Y
+from .catalog import ClosedForm, FunctionDef, Let, Map, Reduce, X, Y
 from .errors import CheckFailed, SymjacError
 
 try:  # SymEngine is optional: it only makes the per-entry proof faster.
@@ -95,6 +100,20 @@ class ProofReport:
 
 
 @dataclass(frozen=True)
+class KernelDiagonal:
+    """J_ii as the kernels compute it (the catalog's stable diagonal), proved equal to the
+    closed form's J_ii: ``stages`` run after the stable program, ``expr`` is J_ii over both."""
+
+    stages: tuple[catalog.Stage, ...]
+    expr: sp.Expr
+    why: str
+    cases: int  # cases (signs, masks) in which the proof checked the identities
+    # proved splits of the stable program's sums (Z = c + rest): the kernels may compute
+    # such a sum from its parts
+    splits: tuple[tuple[str, sp.Expr], ...] = ()
+
+
+@dataclass(frozen=True)
 class Derivation:
     """Result of the derivation stage, input of every printer and document."""
 
@@ -110,6 +129,9 @@ class Derivation:
     backward_from_output: bool  # D, A, B depend on y and parameters only
     proof: ProofReport
     gradient: sp.Expr | None = None  # scalar outputs: dy/dx_j, index-free (s, t, ...)
+    # J_ii from the input side where the closed form's J_ii (from y) loses digits; None:
+    # the kernels evaluate the closed form's J_ii (D + sum_r A_r B_r at i).
+    kernel_diagonal: KernelDiagonal | None = None
 
     @property
     def n(self) -> int:
@@ -186,6 +208,9 @@ def derive(spec: Spec) -> Derivation:
     backward = all(e.free_symbols <= allowed | _param_symbols(fn) for e in pieces) and all(
         X not in e.free_symbols for e in pieces
     )
+    # [stable diagonal, closed form] -> [KernelDiagonal]: J_ii the kernels compute, proved
+    # (index-free, the same proof for every n: done once per catalog entry)
+    kernel_diagonal = _proved_diagonal(fn, closed, sym)
     return Derivation(
         spec=spec,
         function=fn,
@@ -198,6 +223,7 @@ def derive(spec: Spec) -> Derivation:
         symmetric=bool(symmetric),
         backward_from_output=backward,
         proof=proof,
+        kernel_diagonal=kernel_diagonal,
     )
 
 
@@ -474,3 +500,142 @@ def separate(closed: sp.Expr, sym: ClosedForm) -> tuple[sp.Expr, tuple[RankOne, 
         for b, a in sorted(groups.items(), key=lambda kv: sp.default_sort_key(kv[0]))
     )
     return diagonal, terms
+
+
+# -- the kernels' diagonal -------------------------------------------------------------------
+
+_GAP = sp.Symbol("p", positive=True)
+"""|x - pivot| in a case of :func:`prove_diagonal` (x = pivot - p, pivot, pivot + p)."""
+
+
+def prove_diagonal(fn: FunctionDef, closed: sp.Expr, sym: ClosedForm) -> KernelDiagonal | None:
+    """Prove the catalog's stable diagonal equal to the closed form's J_ii, exactly.
+
+    Both sides are written in x, the parameters and the reductions (maps and lets of the
+    stable program and of the diagonal's stages are replaced by their definitions; a
+    reduction stays one symbol, as in :func:`prove_entries`), with y the stable program's
+    output. Then:
+
+    1. every split ``R = R_1 + R_2 + ...`` holds summand by summand, hence for the sums:
+       ``summand(R) - sum_r summand(R_r)`` is 0 for every x;
+    2. ``expr - J_ii`` is 0 once the splits are put in (``Z -> c + rest``).
+
+    "For every x" is proved case by case: the stages compare x with at most one pivot (0
+    for ``|x|`` and sign tests, the maximum m for masks), so x = pivot - p, x = pivot and
+    x = pivot + p with p > 0 cover every x (x > m is left out when m is the maximum of
+    the x_k). In each case every test is decided, and the difference, a rational function
+    of the exponentials left, must have a numerator that expands to exactly 0. Otherwise
+    CheckFailed: no numerical evidence is accepted.
+    """
+    stable = fn.stable_diagonal
+    if stable is None:
+        return None
+    program = fn.stable + stable.stages
+    symbol = {st.name: (Y if st.name == fn.output else fn.symbols[st.name]) for st in program}
+    definitions = {symbol[st.name]: st.expr for st in program if isinstance(st, (Map, Let))}
+    summands = {symbol[st.name]: st.expr for st in program
+                if isinstance(st, Reduce) and st.op == "sum"}
+    # x_k <= m for a maximum m = max_k x_k: no case above it
+    maxima = {symbol[st.name] for st in program
+              if isinstance(st, Reduce) and st.op == "max" and st.expr == X}
+
+    def unfold(expr: sp.Expr) -> sp.Expr:
+        for st in reversed(program):  # latest first: what it brings in is unfolded later
+            if symbol[st.name] in definitions:
+                expr = expr.xreplace({symbol[st.name]: definitions[symbol[st.name]]})
+        return expr
+
+    cases = 0
+    splits: dict[sp.Symbol, sp.Expr] = {}
+    for name, total in stable.splits:
+        parts = sp.sympify(total).as_coefficients_dict()
+        if symbol.get(name) not in summands or not all(s in summands for s in parts):
+            raise SymjacError(f"{fn.name}: the split {name} = {total} must relate sum "
+                              "reductions of the stable program and the diagonal's stages")
+        claim = summands[symbol[name]] - sum(
+            (coeff * summands[s] for s, coeff in parts.items()), sp.Integer(0))
+        cases += _zero_in_every_case(unfold(claim), maxima,
+                                     f"{fn.name}: the split {name} = {total}")
+        splits[symbol[name]] = total
+    # J_ii of the closed form, index-free: delta_ii = 1, j -> i, then y_i -> y, x_i -> x.
+    target = closed.xreplace({sym.delta: sp.Integer(1), sym.yj: sym.yi, sym.xj: sym.xi})
+    target = target.xreplace({sym.yi: Y, sym.xi: X})
+    stray = target.free_symbols - set(fn.symbols.values()) - {X, Y}
+    if stray:
+        raise SymjacError(f"{fn.name}: a stable diagonal needs J_ii in y, x and the "
+                          f"parameters; the closed form has {sorted(map(str, stray))}")
+    difference = (unfold(stable.expr) - unfold(target)).xreplace(splits)
+    cases += _zero_in_every_case(difference, maxima,
+                                 f"{fn.name}: the kernels' J_ii = {stable.expr} is not the "
+                                 f"closed form's J_ii = {target}")
+    return KernelDiagonal(stages=stable.stages, expr=stable.expr, why=stable.why, cases=cases,
+                          splits=stable.splits)
+
+
+_DIAGONALS: dict[int, tuple[FunctionDef, sp.Expr, KernelDiagonal | None]] = {}
+
+
+def _proved_diagonal(fn: FunctionDef, closed: sp.Expr, sym: ClosedForm) -> KernelDiagonal | None:
+    """:func:`prove_diagonal`, remembered per catalog entry (the entry object itself, so a
+    replaced entry is proved afresh)."""
+    seen = _DIAGONALS.get(id(fn))
+    if seen is None or seen[0] is not fn or seen[1] != closed:
+        seen = (fn, closed, prove_diagonal(fn, closed, sym))
+        _DIAGONALS[id(fn)] = seen
+    return seen[2]
+
+
+def _zero_in_every_case(expr: sp.Expr, maxima: set[sp.Symbol], claim: str) -> int:
+    """Prove ``expr == 0`` for every real x (see :func:`prove_diagonal`); the case count."""
+    pivots: set[sp.Expr] = set()
+    for rel in expr.atoms(Relational):
+        if X not in rel.free_symbols:
+            continue
+        other = rel.rhs if rel.lhs == X else rel.lhs if rel.rhs == X else None
+        if other is None or X in other.free_symbols:
+            raise CheckFailed(f"{claim}: cannot split {rel} into cases of x")
+        pivots.add(other)
+    for node in expr.atoms(sp.Abs, sp.sign, sp.Heaviside, sp.Max, sp.Min):
+        if X in node.free_symbols:
+            if not isinstance(node, (sp.Abs, sp.sign)) or node.args[0] != X:
+                raise CheckFailed(f"{claim}: cannot split {node} into cases of x")
+            pivots.add(sp.Integer(0))
+    if len(pivots) > 1:
+        raise CheckFailed(f"{claim}: x is compared with several values "
+                          f"({', '.join(sorted(map(str, pivots)))}); cannot order the cases")
+    points: list[sp.Expr | None] = [None]
+    if pivots:
+        a = pivots.pop()
+        points = [a - _GAP, a] + ([] if a in maxima else [a + _GAP])
+    for at in points:
+        case = expr if at is None else expr.subs(X, at)
+        where = "" if at is None else f" (case x = {at}{', p > 0' if at.has(_GAP) else ''})"
+        undecided = list(case.atoms(Relational)) + list(case.atoms(sp.Piecewise))
+        if undecided:
+            raise CheckFailed(f"{claim}{where}: cannot decide {undecided[0]}")
+        if not _rational_zero(case):
+            raise CheckFailed(f"{claim}{where}: the difference {sp.simplify(case)} is not 0")
+    return len(points)
+
+
+def _rational_zero(expr: sp.Expr) -> bool:
+    """Whether ``expr`` is 0 as a rational function of its exponentials.
+
+    Hyperbolic functions are written with exp, exp(a + b) is split, and every exp(c * u)
+    with c rational becomes w_u**(c q) for one positive symbol w_u = exp(u/q) per u; the
+    numerator over a common denominator must then expand to 0.
+    """
+    expr = sp.expand_power_exp(expr.rewrite(sp.exp))
+    powers: dict[sp.Expr, list[tuple[sp.Expr, sp.Rational]]] = {}
+    for node in expr.atoms(sp.exp):
+        coeff, base = node.args[0].as_coeff_Mul()
+        if not coeff.is_Rational:
+            return False
+        powers.setdefault(base, []).append((node, coeff))
+    replace = {}
+    for items in powers.values():
+        q = sp.ilcm(*[c.q for _, c in items]) if len(items) > 1 else items[0][1].q
+        w = sp.Dummy("w", positive=True)
+        replace.update({node: w ** (c * q) for node, c in items})
+    numerator = sp.together(expr.xreplace(replace)).as_numer_denom()[0]
+    return sp.expand(numerator) == 0

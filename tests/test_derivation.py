@@ -66,3 +66,65 @@ def test_unknown_function_and_dtype():
         Spec("softmin", 3)
     with pytest.raises(SymjacError, match="unknown dtype"):
         Spec("softmax", 3, "float16")
+
+
+# The kernels' diagonal: the catalog's stable J_ii, proved equal to the closed form's.
+
+SD = {name: catalog.CATALOG[name].symbols for name in catalog.CATALOG}
+
+
+@pytest.mark.parametrize("function", ["softmax", "log_softmax", "softmax_temperature",
+                                      "sigmoid", "tanh"])
+def test_stable_diagonals_are_proved(function):
+    d = derive(Spec(function, 3))
+    kd = d.kernel_diagonal
+    assert kd is not None and kd.expr == catalog.CATALOG[function].stable_diagonal.expr
+    # every sign or mask case: sigmoid/tanh x < 0, x = 0, x > 0; softmax's split x < m,
+    # x = m (x > m is impossible for the maximum), and the diagonal itself (no tests)
+    assert kd.cases == 3
+
+
+def test_functions_exact_from_y_have_no_stable_diagonal():
+    assert derive(Spec("relu", 3)).kernel_diagonal is None
+
+
+def _with_stable(monkeypatch, function, **changes):
+    fn = catalog.CATALOG[function]
+    bad = dataclasses.replace(fn, stable_diagonal=dataclasses.replace(fn.stable_diagonal,
+                                                                      **changes))
+    monkeypatch.setitem(catalog.CATALOG, function, bad)
+
+
+@pytest.mark.parametrize(("function", "expr", "message"), [
+    # c + rest - e_i without the -e_i: 1 instead of 1 - s_i
+    ("softmax", lambda s: catalog.Y * s["r"] * (s["c"] + s["rest"]), "is not the closed"),
+    # off by one part in 10^15: no tolerance lets it through
+    ("softmax", lambda s: catalog.Y * s["r"] * (s["q"] + s["rest"])
+     * (1 + sp.Rational(1, 10**15)), "is not the closed"),
+    ("log_softmax", lambda s: (s["q"] + s["rest"]) * s["r"] ** 2, "is not the closed"),
+    ("softmax_temperature", lambda s: catalog.Y * s["r"] * (s["q"] + s["rest"]),
+     "is not the closed"),  # the 1/T forgotten
+    ("sigmoid", lambda s: s["z"] / (1 + s["z"]), r"case x = -p"),  # right only for x >= 0
+    ("tanh", lambda s: 4 * s["z"] / (1 + s["z"]) ** 2, "is not the closed"),  # z = e^-2|x|
+])
+def test_a_wrong_stable_diagonal_is_refused(monkeypatch, function, expr, message):
+    _with_stable(monkeypatch, function, expr=expr(SD[function]))
+    with pytest.raises(CheckFailed, match=message):
+        derive(Spec(function, 3))
+
+
+def test_a_wrong_split_is_refused(monkeypatch):
+    """rest over x <= m counts the maximum twice: Z = c + rest fails at x = m."""
+    s = SD["softmax"]
+    c, _, q = catalog.CATALOG["softmax"].stable_diagonal.stages
+    rest = catalog.Reduce("rest", "sum", sp.Piecewise((s["e"], s["m"] >= catalog.X), (0, True)))
+    _with_stable(monkeypatch, "softmax", stages=(c, rest, q))
+    with pytest.raises(CheckFailed, match=r"split Z = c \+ rest \(case x = m\)"):
+        derive(Spec("softmax", 3))
+
+
+def test_without_the_split_the_diagonal_is_not_proved(monkeypatch):
+    """Z = c + rest is what makes rest + (c - e_i) equal to Z - e_i: without it, refused."""
+    _with_stable(monkeypatch, "softmax", splits=())
+    with pytest.raises(CheckFailed, match="is not the closed form's J_ii"):
+        derive(Spec("softmax", 3))

@@ -18,7 +18,9 @@ import pytest
 import sympy as sp
 from support import CC, STRICT, compile_shared
 
+from symjac import codegen
 from symjac.api import render
+from symjac.codegen import FUSE_MAX_N, Assign
 from symjac.derivation import Spec, derive
 from symjac.printers import c_code
 
@@ -255,3 +257,24 @@ def test_c_printer_calls_the_fast_exp():
     assert c_code(sp.exp(x - 1)) == "symjac_exp(x - 1)"
     assert c_code(sp.exp(x), dtype="float32") == "symjac_expf(x)"
     assert c_code(sp.log(x), dtype="float32") == "logf(x)"  # libm for everything else
+
+
+def test_masked_sums_print_as_selects_and_dot_products():
+    """The softmax family's diagonal sums e_k over the maxima and over the others."""
+    x, m, e = sp.Symbol("x", real=True), sp.Symbol("m", real=True), sp.Symbol("e")
+    top = sp.Piecewise((e, sp.Eq(x, m)), (0, True))
+    arrays = {"x": "x[{k}]", "e": "e[{k}]"}
+    assert c_code(top, arrays=arrays, index="k + l") == "((m == x[k + l]) ? (e[k + l]) : (0))"
+    parts = codegen.numpy_context(derive(Spec("softmax", 4)))["parts"]
+    assert Assign("c", 'numpy.einsum("...k,...k->...", e, numpy.equal(m, x))[..., None]') in parts
+    assert Assign("Z", "c + rest") in parts  # Z from its proved split, no third pass
+
+
+@pytest.mark.parametrize("n", [5, FUSE_MAX_N, FUSE_MAX_N + 1, 32])
+def test_diagonal_sums_share_a_pass_only_at_small_n(n):
+    text = render(derive(Spec("softmax", n)), ("c",))[f"softmax_n{n}.c"]
+    fused = "lane_c[l] += ((m == x[k + l]) ? (e[k + l]) : (0));" in text
+    assert fused == (n <= FUSE_MAX_N)
+    assert "const double Z = c + rest;" in text
+    if n <= codegen.UNROLL_MAX_N:  # one statement per entry, the diagonal from jacobian_parts
+        assert "    jac[0] = dg[0];\n    jac[1] = -y[0]*y[1];\n" in text

@@ -48,3 +48,17 @@ def test_generated_files_match(produce):
     assert not drift, (
         "generated/ drifted; if intended, run SYMJAC_UPDATE_GOLDEN=1 pytest "
         "tests/test_generated.py\n" + "\n".join(drift)[:20000])
+
+
+def test_readme_excerpt_is_in_the_generated_c():
+    """Every code line of the README's excerpt of generated/softmax_n5.c is in the file
+    (comments there may summarise; "..." marks a cut)."""
+    readme = (GOLDEN.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("excerpt of `generated/softmax_n5.c`", 1)[1]
+    block = block.split("```c\n", 1)[1].split("```", 1)[0]
+    golden = {line.strip() for line in (GOLDEN / "softmax_n5.c").read_text().splitlines()}
+    code = [line.strip() for line in block.splitlines()
+            if line.strip() not in ("", "...") and not line.strip().startswith(("/*", "*"))]
+    assert code, "no code in the README excerpt"
+    missing = [line for line in code if line not in golden]
+    assert not missing, f"README excerpt lines not in generated/softmax_n5.c: {missing}"
