@@ -40,6 +40,7 @@ and every such verdict says "checked numerically".
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import math
 import random
@@ -73,6 +74,7 @@ __all__ = ["Counterexample", "ShapeVerdict", "VerifyResult", "verify"]
 EXIT_CODES = {"correct": 0, "refuted": 1, "unproved": 2, "unusable": 2}
 MAX_LISTED = 10  # differing entries listed by position; the rest are counted
 EXPAND_LIMIT = 20_000  # terms an exact expansion may produce before it is not attempted
+MAX_SIGN_VARIABLES = 3  # x_k split by sign (3 cases each) in one entry, at the most
 MAX_EXACT_POWER = 4096  # larger powers are not evaluated at exact points (huge integers)
 MAX_ROOT = 5040  # lcm of the denominators of exponents of e_k handled exactly
 NUMPY_RTOL = 1e-12  # float64 NumPy results, relative to the size of the Jacobian's pieces
@@ -1060,6 +1062,7 @@ class _Decider:
         points = _nice_points(world.n, 3, seed=5)
         self.real_points = points + [_Point([-v for v in p.exact]) for p in points]
         self.methods: dict[str, int] = {}
+        self.undefined_at_zero: set[tuple[int, int]] = set()  # see _sign_cases
 
     def _count(self, how: str) -> None:
         self.methods[how] = self.methods.get(how, 0) + 1
@@ -1077,8 +1080,12 @@ class _Decider:
             if value is not None and value != 0:
                 self._count("differ: the difference is non-zero at an exact rational point")
                 return DIFFERS
-        elif self._differ_numerically(a, b, i, j):  # cheaper than the common denominator
-            return DIFFERS
+        else:
+            by_sign = self._sign_cases(a, b, i, j)  # |x|, max(0, x), H(x): one case a sign
+            if by_sign is not None:
+                return by_sign
+            if self._differ_numerically(a, b, i, j):  # cheaper than the common denominator
+                return DIFFERS
         proved, atoms = self._common_denominator(a.sym(i, j) - b.sym(i, j), atoms)
         if proved is True:
             self._count("equal: over a common denominator, with the sum of exp(x_k) "
@@ -1097,6 +1104,51 @@ class _Decider:
         if not checked and self._differ_numerically(a, b, i, j):
             return DIFFERS
         return UNDECIDED
+
+    def _sign_cases(self, a: Any, b: Any, i: int, j: int) -> str | None:
+        """Decide a difference with |x|, sqrt(x^2), Piecewise or Heaviside in a few x_k by
+        the sign of each: x_k = p_k, -p_k (p_k > 0) or 0, where they become plain algebra.
+
+        EQUAL when every case reduces to 0, except that a claim undefined where some
+        x_k = 0 (ReLU's y_i / x_i) is noted in ``undefined_at_zero``: the function is not
+        differentiable there (and a formula in this grammar, continuous where defined,
+        cannot be ReLU's step and defined at 0). None: not decided here.
+        """
+        diff = a.sym(i, j) - b.sym(i, j)
+        if not any(isinstance(node, (sp.Abs, sp.Piecewise, sp.Heaviside, sp.sign))
+                   or (node.is_Pow and not node.exp.is_Integer) for node in _nodes(diff)):
+            return None
+        xs = [x for x in self.canon.x if x in diff.free_symbols]
+        if not xs or len(xs) > MAX_SIGN_VARIABLES:
+            return None
+        undefined = False
+        for signs in itertools.product((1, -1, 0), repeat=len(xs)):
+            # x_k = sign p_k with p_k > 0 lets SymPy settle |x_k|, sqrt(x_k^2), the
+            # Piecewise conditions; then p_k = sign x_k again, and exp(-|x_k|) is 1/e_k.
+            there: dict[sp.Symbol, sp.Expr] = {}
+            back: dict[sp.Symbol, sp.Expr] = {}
+            for x, sign in zip(xs, signs):
+                if sign == 0:
+                    there[x], there[self.canon.exp_of[x]] = sp.Integer(0), sp.Integer(1)
+                else:
+                    p_k = sp.Symbol(f"p_{x.name}", positive=True)
+                    there[x], back[p_k] = sign * p_k, sign * x
+            case = diff.xreplace(there)
+            if case.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+                if 0 not in signs:
+                    return None
+                undefined = True  # the claim is undefined there (the truth never is)
+                continue
+            case = self.canon.canon(case.xreplace(back))
+            if self._common_denominator(case, _has_atoms(case))[0] is not True:
+                return None
+        if undefined:
+            self.undefined_at_zero.add((i, j))
+            self._count("equal wherever every x_k != 0, case by case in the signs of x_k "
+                        "(undefined where some x_k = 0)")
+        else:
+            self._count("equal in every case of the signs of x_k (positive, negative, 0)")
+        return EQUAL
 
     def _differ_numerically(self, a: Any, b: Any, i: int, j: int) -> bool:
         """Whether a and b differ at one of the real points, evaluated with 50+ digits."""
@@ -1216,6 +1268,7 @@ def _verify_formula(world: _World, formula: Formula,
         parts.append(f"{len(entries) - reached} not reached")
     methods = "; ".join(parts)
     late = _time_warning(budget, reached, len(entries))
+    at_zero = _at_zero_warning(world, decider)
     if differing:
         cx = _formula_counterexample(world, claim, differing)
         i, j = differing[0]
@@ -1229,7 +1282,7 @@ def _verify_formula(world: _World, formula: Formula,
             difference=_pretty(world, claim.sym(i, j) - world.truth.sym(i, j)),
             counterexample=cx,
             diagnosis=diagnosis,
-            warnings=_undecided_warning(undecided) + late)
+            warnings=_undecided_warning(undecided) + late + at_zero)
     elif late:
         verdict = ShapeVerdict(
             shape="formula", verdict="unproved",
@@ -1249,8 +1302,18 @@ def _verify_formula(world: _World, formula: Formula,
     else:
         verdict = ShapeVerdict(shape="formula", verdict="correct",
                                method=f"proved exactly, all {len(entries)} entries: {methods}",
-                               entries=len(entries))
+                               entries=len(entries), warnings=at_zero)
     return verdict, checks
+
+
+def _at_zero_warning(world: _World, decider: _Decider) -> tuple[str, ...]:
+    """Where the claim is undefined because some x_k = 0 (where ReLU has no derivative)."""
+    if not decider.undefined_at_zero:
+        return ()
+    i, j = min(decider.undefined_at_zero)
+    return (f"the claim is undefined where some x_k = 0 (e.g. entry ({i}, {j})): "
+            f"{world.fn.name} has no derivative there; symjac's kernels use H(0) = 0, as "
+            "PyTorch and JAX do",)
 
 
 def _time_warning(budget: _Budget, reached: int, total: int) -> tuple[str, ...]:

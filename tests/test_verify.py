@@ -191,8 +191,6 @@ def test_symbolic_difference_is_readable():
 
 
 UNPROVED = [
-    # equal to H(x_i) away from 0, where it is undefined: never "correct"
-    ("relu", 3, "delta(i,j)*(x[i] + sqrt(x[i]**2))/(2*x[i])"),
     # true (log of a square), but outside what the exact check decides
     ("softmax", 4, "s[i]*(delta(i,j) - s[j]) + log(1 + s[i]) - log((1 + s[i])**2)/2"),
 ]
@@ -203,6 +201,39 @@ def test_undecidable_formulas_are_not_called_correct(function, n, formula):
     r = verify(function, n, formula=formula)
     assert (r.verdict, r.exit_code) == ("unproved", 2)
     assert r.shapes[0].method.startswith("not proved; numerically consistent")
+
+
+# Equal case by case in the sign of x_i; ReLU's ones are undefined at x_i = 0, where ReLU
+# has no derivative (symjac's kernels use H(0) = 0): correct, with that said.
+BY_SIGN = [
+    ("relu", 3, "delta(i,j)*(x[i] + sqrt(x[i]**2))/(2*x[i])", True),
+    ("relu", 4, "delta(i,j)*y[i]/x[i]", True),
+    ("relu", 5, "delta(i,j)*(1 + x[i]/sqrt(x[i]**2))/2", True),
+    ("relu", 2, "delta(i,j)*y[i]/x[i]", True),  # n = 2: entry by entry, no relabelling
+    # the stable forms with e^{-|x|}, as the kernels compute them
+    ("sigmoid", 3, "delta(i,j)*exp(-sqrt(x[i]**2))/(1 + exp(-sqrt(x[i]**2)))**2", False),
+    ("tanh", 3, "delta(i,j)*4*exp(-2*sqrt(x[i]**2))/(1 + exp(-2*sqrt(x[i]**2)))**2", False),
+]
+
+
+@pytest.mark.parametrize(("function", "n", "formula", "undefined_at_0"), BY_SIGN,
+                         ids=[b[2] for b in BY_SIGN])
+def test_formulas_decided_by_the_sign_of_x(function, n, formula, undefined_at_0):
+    r = verify(function, n, formula=formula)
+    assert (r.verdict, r.exit_code) == ("correct", 0)
+    assert "the signs of x_k" in r.shapes[0].method
+    noted = [w for w in r.shapes[0].warnings if "undefined where some x_k = 0" in w]
+    assert bool(noted) == undefined_at_0
+    if noted:
+        assert "symjac's kernels use H(0) = 0" in noted[0]
+
+
+def test_a_step_in_the_wrong_place_is_refuted():
+    r = verify("relu", 3, formula="delta(i,j)*(x[i] - sqrt(x[i]**2))/(2*x[i])")  # H(-x)
+    assert r.verdict == "refuted" and r.shapes[0].differing_count == 3
+    x = np.array(r.shapes[0].counterexample.x)
+    (i, _) = r.shapes[0].counterexample.entry
+    assert r.shapes[0].counterexample.true == reference("relu", x)[i, i]
 
 
 def test_every_catalog_function_goes_through_the_same_path():
@@ -703,8 +734,9 @@ def test_cli_json_is_deterministic(tmp_path):
 
 
 def test_cli_unproved_exits_2(tmp_path):
-    proc = run_cli("verify", "relu", "-n", "2", "--formula",
-                   "delta(i,j)*(x[i] + sqrt(x[i]**2))/(2*x[i])", cwd=tmp_path)
+    proc = run_cli("verify", "softmax", "-n", "2", "--formula",
+                   "s[i]*(delta(i,j) - s[j]) + log(1 + s[i]) - log((1 + s[i])**2)/2",
+                   cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stdout.startswith("NOT PROVED")
     assert len(proc.stderr.strip().splitlines()) == 1
