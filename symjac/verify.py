@@ -1081,11 +1081,11 @@ class _Decider:
                 self._count("differ: the difference is non-zero at an exact rational point")
                 return DIFFERS
         else:
+            if self._differ_numerically(a, b, i, j):  # cheaper than what follows
+                return DIFFERS
             by_sign = self._sign_cases(a, b, i, j)  # |x|, max(0, x), H(x): one case a sign
             if by_sign is not None:
                 return by_sign
-            if self._differ_numerically(a, b, i, j):  # cheaper than the common denominator
-                return DIFFERS
         proved, atoms = self._common_denominator(a.sym(i, j) - b.sym(i, j), atoms)
         if proved is True:
             self._count("equal: over a common denominator, with the sum of exp(x_k) "
@@ -1115,10 +1115,12 @@ class _Decider:
         cannot be ReLU's step and defined at 0). None: not decided here.
         """
         diff = a.sym(i, j) - b.sym(i, j)
-        if not any(isinstance(node, (sp.Abs, sp.Piecewise, sp.Heaviside, sp.sign))
-                   or (node.is_Pow and not node.exp.is_Integer) for node in _nodes(diff)):
-            return None
         xs = [x for x in self.canon.x if x in diff.free_symbols]
+        if not any(isinstance(node, (sp.Abs, sp.Piecewise, sp.Heaviside, sp.sign))
+                   or (node.is_Pow and not node.exp.is_Integer
+                       and not node.base.free_symbols.isdisjoint(xs))
+                   for node in _nodes(diff)):
+            return None
         if not xs or len(xs) > MAX_SIGN_VARIABLES:
             return None
         undefined = False
