@@ -108,7 +108,9 @@ def test_sigint_at_any_moment_is_one_line_and_status_130(tmp_path, name):
         lines = err.splitlines()
         assert state in (old, new), f"{name}: mixed files after SIGINT at {delay:.3f} s"
         if _before_symjac(proc.returncode, err):
-            assert state == old, err
+            # Killed (old files), or Python printed the KeyboardInterrupt as "Exception
+            # ignored" in an import callback and went on: then the run finished (new files).
+            assert state == (new if proc.returncode == 0 else old), err
             outcome = "before console() ran"
         else:
             assert "Traceback" not in err, f"{name}, SIGINT at {delay:.3f} s:\n{err}"
