@@ -212,8 +212,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print("symjac: not proved: the claim is numerically consistent but could not be "
               "decided exactly", file=sys.stderr)
     elif result.verdict == "unusable":
-        print(f"symjac: error: {one_line(shorten(result.claim))} returned no {args.n} x "
-              f"{args.n} result for either input shape", file=sys.stderr)
+        wanted = (f"{args.n} x {args.n} result" if result.truth_label == "J_ij"
+                  else f"gradient of {args.n} numbers")
+        print(f"symjac: error: {one_line(shorten(result.claim))} returned no {wanted} for "
+              "either input shape", file=sys.stderr)
     return result.exit_code
 
 

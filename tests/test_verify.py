@@ -228,6 +228,33 @@ def test_formulas_decided_by_the_sign_of_x(function, n, formula, undefined_at_0)
         assert "symjac's kernels use H(0) = 0" in noted[0]
 
 
+def test_undefined_at_0_is_only_excused_where_the_function_has_a_kink():
+    # sigmoid is differentiable at 0; x/|x| - |x|/x is 0 except there, where it is 0/0
+    r = verify("sigmoid", 3, formula="delta(i,j)*y[i]*(1-y[i]) + x[j]/sqrt(x[j]**2) "
+               "- sqrt(x[j]**2)/x[j]")
+    assert r.verdict != "correct"
+
+
+def test_a_claim_infinite_at_a_point_is_refuted_with_that_point():
+    # log|x| - log(x^2)/2 is 0, except at x = 0, where sigmoid's derivative is 1/4
+    r = verify("sigmoid", 3, formula="delta(i,j)*y[i]*(1-y[i]) + log(sqrt(x[i]**2)) "
+               "- log(x[i]**2)/2")
+    assert r.verdict == "refuted"
+    cx = r.shapes[0].counterexample
+    i, _ = cx.entry
+    assert cx.x[i] == 0 and cx.claimed is None and "undefined" in cx.note
+    assert cx.true == pytest.approx(0.25)
+
+
+def test_float16_results_are_held_to_5_percent():
+    def half(x):
+        s = np.exp(x - np.max(x))
+        s = s / s.sum()
+        return ((np.diag(s) - np.outer(s, s)) / 2).astype(np.float16)
+
+    assert verify("softmax", 3, numpy=half).verdict == "refuted"
+
+
 def test_a_step_in_the_wrong_place_is_refuted():
     r = verify("relu", 3, formula="delta(i,j)*(x[i] - sqrt(x[i]**2))/(2*x[i])")  # H(-x)
     assert r.verdict == "refuted" and r.shapes[0].differing_count == 3
@@ -581,7 +608,11 @@ CE_NUMPY = [  # name, {shape: verdict}, exit code, a warning or diagnosis fragme
     ("naive", {FLAT: "correct", COLUMN: "correct"}, 0, "numerically unstable"),
     ("flattens_t", {FLAT: "correct", COLUMN: "wrong shape"}, 0, ""),
     ("flipped", {FLAT: "refuted", COLUMN: "refuted"}, 1, ""),
-    ("one_hot_only", {FLAT: "refuted", COLUMN: "rejected"}, 1, ""),
+    ("one_hot_only", {FLAT: "refuted", COLUMN: "refuted"}, 1, ""),
+    ("column_fails_somewhere", {FLAT: "correct", COLUMN: "refuted"}, 1, ""),
+    ("distributions_only", {FLAT: "correct", COLUMN: "correct"}, 0,
+     "right only when t sums to 1"),
+    ("half_in_float16", {FLAT: "refuted", COLUMN: "refuted"}, 1, ""),
 ]
 
 
@@ -598,6 +629,8 @@ def test_cross_entropy_numpy(name, verdicts, code, fragment):
             cx = s.counterexample
             assert cx.true == pytest.approx(ce_gradient(cx.x, cx.t)[cx.entry[1]], rel=1e-9)
             assert abs(sum(cx.t) - 1) < 1e-12  # refuted where t is a distribution
+            if name == "column_fails_somewhere":
+                assert cx.claimed is None and "raised ValueError" in cx.note
 
 
 def test_cross_entropy_cli(tmp_path):

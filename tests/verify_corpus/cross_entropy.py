@@ -40,3 +40,21 @@ def one_hot_only(x, t):
     s = _softmax(x)
     s[..., np.argmax(t)] -= 1.0
     return s
+
+
+def column_fails_somewhere(x, t):
+    """Right where it answers, but raises for some column inputs: not correct."""
+    if x.ndim == 2 and x[0, 0] == 0:
+        raise ValueError("cannot handle this x")
+    return _softmax(x) - t
+
+
+def distributions_only(x, t):
+    """Right, and refuses targets that do not sum to 1 (which the verdict is about)."""
+    assert abs(np.sum(t) - 1) < 1e-9, "t must be a distribution"
+    return _softmax(x) - t
+
+
+def half_in_float16(x, t):
+    """Half the gradient, in float16: float16's looser tolerance must not hide it."""
+    return ((_softmax(x) - t) / 2).astype(np.float16)
