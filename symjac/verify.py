@@ -400,9 +400,6 @@ def _subs(expr: Any, values: Mapping[Any, Any]) -> Any:
     return expr.subs({s: values[s] for s in free if s in values})
 
 
-TARGETS = ("probability", "any")  # the cases of a target vector t that verify decides
-
-
 @dataclass
 class _World:
     """One catalog function at size n, with everything written canonically."""
@@ -1342,7 +1339,7 @@ def _time_warning(budget: _Budget, reached: int, total: int) -> tuple[str, ...]:
     return (text + " (a larger --time-limit allows more)",)
 
 
-TARGET_CASES = {
+TARGET_CASES = {  # the cases of a target vector t that verify decides, the verdict's first
     "probability": "t sums to 1 (one-hot labels, probability vectors)",
     "any": "any target t",
 }
@@ -1357,7 +1354,7 @@ def _verify_targets(function: str, n: int, world: _World, formula: Formula,
     catalog's kernels accept any t, for which it is s * sum(t) - t. Both are reported.
     """
     shapes, checks = [], []
-    for target in TARGETS:
+    for target in TARGET_CASES:
         w = world if target == world.target else _build_world(
             function, n, _Canon(n), params, target=target)
         shape, check = _verify_formula(w, formula, budget)

@@ -499,8 +499,8 @@ def test_module_source_never_evaluates_text():
 
 def test_error_columns_count_from_the_users_text():
     assert refusal("  foo") == (
-        'formula: unknown name "foo" (column 3); allowed: x[k], y[k], s[k], t[k], delta(i, j), n, i, j, T,'
-        " exp, log, sqrt, tanh"
+        'formula: unknown name "foo" (column 3); allowed: x[k], y[k], s[k], t[k], delta(i, j),'
+        " n, i, j, T, exp, log, sqrt, tanh"
     )
     assert 'attribute access is not allowed: "x.real" (column 9)' in refusal("x[0] +  x.real")
     assert refusal("x[0] x[1]") == 'formula: syntax error at column 6 (near "x[1]")'
