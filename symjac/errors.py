@@ -26,7 +26,9 @@ SHOWN = 60
 SHOWN_PATH = 100
 """The same for a path, which keeps its end (where the file name is)."""
 
-_LONG = r"""'[^']{81,}'|"[^"]{81,}"|\S{81,}"""  # quoted text or a word over 80 characters
+# Quoted text or a word over 80 characters, unless it was shortened already (it starts
+# with "…" or is followed by " (N characters)"): shortening it again would garble it.
+_LONG = r"""(?:'[^']{81,}'|"[^"]{81,}"|(?<!\S)(?!…)\S{81,}(?!\S))(?! \(\d+ characters\))"""
 
 
 def shorten(text: str, limit: int = SHOWN) -> str:
@@ -46,6 +48,15 @@ def quoted(text: str, limit: int = SHOWN) -> str:
     """``repr(text)`` for a message, shortened like :func:`shorten`: ``'abc…' (N characters)``."""
     cut = _cut(text, limit, end=False)
     return repr(text) if cut is None else f"{cut!r} ({len(text)} characters)"
+
+
+def plural(count: int, singular: str, several: str | None = None) -> str:
+    """``count`` and the noun that agrees with it: "1 entry", "25 entries", "0 steps".
+
+    Args:
+        several: the plural when it is not ``singular`` + "s".
+    """
+    return f"{count} {singular if count == 1 else several or singular + 's'}"
 
 
 def one_line(message: str, limit: int = 400) -> str:
