@@ -23,4 +23,4 @@ if [[ -z "$page" ]]; then
     exit 1
 fi
 pdftoppm -png -r 80 -f "$page" -l "$page" -singlefile "$pdf" docs/softmax_n5_page
-echo "wrote docs/softmax_n5_page.png (page $page of softmax_n5.pdf)"
+echo "wrote docs/softmax_n5_page.png (page $page of ${pages:-?}; the README says which)"

@@ -62,11 +62,13 @@ def derivation(function: str | CustomFunction, n: int | None = None,
 
     A :func:`custom` function is differentiated (its size is its number of inputs).
     """
+    from .api import as_size
     from .derivation import Spec
     from .derivation import derive as derive_spec
     from .userfn import CustomFunction
     from .userfn import derive as derive_custom
 
+    n = as_size(n)
     if isinstance(function, CustomFunction):
         return derive_custom(function, n=n, dtype=dtype)
     return derive_spec(Spec(function, n, dtype))

@@ -9,6 +9,8 @@ The pipeline, one stage per module::
 
 from __future__ import annotations
 
+import operator
+import os
 import shutil
 import subprocess
 import tempfile
@@ -16,15 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import catalog, codegen, document, userfn
-from .derivation import Derivation, Spec
+from .derivation import N_MAX, Derivation, Spec
 from .derivation import derive as derive_spec
 from .errors import SymjacError, quoted, shorten, shorten_path
-from .files import write_atomically
+from .files import refuse_read_only, write_atomically
 from .render import render as render_template
 from .userfn import CustomDerivation, CustomFunction
 
 TARGETS = ("latex", "numpy", "c")
 PDF_SECONDS = 300  # for each pdflatex run
+# pdflatex's dates come from here, not the clock, so the same document gives the same PDF
+# bytes (the documents' preambles also omit the dates and the trailer /ID).
+PDF_ENVIRONMENT = {"SOURCE_DATE_EPOCH": "0", "FORCE_SOURCE_DATE": "1"}
 NO_PDFLATEX = "pdflatex is not on PATH; wrote the .tex only (install texlive to get a PDF)"
 
 
@@ -87,6 +92,7 @@ def derive(
     dtype: str = "float64",
     out_dir: str | Path = "generated",
     pdf: bool = False,
+    force: bool = False,
 ) -> DeriveResult:
     """Derive, prove and write ``function`` at size ``n`` into ``out_dir``.
 
@@ -95,10 +101,12 @@ def derive(
 
     Everything is rendered (and with ``pdf``, compiled) in memory first; files are written
     only when every target succeeded, and all at once (see
-    :func:`symjac.files.write_atomically`).
+    :func:`symjac.files.write_atomically`). A read-only output file is a user error unless
+    ``force`` is given; a replaced file keeps its mode.
     """
     chosen = parse_targets(targets)
-    out_dir = Path(out_dir)
+    n = as_size(n)
+    out_dir = _out_dir(out_dir)
     _check_out_dir(out_dir)
     if isinstance(function, CustomFunction):
         derivation = userfn.derive(function, n=n, dtype=dtype)
@@ -106,15 +114,44 @@ def derive(
         derivation = derive_spec(Spec(function=function, n=n, dtype=dtype))
     texts = render(derivation, chosen)
     outputs: dict[Path, str | bytes] = {out_dir / name: text for name, text in texts.items()}
+    tex = next((out_dir / name for name in texts if name.endswith(".tex")), None)
+    if not force:  # before pdflatex runs
+        refuse_read_only([*outputs, *([tex.with_suffix(".pdf")] if pdf and tex else [])])
     pdf_path, note = None, None
     if pdf:
-        tex = next((out_dir / name for name in texts if name.endswith(".tex")), None)
         if tex is None:
             note = "--pdf needs the latex target; no PDF made"
         else:
             pdf_path, note = _add_pdf(outputs, tex)
-    written = write_atomically(outputs)
+    written = write_atomically(outputs, force=force)
     return DeriveResult(derivation, tuple(written[:len(texts)]), pdf_path, note)
+
+
+def as_size(n: object) -> int | None:
+    """``n`` as an ``int`` (None stays None): any integer type, as NumPy takes sizes.
+
+    ``operator.index`` accepts ``int`` and ``numpy.int64`` and refuses ``4.0`` and ``"4"``;
+    ``True`` is refused too, though Python counts it as 1. The range is checked by the
+    derivation (a custom function's size is its number of inputs).
+    """
+    if n is None:
+        return None
+    try:
+        if isinstance(n, bool):
+            raise TypeError
+        value = operator.index(n)
+    except TypeError:
+        raise SymjacError(f"n must be a whole number (an int) from 1 to {N_MAX}, got "
+                          f"{shorten(repr(n))} ({type(n).__name__})") from None
+    return value
+
+
+def _out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """``out_dir`` as a Path; an empty name is refused (``Path("")`` would mean ".")."""
+    if os.fspath(out_dir) == "":
+        raise SymjacError("the output directory name is empty; give a folder (\".\" for "
+                          "the current one)")
+    return Path(out_dir)
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -178,6 +215,7 @@ def _run_pdflatex(exe: str, work: str, name: str) -> None:
             [exe, "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape",
              "document.tex"],
             cwd=work, capture_output=True, text=True, errors="replace", timeout=PDF_SECONDS,
+            env={**os.environ, **PDF_ENVIRONMENT},
         )
     except subprocess.TimeoutExpired:
         raise SymjacError(f"pdflatex took over {PDF_SECONDS} s on {shorten_path(name)}; "
@@ -201,28 +239,46 @@ class ProveResult:
     pdf_note: str | None = None
 
 
-def prove(function: str, *, out: str | Path | None = None, pdf: bool = False) -> ProveResult:
+def prove(function: str, *, out: str | Path | None = None, pdf: bool = False,
+          force: bool = False) -> ProveResult:
     """Write the derivation of ``function``'s Jacobian for arbitrary n, every step checked.
 
     Args:
         out: the ``.tex`` file to write (default ``generated/FUNCTION_proof.tex``); an
-            existing directory means that file name inside it.
+            existing directory, or a name ending in "/" (created if missing), means that
+            file name inside it.
         pdf: also compile it with pdflatex, when on PATH.
+        force: replace a read-only file too (it keeps its mode).
     """
     from .proof import prove as prove_document
 
     catalog.get(function)  # an unknown name is reported as such, before its path is used
-    path = Path(out) if out is not None else Path("generated") / f"{function}_proof.tex"
-    try:
-        if path.is_dir():
-            path = path / f"{function}_proof.tex"
-    except OSError as exc:  # e.g. a name too long for the file system
-        raise SymjacError(f"cannot write {shorten_path(path)}: {exc.strerror or exc}") from None
+    path = _proof_path(function, out)
     if path.suffix != ".tex":  # checked before the (slow) proof
-        raise SymjacError(f"the proof is LaTeX: -o must name a .tex file, got "
+        raise SymjacError(f"the proof is LaTeX: -o must name a .tex file or a folder, got "
                           f"{shorten_path(path)}")
+    if not force:
+        refuse_read_only([path, *([path.with_suffix(".pdf")] if pdf else [])])
     document = prove_document(function)  # raises before anything is written
     outputs: dict[Path, str | bytes] = {path: document.tex}
     pdf_path, note = _add_pdf(outputs, path) if pdf else (None, None)
-    write_atomically(outputs)
+    write_atomically(outputs, force=force)
     return ProveResult(document, path, pdf_path, note)
+
+
+def _proof_path(function: str, out: str | os.PathLike[str] | None) -> Path:
+    """The .tex file ``prove`` writes: ``out``, or FUNCTION_proof.tex in the folder it names."""
+    name = f"{function}_proof.tex"
+    if out is None:
+        return Path("generated") / name
+    text = os.fspath(out)
+    if text == "":
+        raise SymjacError("the output file name is empty; give a .tex file or a folder")
+    path = Path(text)
+    try:
+        if text.endswith(("/", os.sep)) or path.is_dir():  # (Path drops a trailing "/")
+            _check_out_dir(path)
+            return path / name
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise SymjacError(f"cannot write {shorten_path(path)}: {exc.strerror or exc}") from None
+    return path

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import __version__
-from .errors import SymjacError, one_line, quoted, shorten
+from .errors import SymjacError, one_line, plural, quoted, shorten
 
 N_MAX = 256
 """Largest -n; the same as :data:`symjac.derivation.N_MAX` (a test checks), kept here so
@@ -31,6 +31,28 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise SymjacError(message)
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        # --help and --version: argparse would ignore a failed write (stdout on a full disk)
+        if message and (file is None or file is sys.stdout):
+            _say(message, end="")
+        elif message:
+            super()._print_message(message, file)
+
+
+class _ReportLost(Exception):
+    """The report could not be printed on stdout (a full disk, a closed terminal)."""
+
+    def __init__(self, exc: OSError) -> None:
+        super().__init__(exc.strerror or str(exc))
+
+
+def _say(text: str = "", end: str = "\n") -> None:
+    """Print ``text`` on stdout now; a failure to print raises :class:`_ReportLost`."""
+    try:
+        print(text, end=end, flush=True)
+    except OSError as exc:
+        raise _ReportLost(exc) from None
 
 
 def _size(text: str) -> int:
@@ -71,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="float64 (default) or float32")
     d.add_argument("--pdf", action="store_true",
                    help="also compile the .tex with pdflatex, when it is on PATH")
+    d.add_argument("--force", action="store_true",
+                   help="replace output files even when they are read-only (they keep "
+                   "their mode)")
 
     pr = sub.add_parser(
         "prove",
@@ -81,9 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("function", metavar="FUNCTION", help="a catalog name (see `symjac list`)")
     pr.add_argument("-o", "--out", default=None, metavar="FILE",
-                    help="the .tex file to write (default: generated/FUNCTION_proof.tex)")
+                    help="the .tex file to write, or a folder (ending in / when it does "
+                    "not exist yet) to write FUNCTION_proof.tex into (default: "
+                    "generated/FUNCTION_proof.tex)")
     pr.add_argument("--pdf", action="store_true",
                     help="also compile the .tex with pdflatex, when it is on PATH")
+    pr.add_argument("--force", action="store_true",
+                    help="replace the output files even when they are read-only")
 
     v = sub.add_parser(
         "verify",
@@ -120,19 +149,19 @@ def _cmd_prove(args: argparse.Namespace) -> int:
     from .api import prove
 
     start = time.perf_counter()
-    result = prove(args.function, out=args.out, pdf=args.pdf)
-    steps = result.document.steps
-    print(f"{args.function}: {len(steps)} steps checked symbolically for general n")
+    result = prove(args.function, out=args.out, pdf=args.pdf, force=args.force)
+    steps = plural(len(result.document.steps), "step")
+    _say(f"{args.function}: {steps} checked symbolically for general n")
     return _report([result.tex], result.pdf, result.pdf_note, start)
 
 
 def _report(written, pdf, pdf_note: str | None, start: float) -> int:
     """Tell what was written (and why no PDF, when asked for one) and how long it took."""
     for path in [*written, *([pdf] if pdf is not None else [])]:
-        print(f"wrote {path}")
+        _say(f"wrote {path}")
     if pdf_note:
         print(f"note: {one_line(pdf_note)}", file=sys.stderr)
-    print(f"done in {time.perf_counter() - start:.2f} s")
+    _say(f"done in {time.perf_counter() - start:.2f} s")
     return 0
 
 
@@ -142,9 +171,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     rows = [(f.name, f.closed_form_text, f.structure_text) for f in catalog.CATALOG.values()]
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
-    print(f"{'function':<{w0}}  {'J_ij (closed form)':<{w1}}  structure")
+    _say(f"{'function':<{w0}}  {'J_ij (closed form)':<{w1}}  structure")
     for f in catalog.CATALOG.values():
-        print(f"{f.name:<{w0}}  {f.closed_form_text:<{w1}}  {f.structure_text}")
+        _say(f"{f.name:<{w0}}  {f.closed_form_text:<{w1}}  {f.structure_text}")
     return 0
 
 
@@ -153,13 +182,16 @@ def _cmd_derive(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     result = derive(args.function, args.n, targets=args.target, dtype=args.dtype,
-                    out_dir=args.out, pdf=args.pdf)
-    d = result.derivation
-    print(
-        f"{d.spec.function} n={d.n}: {d.proof.entries} entries proved "
-        f"({d.proof.method}; {d.proof.backend}); structure: {d.structure}"
-    )
+                    out_dir=args.out, pdf=args.pdf, force=args.force)
+    _say(_derive_summary(result.derivation))
     return _report(result.files, result.pdf, result.pdf_note, start)
+
+
+def _derive_summary(d: Any) -> str:
+    """One line on what ``derive`` proved; the one place the CLI reads a Derivation."""
+    entries = plural(d.proof.entries, "entry", "entries")
+    return (f"{d.spec.function} n={d.n}: {entries} proved ({d.proof.method}; "
+            f"{d.proof.backend}); structure: {d.structure}")
 
 
 def _seconds(text: str) -> float:
@@ -203,7 +235,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
                         time_limit=args.time_limit, progress=progress)
     finally:
         progress.clear()
-    print(result.to_json() if args.json else result.to_text())
+    _say(result.to_json() if args.json else result.to_text())
     if result.verdict == "unproved" and any("time limit" in w for s in result.shapes
                                             for w in s.warnings):
         print(f"symjac: not proved: the time limit of {args.time_limit:g} s was reached "
@@ -232,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
-            build_parser().print_help()
+            _say(build_parser().format_help(), end="")
             print("symjac: error: no command given; choose one of "
                   f"{', '.join(COMMANDS)}", file=sys.stderr)
             return 2
@@ -244,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return _interrupted(committed)
+    except _ReportLost as exc:
+        return _report_lost(str(exc), committed)
     except Exception as exc:  # a failure to do the job is still one line, exit 2
         if debug:
             raise
@@ -263,6 +297,20 @@ def _interrupted(committed: int) -> int:
     else:
         print("symjac: interrupted after the files were written", file=sys.stderr)
     return 130
+
+
+def _report_lost(reason: str, committed: int) -> int:
+    """Say in one line that stdout failed, and whether the files were written anyway.
+
+    Exit status 2: the run did not do all its job, though its files (all or nothing, see
+    :mod:`symjac.files`) may be in place; the line says which.
+    """
+    if _committed() != committed:
+        what = "the files were written, but the report could not be printed"
+    else:
+        what = "the report could not be printed"
+    print(f"symjac: error: {what}: {one_line(reason)}", file=sys.stderr)
+    return 2
 
 
 def _committed() -> int:
@@ -291,7 +339,21 @@ def console() -> None:
         status = _interrupted(committed)
     if status == 130:
         _exit_now(status)
+    _settle_stdout()
     sys.exit(status)
+
+
+def _settle_stdout() -> None:
+    """Flush stdout; if that fails (reported already), drop what is left in its buffer.
+
+    Python flushes stdout again as it exits and would print "Exception ignored" and exit
+    with status 120; pointing the descriptor at the null device lets that flush succeed.
+    """
+    try:
+        sys.stdout.flush()
+    except OSError:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _unraisable_hook(previous: Callable[[Any], object]) -> Callable[[Any], None]:

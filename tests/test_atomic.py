@@ -2,8 +2,9 @@
 
 Failures are injected at every stage of a write (rendering, writing a temporary file,
 renaming into place) and on the n-th file, with an exception or a Ctrl-C; afterwards the
-previous files must be byte-identical and no temporary file may remain. One test sends a
-real SIGINT to a running ``symjac derive``.
+previous files must be byte-identical and no temporary file (nor a folder the run made)
+may remain. One test sends a real SIGINT to a running ``symjac derive``. The user's file
+modes: the umask for new files, the old mode for replaced ones, read-only files refused.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -132,11 +134,8 @@ def test_write_failing_on_nth_file_changes_nothing(previous, monkeypatch, at, ex
 
 @pytest.mark.parametrize("at", [1, 3])
 def test_temporary_file_creation_failing_changes_nothing(previous, monkeypatch, at):
-    import tempfile
-
     before = snapshot(previous)
-    monkeypatch.setattr(tempfile, "mkstemp",
-                        Fail(tempfile.mkstemp, at, OSError(errno.EMFILE, "Too many open files")))
+    monkeypatch.setattr(os, "open", Fail(os.open, at, OSError(errno.EMFILE, "Too many open files")))
     with pytest.raises(SymjacError, match="Too many open files"):
         write_atomically(new_contents(previous))
     monkeypatch.undo()
@@ -156,9 +155,114 @@ def test_destination_that_is_a_directory_is_a_clean_error(previous):
     assert leftovers(previous) == []
 
 
-def test_permissions_of_written_files_are_readable(tmp_path):
-    write_atomically({tmp_path / "k.c": "int x;\n"})
-    assert (tmp_path / "k.c").stat().st_mode & 0o777 == 0o644
+# -- the user's file modes --------------------------------------------------------------
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def umask():
+    """``umask(value)`` sets the process umask for the test; the old one comes back after."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o077, 0o600),
+                                                (0o002, 0o664), (0o000, 0o666)], ids=oct)
+def test_new_files_get_the_mode_the_umask_allows(tmp_path, umask, mask, expected):
+    umask(mask)
+    write_atomically({tmp_path / "k.c": "int x;\n", tmp_path / "sub" / "k.h": "int y;\n"})
+    assert mode(tmp_path / "k.c") == expected
+    assert mode(tmp_path / "sub" / "k.h") == expected
+    assert mode(tmp_path / "sub") == 0o777 & ~mask  # a folder it made: as mkdir makes it
+
+
+@pytest.mark.parametrize("old", [0o755, 0o600, 0o640, 0o664], ids=oct)
+def test_a_replaced_file_keeps_its_mode(previous, umask, old):
+    umask(0o022)
+    (previous / f"{STEM}.py").chmod(old)
+    write_atomically(new_contents(previous))
+    assert (previous / f"{STEM}.py").read_text() == f"new {STEM}.py\n"
+    assert mode(previous / f"{STEM}.py") == old
+    assert mode(previous / f"{STEM}.c") == 0o644  # untouched modes: what they were
+
+
+def test_a_read_only_file_is_refused_and_nothing_changes(previous):
+    (previous / f"{STEM}.h").chmod(0o444)  # the third of four: the first two wait too
+    before = snapshot(previous)
+    with pytest.raises(SymjacError, match=r"softmax_n5\.h is read-only \(mode 0444\)") as info:
+        write_atomically(new_contents(previous))
+    assert "--force" in str(info.value) and "\n" not in str(info.value)
+    assert snapshot(previous) == before
+    assert mode(previous / f"{STEM}.h") == 0o444
+    assert leftovers(previous) == []
+
+
+def test_force_replaces_a_read_only_file_which_keeps_its_mode(previous):
+    (previous / f"{STEM}.h").chmod(0o444)
+    write_atomically(new_contents(previous), force=True)
+    assert (previous / f"{STEM}.h").read_text() == f"new {STEM}.h\n"
+    assert mode(previous / f"{STEM}.h") == 0o444
+
+
+def test_a_file_this_user_cannot_write_is_refused(previous, monkeypatch):
+    """Writable by its mode (0644) but not by this user (another owner); root can write
+    everything, so the permission check is injected."""
+    target = previous / f"{STEM}.c"
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, how, **kw: (
+        False if Path(path) == target and how == os.W_OK else real_access(path, how, **kw)))
+    before = snapshot(previous)
+    with pytest.raises(SymjacError, match=r"softmax_n5\.c is read-only \(mode 0644\)"):
+        write_atomically(new_contents(previous))
+    assert snapshot(previous) == before
+
+
+# -- folders a failed run made are removed ------------------------------------------------
+
+
+@pytest.mark.parametrize(("where", "at"), [("replace", 1), ("replace", 3), ("fsync", 2)])
+@pytest.mark.parametrize("exc", [OSError(errno.EIO, "injected"), KeyboardInterrupt()],
+                         ids=["OSError", "Ctrl-C"])
+def test_a_failed_write_removes_the_folders_it_made(tmp_path, monkeypatch, where, at, exc):
+    (tmp_path / "old").mkdir()
+    out = tmp_path / "old" / "new" / "a" / "b"
+    files = {**new_contents(out, 2), tmp_path / "old" / "new" / "side.txt": "x\n"}
+    monkeypatch.setattr(os, where, Fail(getattr(os, where), at, exc))
+    with pytest.raises((SymjacError, KeyboardInterrupt)):
+        write_atomically(files)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["old"]  # old stays: not ours
+
+
+def test_a_folder_made_meanwhile_by_someone_else_is_not_removed(tmp_path, monkeypatch):
+    """Only what this call made goes: a folder that appears between the check and mkdir
+    (another process) is kept, with what it holds."""
+    out = tmp_path / "shared" / "mine"
+    real_mkdir = os.mkdir
+
+    def racing_mkdir(path, *args, **kwargs):
+        if Path(path) == tmp_path / "shared":
+            real_mkdir(path)
+            (Path(path) / "theirs.txt").write_text("theirs\n")
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", racing_mkdir)
+    monkeypatch.setattr(os, "replace", Fail(os.replace, 1, OSError(errno.EIO, "injected")))
+    with pytest.raises(SymjacError):
+        write_atomically(new_contents(out, 1))
+    monkeypatch.undo()
+    assert (tmp_path / "shared" / "theirs.txt").read_text() == "theirs\n"
+    assert not out.exists()
+
+
+def test_a_successful_write_keeps_the_folders_it_made(tmp_path):
+    out = tmp_path / "new" / "a"
+    write_atomically(new_contents(out))
+    assert sorted(p.name for p in out.iterdir()) == sorted(NAMES)
 
 
 # -- through the API and the CLI ---------------------------------------------------------
@@ -209,6 +313,55 @@ def test_cli_ctrl_c_mid_write_exits_130_and_changes_nothing(previous, monkeypatc
     assert err.count("\n") == 1 and "interrupted" in err
     assert snapshot(previous) == before
     assert leftovers(previous) == []
+
+
+def test_cli_failed_write_leaves_no_new_folder(tmp_path, monkeypatch, capsys):
+    """`derive -o new/a/b` whose last rename fails: exit 2, one line, no new/ left."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(os, "replace", Fail(os.replace, 4, OSError(errno.EIO, "I/O error")))
+    status = cli.main(["derive", "softmax", "-n", "5", "-o", "new/a/b"])
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "I/O error" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_read_only_output_is_refused_then_forced(previous, capsys):
+    (previous / f"{STEM}.c").chmod(0o444)
+    before = snapshot(previous)
+    status = cli.main(["derive", "softmax", "-n", "5", "-o", str(previous)])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "read-only (mode 0444)" in err, err
+    assert "--force" in err
+    assert snapshot(previous) == before
+    status = cli.main(["derive", "softmax", "-n", "5", "-o", str(previous), "--force"])
+    assert status == 0, capsys.readouterr().err
+    assert b"Generated by symjac" in (previous / f"{STEM}.c").read_bytes()
+    assert stat.S_IMODE((previous / f"{STEM}.c").stat().st_mode) == 0o444
+
+
+def test_api_force_and_prove_read_only(tmp_path):
+    proof = tmp_path / "p.tex"
+    proof.write_bytes(b"previous proof\n")
+    proof.chmod(0o444)
+    with pytest.raises(SymjacError, match="read-only"):
+        symjac.prove("softmax", out=proof)
+    assert proof.read_bytes() == b"previous proof\n"
+    symjac.prove("softmax", out=proof, force=True)
+    assert b"Regenerate: symjac prove softmax" in proof.read_bytes()
+    assert stat.S_IMODE(proof.stat().st_mode) == 0o444
+
+
+def test_cli_new_files_follow_the_umask_of_the_process(tmp_path):
+    """A real `symjac derive` started with umask 077: every file 0600, the folder 0700."""
+    env = {k: v for k, v in os.environ.items() if k != "SYMJAC_DEBUG"}
+    proc = subprocess.run([sys.executable, "-m", "symjac", "derive", "softmax", "-n", "3", "-o",
+                           "out"], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          umask=0o077, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "out").iterdir()}
+    assert modes == {f"softmax_n3.{ext}": 0o600 for ext in ("tex", "py", "h", "c")}
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o700
 
 
 def test_prove_failure_keeps_the_previous_proof(tmp_path, monkeypatch):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,21 @@ def test_derive_writes_the_four_files(tmp_path):
     names = sorted(p.name for p in (tmp_path / "generated").iterdir())
     assert names == ["softmax_n5.c", "softmax_n5.h", "softmax_n5.py", "softmax_n5.tex"]
     assert "25 entries proved" in proc.stdout
+
+
+@pytest.mark.parametrize(("n", "entries"), [(1, "1 entry proved"), (2, "4 entries proved")])
+def test_derive_counts_in_correct_english(tmp_path, n, entries):
+    proc = run_cli("derive", "softmax", "-n", str(n), "--target", "c", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"softmax n={n}: {entries} (" in proc.stdout
+
+
+def test_plural():
+    from symjac.errors import plural
+
+    assert [plural(k, "entry", "entries") for k in (0, 1, 2)] == [
+        "0 entries", "1 entry", "2 entries"]
+    assert plural(1, "step") == "1 step" and plural(27, "step") == "27 steps"
 
 
 def test_same_command_same_bytes(tmp_path):
@@ -116,11 +134,26 @@ def test_prove_writes_the_all_n_proof(tmp_path):
     assert r"\delta" in tex and "Regenerate: symjac prove softmax" in tex
 
 
+@pytest.mark.parametrize("out", ["proofs/", "proofs/deeper/", "proofs"])
+def test_prove_into_a_folder(tmp_path, out):
+    """A name ending in "/" is a folder, made if missing; so is an existing folder."""
+    if not out.endswith("/"):
+        (tmp_path / out).mkdir()
+    proc = run_cli("prove", "softmax", "-o", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    written = tmp_path / out / "softmax_proof.tex"
+    assert f"wrote {os.path.join(out, 'softmax_proof.tex')}" in proc.stdout
+    assert "Regenerate: symjac prove softmax" in written.read_text()
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [written]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["prove", "softmin"], "unknown function 'softmin'"),
     (["prove", "softmax", "-o", "proof.pdf"], "-o must name a .tex file"),
+    (["prove", "softmax", "-o", ""], "output file name is empty"),
+    (["derive", "softmax", "-n", "3", "-o", ""], "output directory name is empty"),
 ])
-def test_prove_bad_input(tmp_path, args, message):
+def test_prove_and_out_bad_input(tmp_path, args, message):
     proc = run_cli(*args, cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -211,3 +244,105 @@ def test_pdf_is_written_with_the_other_files(tmp_path):
     assert all(not (out / name).read_bytes().startswith(b"previous") for name in DERIVED)
     assert f"wrote {out / 'softmax_n3.pdf'}" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == sorted(DERIVED)  # no temporary files
+
+
+# -- the Python API's sizes -----------------------------------------------------------------
+
+
+def test_api_takes_any_integer_type_for_n(tmp_path):
+    import numpy as np
+
+    import symjac
+
+    for n in (np.int64(4), np.uint8(4), np.intp(4)):
+        result = symjac.derive("softmax", n, targets="c", out_dir=tmp_path / "api")
+        assert result.derivation.n == 4 and type(result.derivation.n) is int
+    assert symjac.derivation("softmax", np.int32(3)).n == 3
+    assert sorted(p.name for p in (tmp_path / "api").iterdir()) == ["softmax_n4.c",
+                                                                    "softmax_n4.h"]
+
+
+@pytest.mark.parametrize("n", [True, 4.0, "4", None.__class__, 4 + 0j],
+                         ids=["True", "4.0", "'4'", "type", "complex"])
+def test_api_refuses_what_is_not_an_integer(tmp_path, n):
+    import numpy as np
+
+    import symjac
+    from symjac.errors import SymjacError
+
+    for bad in (n, np.float64(4.0)):
+        with pytest.raises(SymjacError, match=r"n must be a whole number \(an int\) from 1 "
+                           r"to 256, got .* \(\w+\)$"):
+            symjac.derive("softmax", bad, out_dir=tmp_path)
+        with pytest.raises(SymjacError, match=r"n must be a whole number \(an int\)"):
+            symjac.derivation("softmax", bad)
+    assert not any(tmp_path.iterdir())
+
+
+# -- stdout that cannot be written: the files' fate told in one line ------------------------
+
+
+def _full_stdout(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m symjac ARGS > /dev/full`` (every write fails with ENOSPC)."""
+    if not os.path.exists("/dev/full"):
+        if os.environ.get("CI"):
+            pytest.fail("/dev/full missing in CI")
+        pytest.skip("no /dev/full on this system")
+    env = {k: v for k, v in os.environ.items() if k != "SYMJAC_DEBUG"}
+    with open("/dev/full", "w") as full:
+        return subprocess.run([sys.executable, "-m", "symjac", *args], cwd=cwd, stdout=full,
+                              stderr=subprocess.PIPE, text=True, env=env, timeout=600)
+
+
+def test_derive_to_dev_full_says_the_files_were_written(tmp_path):
+    proc = _full_stdout("derive", "softmax", "-n", "3", "-o", "out", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "symjac: error: the files were written, but the report could not be printed: "
+        "No space left on device"]
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["softmax_n3.c", "softmax_n3.h", "softmax_n3.py", "softmax_n3.tex"]
+    again = run_cli("derive", "softmax", "-n", "3", "-o", "again", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert snapshot(tmp_path / "out") == snapshot(tmp_path / "again")  # complete files
+
+
+@pytest.mark.parametrize("args", [["list"], ["--version"], ["--help"], ["derive", "--help"],
+                                  ["verify", "softmax", "-n", "2", "--formula", "s[i]"]],
+                         ids=" ".join)
+def test_report_only_commands_to_dev_full(tmp_path, args):
+    proc = _full_stdout(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "symjac: error: the report could not be printed: No space left on device"]
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_input_to_dev_full_is_still_the_input_error(tmp_path):
+    proc = _full_stdout("derive", "softmax", "-n", "0", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "symjac: error: -n must be a whole number from 1 to 256, got '0'"]
+
+
+class _BrokenStdout:
+    """A stdout whose writes fail, as a closed terminal's do."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    def flush(self) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+def test_prove_with_a_failing_stdout_in_process(tmp_path, monkeypatch, capsys):
+    from symjac.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdout", _BrokenStdout())
+    status = main(["prove", "softmax", "-o", "p.tex"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err == ("symjac: error: the files were written, but the report could not be "
+                   "printed: Input/output error\n")
+    assert "Regenerate: symjac prove softmax" in (tmp_path / "p.tex").read_text()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -75,6 +76,13 @@ def _setup_user_files(root: Path) -> None:
 def _setup_blockers(root: Path) -> None:
     (root / "afile").write_text("a file where a directory is expected\n")
     (root / "generated" / "softmax_n3.h").mkdir()  # a folder where derive writes its 3rd file
+
+
+def _setup_read_only(root: Path) -> None:
+    """The previous run's .h (third of four) and a previous proof protected by hand."""
+    (root / "generated" / "softmax_n5.h").chmod(0o444)
+    (root / "generated" / "softmax_proof.tex").write_text("previous proof\n")
+    (root / "generated" / "softmax_proof.tex").chmod(0o444)
 
 
 @dataclass
@@ -150,7 +158,15 @@ CASES = [
     Case("derive-out-under-a-file", ["derive", "softmax", "-n", "3", "-o", "afile/sub"],
          "afile", setup=_setup_blockers),
     Case("derive-out-name-too-long", ["derive", "softmax", "-n", "3", "-o", "d" * 300],
-         "too long", setup=_setup_blockers),
+         f"cannot write to …{'d' * 100} (300 characters): File name too long",
+         setup=_setup_blockers),
+    Case("derive-out-empty", ["derive", "softmax", "-n", "3", "-o", ""],
+         "output directory name is empty"),
+    Case("derive-read-only-output", ["derive", "softmax", "-n", "5"],
+         "generated/softmax_n5.h is read-only (mode 0444); no file was changed (--force",
+         setup=_setup_read_only),
+    Case("derive-read-only-output-pdf", ["derive", "softmax", "-n", "5", "--pdf"],
+         "read-only", setup=_setup_read_only),
     Case("derive-out-newline-under-a-file", ["derive", "softmax", "-n", "3", "-o",
                                              "afile/new\nline"], "afile",
          setup=_setup_blockers),
@@ -165,6 +181,11 @@ CASES = [
     Case("prove-out-under-a-file", ["prove", "softmax", "-o", "afile/p.tex"], "afile",
          setup=_setup_blockers),
     Case("prove-out-newline-not-tex", ["prove", "softmax", "-o", "x\ny.pdf"], ".tex"),
+    Case("prove-out-empty", ["prove", "softmax", "-o", ""], "output file name is empty"),
+    Case("prove-out-folder-is-a-file", ["prove", "softmax", "-o", "afile/"],
+         "output directory afile is a file", setup=_setup_blockers),
+    Case("prove-read-only-output", ["prove", "softmax"], "softmax_proof.tex is read-only",
+         setup=_setup_read_only),
     # -- verify: the command line
     Case("verify-no-claim", ["verify", "softmax", "-n", "4"], "--formula", verify=True),
     Case("verify-two-claims", ["verify", "softmax", "-n", "4", "--formula", "s[i]", "--numpy",
@@ -261,9 +282,10 @@ CASES = [
 ]
 
 
-def snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every file and folder under ``root`` (folders as None)."""
-    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
+def snapshot(root: Path) -> dict[str, tuple[bytes | None, int]]:
+    """Every file and folder under ``root``: its bytes (None for a folder) and its mode."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None,
+                                       p.stat().st_mode)
             for p in sorted(root.rglob("*"))}
 
 
@@ -415,7 +437,9 @@ HUGE = [
     ["derive", "softmax", "-n", "3", "-o", "d" * 5000],
     ["derive", "softmax", "-n", "3", "-o", "/".join(["d" * 200] * 30)],
     ["derive", "softmax", "-n", "5", "--" + "z" * 5000],
+    ["derive", "softmax", "-n", "3", "-o", "d" * 300],
     ["prove", "softmax", "-o", "p" * 3000 + ".pdf"],
+    ["prove", "softmax", "-o", "p" * 300 + "/"],
     ["prove", "p" * 3000],
     ["verify", "softmax", "-n", "4", "--formula", "q" * 1900],
     ["verify", "softmax", "-n", "4", "--numpy", "a" * 3000 + ".py:f"],
@@ -439,6 +463,7 @@ def test_long_input_gives_a_short_single_line(tmp_path, args):
     assert len(line) <= LINE_MAX, line
     assert line.isprintable(), line  # control characters are shown escaped
     assert "characters)" in line, line  # says how long the text it shortened was
+    assert not re.search(r"characters\) \(\d+ characters\)", line), line  # shortened once
     assert snapshot(tmp_path) == before
 
 
@@ -454,3 +479,11 @@ def test_message_helpers():
     assert one_line(f"unknown function {'y' * 500!r}; choose one") == (
         "unknown function '" + "y" * 60 + "…' (500 characters); choose one")
     assert len(one_line("word " * 1000)) < 430
+    # a path shortened by shorten_path is not shortened again by one_line
+    message = f"cannot write to {shorten_path('d' * 300)}: File name too long"
+    assert one_line(message) == message
+    assert one_line(f"cannot write {shorten_path('/a' * 200)}: x") == (
+        f"cannot write …{'/a' * 50} (400 characters): x")
+    spaced = "a" * 200 + " b"  # the kept end starts with a long word: not cut again
+    assert one_line(f"cannot write {shorten_path(spaced)}: x") == (
+        f"cannot write …{'a' * 98} b (202 characters): x")

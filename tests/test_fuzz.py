@@ -6,24 +6,36 @@ the command line in this process (``symjac.cli.main``). Whatever comes in, the r
 parsed formula or a one-line SymjacError (parser), or exit 0/1/2 with no traceback and no
 "internal error" (CLI), within a second. A handful of generated formulas also run as real
 processes, and nothing they contain is ever executed (a canary file is never created).
+
+The file writer gets the same treatment: random nested output folders, previous files
+(some read-only) and a failure injected at a random OS call must leave the tree exactly as
+it was, folders included; sizes and long paths given to the API are fuzzed too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import random
+import stat
+import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
+from unittest import mock
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import run_cli
 
+from symjac.api import as_size
 from symjac.cli import main
-from symjac.errors import SymjacError
+from symjac.errors import SymjacError, one_line, shorten_path
+from symjac.files import write_atomically
 from symjac.formula import MAX_LENGTH, parse_formula
 
 LIMIT = 1.0  # seconds for any one formula, parsed or verified
@@ -246,3 +258,114 @@ def test_real_process_on_generated_formulas(tmp_path, index):
     if proc.returncode == 2:
         assert len(proc.stderr.splitlines()) == 1, proc.stderr
     assert not any(tmp_path.iterdir()), os.listdir(tmp_path)
+
+
+# -- output folders and files: all or nothing, whatever fails ------------------------------
+
+OS_CALLS = ["replace", "fsync", "mkdir", "open", "link"]
+
+
+class _FailAt:
+    """Stands in for ``os.NAME``: its ``at``-th call raises ``exc``, the others work."""
+
+    def __init__(self, real, at: int, exc: BaseException):
+        self.real, self.at, self.exc, self.calls = real, at, exc, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.at:
+            raise self.exc
+        return self.real(*args, **kwargs)
+
+
+def _tree(root: Path) -> dict[str, tuple[bytes | None, int]]:
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None,
+                                       stat.S_IMODE(p.lstat().st_mode))
+            for p in sorted(root.rglob("*"))}
+
+
+@settings(FUZZ, max_examples=200)
+@given(depth=st.integers(0, 4), existing=st.integers(0, 4), count=st.integers(1, 4),
+       old=st.sets(st.integers(0, 3)), read_only=st.none() | st.integers(0, 3),
+       failure=st.none() | st.tuples(st.sampled_from(OS_CALLS), st.integers(1, 8),
+                                     st.booleans()))
+def test_writes_are_all_or_nothing_folders_included(depth, existing, count, old, read_only,
+                                                    failure):
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        folder = root.joinpath(*(f"d{k}" for k in range(depth)))
+        existing = min(existing, depth)
+        root.joinpath(*(f"d{k}" for k in range(existing))).mkdir(parents=True, exist_ok=True)
+        targets = [folder / f"f{i}.txt" for i in range(count)]
+        if existing == depth:  # previous files only where the folder is there already
+            for i in old & set(range(count)):
+                targets[i].write_text(f"old {i}\n")
+                targets[i].chmod(0o640 if i == read_only else 0o600)
+            if read_only in old and read_only < count:
+                targets[read_only].chmod(0o444)
+        before = _tree(root)
+        new = {t: f"new {t.name}\n" for t in targets}
+        patch = contextlib.nullcontext()
+        if failure is not None:
+            name, at, ctrl_c = failure
+            exc = KeyboardInterrupt() if ctrl_c else OSError(errno.EIO, "injected")
+            patch = mock.patch.object(os, name, _FailAt(getattr(os, name), at, exc))
+        try:
+            with patch:
+                write_atomically(new)
+            wrote = True
+        except (SymjacError, KeyboardInterrupt) as exc:
+            assert isinstance(exc, KeyboardInterrupt) or "\n" not in str(exc)
+            wrote = False
+        after = _tree(root)
+        if not wrote:
+            assert after == before
+            return
+        refused = read_only is not None and read_only in old and read_only < count
+        assert not (refused and existing == depth), "a read-only file was replaced"
+        written = {str(t.relative_to(root)) for t in targets}
+        for t in targets:
+            assert t.read_text() == f"new {t.name}\n"
+        for rel, (data, mode) in before.items():
+            if rel in written:  # a replaced file keeps its mode
+                assert after[rel][1] == mode
+            else:
+                assert after[rel] == (data, mode)
+        chain = {os.path.join(*(f"d{k}" for k in range(j))) for j in range(1, depth + 1)}
+        assert set(after) - set(before) - written == chain - set(before)  # only the folders
+
+
+@settings(FUZZ, max_examples=300)
+@given(st.one_of(st.integers(-(10**30), 10**30), st.booleans(), st.none(),
+                 st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6),
+                 st.fractions(), st.integers(-(2**63), 2**63 - 1).map(np.int64),
+                 st.integers(0, 255).map(np.uint8), st.floats(-1e3, 1e3).map(np.float64)))
+def test_api_sizes_are_integers_only(value):
+    """None passes, every integer type (but bool) becomes an int, anything else is refused
+    naming the expected form (the range is the derivation's to check)."""
+    integer = isinstance(value, int | np.integer) and not isinstance(value, bool)
+    try:
+        got = as_size(value)
+    except SymjacError as exc:
+        assert value is not None and not integer, value
+        assert str(exc).startswith("n must be a whole number (an int)")
+        assert f"({type(value).__name__})" in str(exc) and "\n" not in str(exc)
+        return
+    assert (got is None) if value is None else (type(got) is int and got == int(value))
+    assert not isinstance(value, float | str | Fraction | bool)
+
+
+PATH_PIECES = st.text(alphabet=st.sampled_from("ab/.\u00e9-\n\x1b"), min_size=0, max_size=400)
+
+
+@settings(FUZZ, max_examples=500)
+@given(PATH_PIECES, st.sampled_from(["File name too long", "Permission denied", "x" * 90]))
+def test_a_path_in_a_message_is_shortened_once(path, reason):
+    """However long the path, one_line of a message holding shorten_path(path) is one
+    printable line that states the path's length at most once and keeps its end."""
+    line = one_line(f"cannot write {shorten_path(path)}: {reason}")
+    assert line.isprintable() and len(line) < 420, line
+    mentions = line.count(f"({len(path)} characters)")
+    assert line.count(" characters)") == mentions + (reason == "x" * 90), line
+    if len(path) > 120 and "\n" not in path:
+        assert mentions == 1 and path[-100:] in line, line

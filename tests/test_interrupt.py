@@ -207,8 +207,8 @@ def test_cli_says_when_ctrl_c_came_after_the_files_were_written(tmp_path, monkey
 
     real = api.write_atomically
 
-    def write_then_interrupt(outputs):
-        real(outputs)
+    def write_then_interrupt(outputs, **options):
+        real(outputs, **options)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(api, "write_atomically", write_then_interrupt)
