@@ -28,8 +28,8 @@ from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy.printing.latex import LatexPrinter
 
-from .errors import CheckFailed, SymjacError
-from .render import render
+from ..errors import CheckFailed, SymjacError
+from ..render import render
 
 __all__ = [
     "Block",

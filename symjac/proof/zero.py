@@ -1,0 +1,152 @@
+"""The zero test: is an expression exactly 0 as a function of its symbols?
+
+Every exact check in symjac (a derivation step, a per-entry proof, a stability rewrite, a
+verified claim) ends here. :func:`is_zero` answers True only when the expression reduces
+to exactly 0:
+
+1. the language's own functions are written with exponentials (``sigmoid(u) = 1/(1 +
+   e^{-u})``, ``tanh``, ``sech``, ``softplus``), relu with a Piecewise;
+2. a kink or a test (``|u|``, a step, a Piecewise, max/min) splits the input into cases:
+   where every test compares one symbol ``x`` with one value ``c``, the cases ``x = c - p``,
+   ``x = c``, ``x = c + p`` with a positive symbol ``p`` cover every x, and each is checked;
+3. in each case, every ``exp(q u)`` with rational q becomes a power of one positive symbol
+   per u (exponentials of independent arguments are algebraically independent, and an
+   identity of rational functions in them holds at any values), logarithms of products of
+   positive factors are split, and the numerator over a common denominator must expand to
+   exactly 0.
+
+No numerical evidence is accepted, and ``simplify`` is never called. A False answer means
+"not shown to be 0", which every caller treats as a failed check.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.core.relational import Relational
+
+from ..lang.functions import relu, sigmoid, softplus
+
+try:
+    import symengine as se
+except ImportError:  # pragma: no cover - symengine is a dependency; kept for robustness
+    se = None
+
+GAP = sp.Symbol("p", positive=True)
+"""|x - c| in a case of the split (x = c - p, c, c + p)."""
+
+_KINKS = (sp.Abs, sp.sign, sp.Heaviside, sp.Max, sp.Min, sp.Piecewise, relu)
+
+
+def is_zero(expr: sp.Expr) -> bool:
+    """Whether ``expr`` is exactly 0 (see the module docstring)."""
+    expr = sp.sympify(expr)
+    if expr == 0:
+        return True
+    if quick_zero(expr):
+        return True
+    expr = _exponential_form(expr)
+    if expr.has(*_KINKS) or expr.atoms(Relational):
+        cases = _cases(sp.piecewise_fold(expr) if expr.has(sp.Piecewise) else expr)
+        if cases is None:
+            return False
+        return all(_rational_zero(case) for case in cases)
+    return _rational_zero(expr)
+
+
+def quick_zero(expr: sp.Expr) -> bool:
+    """``expr`` expands to 0 as written (SymEngine's expand when available: fast)."""
+    if se is not None:
+        try:
+            return se.expand(se.sympify(expr)) == 0
+        except (RuntimeError, TypeError, NotImplementedError):  # pragma: no cover
+            pass
+    return sp.expand(expr) == 0
+
+
+def _exponential_form(expr: sp.Expr) -> sp.Expr:
+    """The language's functions and hyperbolics written with exp (relu as a Piecewise)."""
+    expr = expr.replace(lambda e: isinstance(e, relu),
+                        lambda e: sp.Piecewise((e.args[0], e.args[0] > 0), (0, True)))
+    expr = expr.rewrite(sigmoid, sp.exp).rewrite(softplus, sp.exp) if expr.has(
+        sigmoid, softplus) else expr
+    if expr.has(sigmoid, softplus):
+        expr = expr.replace(lambda e: isinstance(e, (sigmoid, softplus)),
+                            lambda e: e.rewrite(sp.exp))
+    if expr.has(sp.tanh, sp.sinh, sp.cosh, sp.sech, sp.coth, sp.csch):
+        expr = expr.rewrite(sp.exp)
+    return expr
+
+
+def _pivots(expr: sp.Expr) -> set[tuple[sp.Symbol, sp.Expr]] | None:
+    """``(x, c)`` for every test in ``expr`` that compares a symbol x with a value c."""
+    tests: list[sp.Expr] = []
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, (sp.Abs, sp.sign)):
+            tests.append(node.args[0])
+        elif isinstance(node, sp.Heaviside):
+            tests.append(node.args[0])
+        elif isinstance(node, (sp.Max, sp.Min)):
+            a, *rest = node.args
+            tests += [a - b for b in rest]
+        elif isinstance(node, Relational):
+            tests.append(node.lhs - node.rhs)
+    out: set[tuple[sp.Symbol, sp.Expr]] = set()
+    for t in tests:
+        if t.is_number:
+            continue
+        symbols = [s for s in t.free_symbols if not s.is_positive]
+        if len(symbols) != 1:
+            return None
+        (x,) = symbols
+        poly = sp.Poly(t, x) if t.is_polynomial(x) else None
+        if poly is None or poly.degree() != 1:
+            return None
+        a, b = poly.all_coeffs()
+        out.add((x, sp.cancel(-b / a)))
+    return out
+
+
+def _cases(expr: sp.Expr) -> list[sp.Expr] | None:
+    """``expr`` in each case of the split, every test decided; None if it cannot be split."""
+    pivots = _pivots(expr)
+    if pivots is None:
+        return None
+    by_symbol: dict[sp.Symbol, set[sp.Expr]] = {}
+    for x, c in pivots:
+        by_symbol.setdefault(x, set()).add(c)
+    cases = [expr]
+    for x, values in by_symbol.items():
+        if len(values) > 1:
+            return None  # several values for one symbol: the cases cannot be ordered here
+        (c,) = values
+        cases = [case.subs(x, at) for case in cases for at in (c - GAP, c, c + GAP)]
+    out = []
+    for case in cases:
+        case = case.replace(lambda e: isinstance(e, sp.Piecewise), sp.piecewise_fold)
+        if case.atoms(Relational) or case.has(sp.Piecewise, sp.Heaviside, sp.sign):
+            case = sp.piecewise_fold(case)
+            if case.atoms(Relational) or case.has(sp.Piecewise, sp.Heaviside, sp.sign):
+                return None
+        out.append(case)
+    return out
+
+
+def _rational_zero(expr: sp.Expr) -> bool:
+    """Whether ``expr`` is 0 as a rational function of its exponentials (module doc, 3)."""
+    expr = sp.expand_log(sp.expand_power_exp(expr), force=False)
+    powers: dict[sp.Expr, list[tuple[sp.Expr, sp.Rational]]] = {}
+    for node in expr.atoms(sp.exp):
+        coeff, base = node.args[0].as_coeff_Mul()
+        if not coeff.is_Rational:
+            return False
+        powers.setdefault(base, []).append((node, coeff))
+    replace = {}
+    for items in powers.values():
+        q = sp.ilcm(*[c.q for _, c in items]) if len(items) > 1 else items[0][1].q
+        w = sp.Dummy("w", positive=True)
+        replace.update({node: w ** (c * q) for node, c in items})
+    replaced = expr.xreplace(replace)
+    if quick_zero(replaced):
+        return True
+    numerator = sp.together(replaced).as_numer_denom()[0]
+    return quick_zero(numerator)
