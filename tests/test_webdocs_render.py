@@ -101,8 +101,11 @@ def test_sample_page_renders_offline_in_chromium(tmp_path):
     assert_page_rendered(chromium_dom(html, tmp_path), math_spans(doc))
 
 
-def test_real_page_renders_offline_in_chromium(tmp_path):
-    html = symjac.render(symjac.derivation("softmax", 5), ("html",))["softmax_n5.html"]
+@pytest.mark.parametrize(("function", "n"), [("softmax", 5), ("relu", 3),
+                                             ("softmax_cross_entropy", 8)])
+def test_real_page_renders_offline_in_chromium(tmp_path, function, n):
+    d = symjac.derivation(function, n)
+    html = symjac.render(d, ("html",))[f"{function}_n{n}.html"]
     assert_page_rendered(chromium_dom(html, tmp_path), html_math_spans(html))
 
 

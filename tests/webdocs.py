@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from symjac.document.model import CheckRow, Document, Equation, Paragraph, Picture, Section
+from symjac.document.render import CHECK_GROUPS
 
 KATEX_DIR = Path(__file__).resolve().parent / "katex"
 CHECKER = KATEX_DIR / "check.js"
@@ -94,11 +95,9 @@ def math_spans(doc: Document) -> int:
             else:
                 prose.append(block.caption)
     prose += [r.title for r in doc.checks] + [r.how for r in doc.checks]
-    groups = {r.kind for r in doc.checks}
-    inline = sum(text.count("$") // 2 for text in prose)
-    # The appendix headings of the groups used: "every $n$ (symbolic $n$)", "this $n$".
-    inline += 2 * ("all-n" in groups) + ("per-n" in groups)
-    return inline + displays
+    kinds = {r.kind for r in doc.checks}
+    prose += [heading for kind, heading in CHECK_GROUPS if kind in kinds]  # the appendix's
+    return sum(text.count("$") // 2 for text in prose) + displays
 
 
 def github_quirks(markdown: str) -> list[str]:

@@ -87,7 +87,7 @@ def _claims_in(value: object) -> list[legacy.Claim]:
         return [value]
     if isinstance(value, dict):
         return [c for v in value.values() for c in _claims_in(v)]
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list | tuple):
         return [c for v in value for c in _claims_in(v)]
     return []
 
