@@ -19,6 +19,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import sympy as sp
 from support import require_pdflatex, run_cli
 from webdocs import SAMPLE_X, sample_document, sample_jacobian, softmax
 
@@ -429,3 +430,12 @@ def test_a_paragraph_with_only_a_lead_has_no_trailing_space():
     assert "\n**Symmetry.**\n" in to_markdown(doc, "x")["x.md"]
     assert "<p><strong>Symmetry.</strong></p>" in to_html(doc)
 
+
+
+def test_custom_functions_take_templates_and_refuse_the_web_targets_for_now(tmp_path):
+    x = sp.symbols("x0:3", real=True)
+    d = symjac.derivation(symjac.custom("sq", [v**2 for v in x], x))
+    targets = ("latex", "c")
+    assert symjac.render(d, targets, templates=tmp_path) == symjac.render(d, targets)
+    with pytest.raises(symjac.SymjacError, match="not available for custom functions yet"):
+        symjac.render(d, ("markdown",))
