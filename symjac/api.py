@@ -23,9 +23,12 @@ from .derivation import derive as derive_spec
 from .errors import SymjacError, quoted, shorten, shorten_path
 from .files import refuse_read_only, write_atomically
 from .render import render as render_template
+from .render import user_templates
 from .userfn import CustomDerivation, CustomFunction
 
-TARGETS = ("latex", "numpy", "c")
+DEFAULT_TARGETS = ("latex", "numpy", "c")
+WEB_TARGETS = ("markdown", "html")  # documents for the web, from a document.model.Document
+TARGETS = DEFAULT_TARGETS + WEB_TARGETS
 PDF_SECONDS = 300  # for each pdflatex run
 # pdflatex's dates come from here, not the clock, so the same document gives the same PDF
 # bytes (the documents' preambles also omit the dates and the trailer /ID).
@@ -46,42 +49,77 @@ class DeriveResult:
 def parse_targets(targets: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
     """Normalise ``"latex,c"`` or ``["latex", "c"]``; unknown targets are a user error."""
     if targets is None:
-        return TARGETS
+        return DEFAULT_TARGETS
     items = targets.split(",") if isinstance(targets, str) else list(targets)
     items = [t.strip() for t in items if t.strip()]
     if not items:
-        raise SymjacError("--target needs at least one of latex, numpy, c")
+        raise SymjacError(f"--target needs at least one of {', '.join(TARGETS)}")
     for t in items:
         if t not in TARGETS:
-            raise SymjacError(f"unknown target {quoted(t)}; choose from latex, numpy, c")
+            raise SymjacError(f"unknown target {quoted(t)}; choose from {', '.join(TARGETS)}")
     return tuple(t for t in TARGETS if t in items)
 
 
 def render(derivation: Derivation | CustomDerivation,
-           targets: tuple[str, ...] = TARGETS) -> dict[str, str]:
-    """Render the chosen targets to ``{file name: text}`` without touching the disk."""
+           targets: tuple[str, ...] = DEFAULT_TARGETS, *, templates: str | Path | None = None,
+           layout: str = "numerator") -> dict[str, str]:
+    """Render the chosen targets to ``{file name: text}`` without touching the disk.
+
+    Args:
+        templates: a directory whose templates override the shipped ones by relative
+            path (``latex/macros.tex.jinja`` holds the LaTeX preamble).
+        layout: "numerator" (J_ij = dy_i/dx_j) or "denominator", for the documents.
+    """
+    templates = user_templates(templates)
+    _check_layout(layout, targets)
     if isinstance(derivation, CustomDerivation):  # the user's own function (symjac.custom)
-        return userfn.render(derivation, targets)
+        if set(targets) & set(WEB_TARGETS):
+            raise SymjacError("--target markdown and html are not available for custom "
+                              "functions yet")
+        return userfn.render(derivation, targets, templates=templates)
     stem = derivation.spec.stem
     out: dict[str, str] = {}
     if "latex" in targets:
-        out[f"{stem}.tex"] = render_template("latex/derive.tex.jinja",
+        out[f"{stem}.tex"] = render_template("latex/derive.tex.jinja", templates,
                                              **document.derive_context(derivation))
     # Scalar functions of a vector (a 1 x n Jacobian, the gradient) have kernels of their own.
     scalar = derivation.gradient is not None
     if "numpy" in targets:
         if scalar:
-            text = render_template("numpy/gradient.py.jinja",
+            text = render_template("numpy/gradient.py.jinja", templates,
                                    **codegen.gradient_numpy_context(derivation))
         else:
-            text = render_template("numpy/module.py.jinja", **codegen.numpy_context(derivation))
+            text = render_template("numpy/module.py.jinja", templates,
+                                   **codegen.numpy_context(derivation))
         out[f"{stem}.py"] = text
     if "c" in targets:
         ctx = codegen.gradient_c_context(derivation) if scalar else codegen.c_context(derivation)
         kind = "gradient" if scalar else "kernel"
-        out[f"{stem}.h"] = render_template(f"c/{kind}.h.jinja", **ctx)
-        out[f"{stem}.c"] = render_template(f"c/{kind}.c.jinja", **ctx)
+        out[f"{stem}.h"] = render_template(f"c/{kind}.h.jinja", templates, **ctx)
+        out[f"{stem}.c"] = render_template(f"c/{kind}.c.jinja", templates, **ctx)
+    # -- documents for the web: the derivation as a format-neutral Document -------------
+    if set(targets) & set(WEB_TARGETS):
+        from .document import adapter
+        from .document import render as web
+
+        doc = adapter.document_of(derivation, layout)  # re-point: the document builder
+        if "markdown" in targets:
+            out.update(web.to_markdown(doc, stem, templates))
+        if "html" in targets:
+            out[f"{stem}.html"] = web.to_html(doc, templates)
     return out
+
+
+def _check_layout(layout: str, targets: tuple[str, ...]) -> None:
+    """A user error for an unknown layout, or one the chosen documents cannot follow yet
+    (the kernels do not depend on the layout)."""
+    from .document.adapter import check_layout
+
+    check_layout(layout)
+    documents = [t for t in targets if t == "latex" or t in WEB_TARGETS]
+    if layout != "numerator" and documents:  # re-point: the builder transposes J
+        raise SymjacError(f"--layout {layout} is not available yet for the {documents[0]} "
+                          "document (numerator layout is); the kernels do not depend on it")
 
 
 def derive(
@@ -93,11 +131,14 @@ def derive(
     out_dir: str | Path = "generated",
     pdf: bool = False,
     force: bool = False,
+    templates: str | Path | None = None,
+    layout: str = "numerator",
 ) -> DeriveResult:
     """Derive, prove and write ``function`` at size ``n`` into ``out_dir``.
 
     ``function`` is a catalog name, or your own function from :func:`symjac.custom`
-    (its size is its number of inputs; ``n`` may be left out).
+    (its size is its number of inputs; ``n`` may be left out). ``templates`` and
+    ``layout`` are as for :func:`render`.
 
     Everything is rendered (and with ``pdf``, compiled) in memory first; files are written
     only when every target succeeded, and all at once (see
@@ -105,6 +146,8 @@ def derive(
     ``force`` is given; a replaced file keeps its mode.
     """
     chosen = parse_targets(targets)
+    templates = user_templates(templates)  # user errors before any work
+    _check_layout(layout, chosen)
     n = as_size(n)
     out_dir = _out_dir(out_dir)
     _check_out_dir(out_dir)
@@ -112,7 +155,7 @@ def derive(
         derivation = userfn.derive(function, n=n, dtype=dtype)
     else:
         derivation = derive_spec(Spec(function=function, n=n, dtype=dtype))
-    texts = render(derivation, chosen)
+    texts = render(derivation, chosen, templates=templates, layout=layout)
     outputs: dict[Path, str | bytes] = {out_dir / name: text for name, text in texts.items()}
     tex = next((out_dir / name for name in texts if name.endswith(".tex")), None)
     if not force:  # before pdflatex runs

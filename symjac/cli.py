@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--out", default="generated", metavar="DIR",
                    help="output directory (default: generated/)")
     d.add_argument("--target", default="latex,numpy,c", metavar="LIST",
-                   help="comma-separated subset of latex,numpy,c (default: all three)")
+                   help="comma-separated subset of latex,numpy,c,markdown,html (default: "
+                   "latex,numpy,c); markdown writes FUNCTION_nN.md with the picture of J "
+                   "in FUNCTION_nN.svg, html a standalone page that renders offline")
     d.add_argument("--dtype", default="float64", metavar="DTYPE",
                    help="float64 (default) or float32")
     d.add_argument("--pdf", action="store_true",
@@ -96,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true",
                    help="replace output files even when they are read-only (they keep "
                    "their mode)")
+    d.add_argument("--templates", default=None, metavar="DIR",
+                   help="a directory of templates that override the shipped ones by "
+                   "relative path, e.g. DIR/latex/macros.tex.jinja for your own LaTeX "
+                   "preamble")
+    d.add_argument("--layout", default="numerator", metavar="LAYOUT",
+                   help="numerator (default: J_ij = dy_i/dx_j) or denominator (its "
+                   "transpose) for the documents; the kernels do not depend on it")
 
     pr = sub.add_parser(
         "prove",
@@ -182,7 +191,8 @@ def _cmd_derive(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     result = derive(args.function, args.n, targets=args.target, dtype=args.dtype,
-                    out_dir=args.out, pdf=args.pdf, force=args.force)
+                    out_dir=args.out, pdf=args.pdf, force=args.force,
+                    templates=args.templates, layout=args.layout)
     _say(_derive_summary(result.derivation))
     return _report(result.files, result.pdf, result.pdf_note, start)
 

@@ -43,6 +43,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
+from pathlib import Path
 
 import sympy as sp
 from sympy.core.relational import Relational
@@ -1448,17 +1449,21 @@ def latex_context(d: CustomDerivation) -> dict:
 # -- render -------------------------------------------------------------------------------
 
 
-def render(d: CustomDerivation, targets: Sequence[str] = ("latex", "numpy", "c")) -> dict[str, str]:
-    """Render the chosen targets to ``{file name: text}`` without touching the disk."""
+def render(d: CustomDerivation, targets: Sequence[str] = ("latex", "numpy", "c"),
+           templates: Path | None = None) -> dict[str, str]:
+    """Render the chosen targets to ``{file name: text}`` without touching the disk
+    (``templates``: a directory overriding the shipped templates, see symjac.render)."""
     stem = d.spec.stem
     out: dict[str, str] = {}
     if "latex" in targets:
-        out[f"{stem}.tex"] = render_template("latex/custom.tex.jinja", **latex_context(d))
+        out[f"{stem}.tex"] = render_template("latex/custom.tex.jinja", templates,
+                                             **latex_context(d))
     progs = programs(d) if ("numpy" in targets or "c" in targets) else None
     if "numpy" in targets:
-        out[f"{stem}.py"] = render_template("numpy/dense.py.jinja", **numpy_context(d, progs))
+        out[f"{stem}.py"] = render_template("numpy/dense.py.jinja", templates,
+                                            **numpy_context(d, progs))
     if "c" in targets:
         ctx = c_context(d, progs)
-        out[f"{stem}.h"] = render_template("c/dense.h.jinja", **ctx)
-        out[f"{stem}.c"] = render_template("c/dense.c.jinja", **ctx)
+        out[f"{stem}.h"] = render_template("c/dense.h.jinja", templates, **ctx)
+        out[f"{stem}.c"] = render_template("c/dense.c.jinja", templates, **ctx)
     return out

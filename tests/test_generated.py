@@ -1,5 +1,6 @@
 """generated/ holds the outputs of the README's main command (and the softmax proof for
-all n, `symjac prove softmax`); they must not drift.
+all n, `symjac prove softmax`, and the Markdown document, `--target markdown`); they must
+not drift.
 
 Refresh after an intended change with:  SYMJAC_UPDATE_GOLDEN=1 pytest tests/test_generated.py
 """
@@ -26,6 +27,9 @@ def _cases():
     for function, n, dtype in CASES:
         yield pytest.param(lambda f=function, n=n, d=dtype: symjac.render(
             symjac.derivation(f, n, d)), id=f"derive-{function}-{n}-{dtype}")
+        # The Markdown document and its picture (the HTML page inlines KaTeX: too big here).
+        yield pytest.param(lambda f=function, n=n, d=dtype: symjac.render(
+            symjac.derivation(f, n, d), ("markdown",)), id=f"markdown-{function}-{n}-{dtype}")
     for function in PROOFS:
         yield pytest.param(lambda f=function: {f"{f}_proof.tex": prove_tex(f)},
                            id=f"prove-{function}")
