@@ -32,27 +32,27 @@ _LAZY = {
     "derive": "api",
     "prove": "api",
     "render": "api",
-    "CATALOG": "catalog",
-    "Derivation": "derivation",
-    "Spec": "derivation",
+    "CATALOG": "old.catalog",
+    "Derivation": "old.derivation",
+    "Spec": "old.derivation",
     "CheckFailed": "errors",
     "SymjacError": "errors",
-    "CustomDerivation": "userfn",
-    "CustomFunction": "userfn",
-    "custom": "userfn",
+    "CustomDerivation": "old.userfn",
+    "CustomFunction": "old.userfn",
+    "custom": "old.userfn",
     "VerifyResult": "verify",
     "verify": "verify",
 }
 # Submodules reachable as attributes (``symjac.api``), as when they were imported eagerly.
-_SUBMODULES = frozenset({"api", "catalog", "cli", "codegen", "document", "errors", "files",
-                         "formula", "printers", "proof", "userfn"})
+_SUBMODULES = frozenset({"api", "cli", "document", "engine", "errors", "files", "formula",
+                         "lang", "old", "proof"})
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .api import DeriveResult, ProveResult, derive, prove, render
-    from .catalog import CATALOG
-    from .derivation import Derivation, Spec
+    from .old.catalog import CATALOG
+    from .old.derivation import Derivation, Spec
     from .errors import CheckFailed, SymjacError
-    from .userfn import CustomDerivation, CustomFunction, custom
+    from .old.userfn import CustomDerivation, CustomFunction, custom
     from .verify import VerifyResult, verify
 
 
@@ -63,10 +63,10 @@ def derivation(function: str | CustomFunction, n: int | None = None,
     A :func:`custom` function is differentiated (its size is its number of inputs).
     """
     from .api import as_size
-    from .derivation import Spec
-    from .derivation import derive as derive_spec
-    from .userfn import CustomFunction
-    from .userfn import derive as derive_custom
+    from .old.derivation import Spec
+    from .old.derivation import derive as derive_spec
+    from .old.userfn import CustomFunction
+    from .old.userfn import derive as derive_custom
 
     n = as_size(n)
     if isinstance(function, CustomFunction):

@@ -17,14 +17,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import catalog, codegen, document, userfn
-from .derivation import N_MAX, Derivation, Spec
-from .derivation import derive as derive_spec
+from . import document
+from .old import catalog, codegen, userfn
+from .old.derivation import N_MAX, Derivation, Spec
+from .old.derivation import derive as derive_spec
 from .errors import SymjacError, quoted, shorten, shorten_path
 from .files import refuse_read_only, write_atomically
 from .render import render as render_template
 from .render import user_templates
-from .userfn import CustomDerivation, CustomFunction
+from .old.userfn import CustomDerivation, CustomFunction
 
 DEFAULT_TARGETS = ("latex", "numpy", "c")
 WEB_TARGETS = ("markdown", "html")  # documents for the web, from a document.model.Document

@@ -175,7 +175,7 @@ def _report(written, pdf, pdf_note: str | None, start: float) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from . import catalog
+    from .old import catalog
 
     rows = [(f.name, f.closed_form_text, f.structure_text) for f in catalog.CATALOG.values()]
     w0 = max(len(r[0]) for r in rows)

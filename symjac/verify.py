@@ -58,9 +58,9 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from . import catalog
-from .catalog import FunctionDef, Let, Map, Reduce, X, Y
-from .derivation import Derivation, Spec, derive
+from .old import catalog
+from .old.catalog import FunctionDef, Let, Map, Reduce, X, Y
+from .old.derivation import Derivation, Spec, derive
 from .errors import SymjacError
 from .formula import Formula, FormulaEnv, parse_formula
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from symjac.api import render
-from symjac.derivation import Spec, derive
+from symjac.old.derivation import Spec, derive
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
 CC = os.environ.get("CC", "cc")

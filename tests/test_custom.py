@@ -24,9 +24,9 @@ import sympy as sp
 from support import compile_shared, require_pdflatex
 
 import symjac
-from symjac import userfn
+from symjac.old import userfn
 from symjac.errors import CheckFailed, SymjacError
-from symjac.userfn import derive as derive_custom
+from symjac.old.userfn import derive as derive_custom
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
 SIZES = [1, 2, 5, 12]

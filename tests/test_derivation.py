@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import sympy as sp
 
-from symjac import catalog
-from symjac.derivation import Spec, derive, separate
+from symjac.old import catalog
+from symjac.old.derivation import Spec, derive, separate
 from symjac.errors import CheckFailed, SymjacError
 
 

@@ -18,11 +18,11 @@ import pytest
 import sympy as sp
 from support import CC, STRICT, compile_shared
 
-from symjac import codegen
+from symjac.old import codegen
 from symjac.api import render
-from symjac.codegen import FUSE_MAX_N, Assign
-from symjac.derivation import Spec, derive
-from symjac.printers import c_code
+from symjac.old.codegen import FUSE_MAX_N, Assign
+from symjac.old.derivation import Spec, derive
+from symjac.old.printers import c_code
 
 CT = {"float64": ctypes.c_double, "float32": ctypes.c_float}
 NP = {"float64": np.float64, "float32": np.float32}

@@ -14,7 +14,7 @@ from support import require_pdflatex
 
 import symjac
 import symjac.api
-from symjac.catalog import CATALOG
+from symjac.old.catalog import CATALOG
 from symjac.document import Claim, check, default_point, derive_context, is_zero, tex_width
 from symjac.errors import CheckFailed
 

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from symjac.catalog import CATALOG
+from symjac.old.catalog import CATALOG
 
 FUNCTIONS = list(CATALOG)
 SOFTMAX_LIKE = ["softmax", "softmax_temperature"]

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from support import CC, STRICT
 
-from symjac.catalog import CATALOG
+from symjac.old.catalog import CATALOG
 
 FUNCTIONS = list(CATALOG)
 SIZES = {"float64": [1, 5, 17, 32], "float32": [1, 5, 20, 32]}

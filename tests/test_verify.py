@@ -20,7 +20,7 @@ import sympy as sp
 from support import run_cli
 
 import symjac
-from symjac import catalog
+from symjac.old import catalog
 from symjac.errors import SymjacError
 from symjac.verify import VerifyResult, verify
 

@@ -26,7 +26,7 @@ from webdocs import (
 )
 
 import symjac
-from symjac.catalog import CATALOG
+from symjac.old.catalog import CATALOG
 from symjac.document.katex import katex, vendor_dir
 from symjac.document.model import Equation, Section
 from symjac.document.render import ipython_display, to_html, to_markdown

@@ -13,7 +13,7 @@ from __future__ import annotations
 import mpmath
 
 from .. import __version__
-from ..derivation import Derivation
+from ..old.derivation import Derivation
 from ..errors import SymjacError
 from . import legacy
 from .model import CheckRow, Document, Equation, Paragraph, Picture, Section

@@ -43,11 +43,11 @@ import numpy as np
 import sympy as sp
 
 from .. import __version__
-from ..catalog import Map, Reduce, X, Y
-from ..codegen import header_lines
-from ..derivation import Derivation, indexed
+from ..old.catalog import Map, Reduce, X, Y
+from ..old.codegen import header_lines
+from ..old.derivation import Derivation, indexed
 from ..errors import CheckFailed
-from ..printers import TexPrinter
+from ..old.printers import TexPrinter
 
 MATRIX_FULL_MAX_N = 6  # larger symbolic/numeric matrices are shown with corners and dots
 ENTRYWISE_MAX_N = 12  # O(n^2) checks against SymPy's own derivative are made up to here

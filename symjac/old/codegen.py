@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from . import __version__
+from .. import __version__
 from .catalog import Let, Map, Reduce, Stage, X, Y
 from .derivation import DTYPES, Derivation
 from .printers import c_code, numpy_code

@@ -32,7 +32,7 @@ from sympy.core.relational import Relational
 
 from . import catalog
 from .catalog import ClosedForm, FunctionDef, Let, Map, Reduce, X, Y
-from .errors import CheckFailed, SymjacError
+from ..errors import CheckFailed, SymjacError
 
 try:  # SymEngine is optional: it only makes the per-entry proof faster.
     import symengine as se

@@ -389,7 +389,7 @@ CATALOG: dict[str, FunctionDef] = {
 
 def get(name: str) -> FunctionDef:
     """The catalog entry called ``name``; unknown names are a user error."""
-    from .errors import SymjacError
+    from ..errors import SymjacError
 
     try:
         return CATALOG[name]

@@ -51,13 +51,13 @@ from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.logic.boolalg import And, Boolean, BooleanFalse, BooleanTrue, Not, Or
 from sympy.printing.precedence import PRECEDENCE
 
-from . import __version__
+from .. import __version__
 from .catalog import CATALOG
 from .codegen import Assign
 from .derivation import DTYPES, N_MAX
-from .errors import CheckFailed, SymjacError
+from ..errors import CheckFailed, SymjacError
 from .printers import CPrinter, NumpyPrinter
-from .render import render as render_template
+from ..render import render as render_template
 
 NAME_MAX = 40
 """Longest accepted name (it titles the document and prefixes every C symbol)."""
