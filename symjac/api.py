@@ -21,9 +21,11 @@ from .derivation import derive as derive_spec
 from .errors import SymjacError, quoted, shorten, shorten_path
 from .files import write_atomically
 from .render import render as render_template
+from .targets import framework
 from .userfn import CustomDerivation, CustomFunction
 
-TARGETS = ("latex", "numpy", "c")
+TARGETS = ("latex", "numpy", "c", "torch", "jax")
+DEFAULT_TARGETS = ("latex", "numpy", "c")
 PDF_SECONDS = 300  # for each pdflatex run
 NO_PDFLATEX = "pdflatex is not on PATH; wrote the .tex only (install texlive to get a PDF)"
 
@@ -41,22 +43,24 @@ class DeriveResult:
 def parse_targets(targets: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
     """Normalise ``"latex,c"`` or ``["latex", "c"]``; unknown targets are a user error."""
     if targets is None:
-        return TARGETS
+        return DEFAULT_TARGETS
     items = targets.split(",") if isinstance(targets, str) else list(targets)
     items = [t.strip() for t in items if t.strip()]
     if not items:
-        raise SymjacError("--target needs at least one of latex, numpy, c")
+        raise SymjacError(f"--target needs at least one of {', '.join(TARGETS)}")
     for t in items:
         if t not in TARGETS:
-            raise SymjacError(f"unknown target {quoted(t)}; choose from latex, numpy, c")
+            raise SymjacError(f"unknown target {quoted(t)}; choose from {', '.join(TARGETS)}")
+    if set(items) & set(framework.FRAMEWORKS):  # their modules compile and call the C
+        items.append("c")
     return tuple(t for t in TARGETS if t in items)
 
 
 def render(derivation: Derivation | CustomDerivation,
-           targets: tuple[str, ...] = TARGETS) -> dict[str, str]:
+           targets: tuple[str, ...] = DEFAULT_TARGETS) -> dict[str, str]:
     """Render the chosen targets to ``{file name: text}`` without touching the disk."""
     if isinstance(derivation, CustomDerivation):  # the user's own function (symjac.custom)
-        return userfn.render(derivation, targets)
+        return {**userfn.render(derivation, targets), **framework.render(derivation, targets)}
     stem = derivation.spec.stem
     out: dict[str, str] = {}
     if "latex" in targets:
@@ -76,6 +80,7 @@ def render(derivation: Derivation | CustomDerivation,
         kind = "gradient" if scalar else "kernel"
         out[f"{stem}.h"] = render_template(f"c/{kind}.h.jinja", **ctx)
         out[f"{stem}.c"] = render_template(f"c/{kind}.c.jinja", **ctx)
+    out.update(framework.render(derivation, targets))  # torch, jax: modules around the C
     return out
 
 

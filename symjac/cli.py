@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--out", default="generated", metavar="DIR",
                    help="output directory (default: generated/)")
     d.add_argument("--target", default="latex,numpy,c", metavar="LIST",
-                   help="comma-separated subset of latex,numpy,c (default: all three)")
+                   help="comma-separated subset of latex,numpy,c,torch,jax (default: "
+                   "latex,numpy,c); torch and jax write FUNCTION_nN_torch.py / _jax.py, "
+                   "operations of that framework around the C, and so imply c")
     d.add_argument("--dtype", default="float64", metavar="DTYPE",
                    help="float64 (default) or float32")
     d.add_argument("--pdf", action="store_true",

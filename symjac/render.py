@@ -51,7 +51,9 @@ def environment(family: str) -> jinja2.Environment:
             comment_end_string="=))",
             line_statement_prefix=None,
         )
-    return jinja2.Environment(**options)
+    env = jinja2.Environment(**options)
+    env.filters["pyrepr"] = repr  # a Python literal of a string (framework modules)
+    return env
 
 
 def render(template: str, **context: Any) -> str:
