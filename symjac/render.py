@@ -51,9 +51,7 @@ def environment(family: str) -> jinja2.Environment:
             comment_end_string="=))",
             line_statement_prefix=None,
         )
-    env = jinja2.Environment(**options)
-    env.filters["pyrepr"] = repr  # a Python literal of a string (framework modules)
-    return env
+    return jinja2.Environment(**options)
 
 
 def render(template: str, **context: Any) -> str:

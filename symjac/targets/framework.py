@@ -9,17 +9,17 @@ modules import only the framework, NumPy and the standard library, never symjac.
                  -> torch_context / jax_context   (names and code, printed here)
                  -> templates/torch/module.py.jinja, templates/jax/module.py.jinja
 
-The C batched kernels take ``count`` vectors one after another, then the parameters in
-the catalog's order: a scalar (``double T``), a vector per row (``const double *t``,
-advanced with x) or a vector shared by the batch (a gain ``g``: not advanced).
+The batched C kernels take ``count`` vectors one after another: ``(count, x or y, the
+parameters in the function's order, [g, u or v,] out)``. A parameter is a scalar
+(``double T``), a vector per row (``const double *t``, advanced with x) or a vector shared
+by the whole batch (``const double *g``, a gain: not advanced).
 """
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from typing import Literal
-
-from .. import __version__
 
 FRAMEWORKS = ("torch", "jax")
 
@@ -30,6 +30,14 @@ SECOND_ORDER = (
 )
 THIRD_ORDER = ("third derivatives of symjac ops are not generated: {stem} provides first "
                "and second derivatives only")
+RESERVED = frozenset({"x", "y", "out", "count", "kernel", "ctx", "inputs", "output", "res",
+                      "grad", "grad_y", "grad_grad_x", "tangent", "d_x", "d_grad_y", "N"})
+"""Names the module templates use beside the parameters (which must differ from them)."""
+NO_PARAM_GRAD = {
+    "torch": "pass it without requires_grad (e.g. .detach())",
+    "jax": "do not differentiate with respect to it (hold it constant, or "
+           "jax.lax.stop_gradient)",
+}
 
 
 @dataclass(frozen=True)
@@ -37,8 +45,8 @@ class KernelParam:
     """A run-time parameter of the kernels, taken by the framework function as a keyword."""
 
     name: str
-    kind: Literal["scalar", "row", "shared"]  # one number; a vector per row of x (like the
-    # target t, shape (..., n)); one vector of n for the whole batch (like a gain g)
+    kind: Literal["scalar", "row", "shared"]  # one number; a vector per row of x (like
+    # the target t: x's shape); one vector of n for the whole batch (like a gain g)
     doc: str
     positive: bool = False  # must be > 0 (the temperature)
 
@@ -55,25 +63,34 @@ class KernelModule:
     params: tuple[KernelParam, ...]
     scalar_output: bool  # one value per input vector, no trailing axis (a loss)
     backward: bool  # _backward_batch(y, g) exists: the gradient from the saved output;
-    # otherwise _vjp_batch(x, u) from the saved input
-    hvp: bool  # _hvp_batch and _jvp_batch give second derivatives (SPEC §10)
-    header: tuple[str, ...]  # provenance lines (what the file was generated from)
+    # otherwise _vjp_batch(x, u), from the saved input
+    hvp: bool  # _hvp_batch (and _jvp_batch) give second derivatives (SPEC §10)
+    header: tuple[str, ...]  # provenance: what the file was generated from
     regenerate: str  # the command (or Python call) that writes this file again
-    other_dtype: str  # the file (and command) to generate for the other dtype
+    other_dtype: str  # the file, and the command, to generate for the other dtype
+
+    def __post_init__(self) -> None:
+        for p in self.params:  # they become argument names beside the modules' own
+            if not p.name.isidentifier() or p.name in RESERVED:
+                raise ValueError(f"parameter name {p.name!r} is taken in the framework "
+                                 "modules")
 
 
 def kernel_module(derivation, target: str) -> KernelModule:
     """The adapter: everything the framework templates read from a derivation.
 
-    Reads a catalog :class:`~symjac.derivation.Derivation` (``spec``, ``function.params``,
-    ``gradient``, ``backward_from_output``) or a
-    :class:`~symjac.userfn.CustomDerivation` (``spec``, ``m``; no parameters, no backward).
+    Reads a catalog :class:`~symjac.derivation.Derivation` (``spec``, ``function.name``,
+    ``function.params``, ``gradient``, ``backward_from_output``) or a
+    :class:`~symjac.userfn.CustomDerivation` (``spec``, ``function.name``, ``m``; no
+    parameters, no backward). No catalog function has a shared parameter or hvp kernels
+    yet; the templates support both.
     """
     from ..userfn import CustomDerivation
 
-    spec, other = derivation.spec, _other_dtype(derivation.spec.dtype)
+    spec = derivation.spec
+    other = "float32" if spec.dtype == "float64" else "float64"
     if isinstance(derivation, CustomDerivation):
-        from ..userfn import header_lines
+        from ..userfn import header_lines as custom_header
 
         name = derivation.function.name
 
@@ -85,7 +102,7 @@ def kernel_module(derivation, target: str) -> KernelModule:
         return KernelModule(
             function=name, n=derivation.n, out_size=derivation.m, dtype=spec.dtype,
             stem=spec.stem, params=(), scalar_output=False, backward=False, hvp=False,
-            header=tuple(header_lines(derivation)[:-1]), regenerate=call(spec.dtype),
+            header=tuple(custom_header(derivation)[:-1]), regenerate=call(spec.dtype),
             other_dtype=f"{_stem(name, derivation.n, other)}_{target}.py ({call(other)})",
         )
     from ..codegen import header_lines
@@ -104,106 +121,127 @@ def kernel_module(derivation, target: str) -> KernelModule:
         scalar_output=derivation.gradient is not None,
         backward=derivation.backward_from_output,
         hvp=False,
-        header=tuple(header_lines(derivation)[:1]), regenerate=command(spec.dtype),
+        header=tuple(header_lines(derivation)[:1]),  # its second line: the C's command
+        regenerate=command(spec.dtype),
         other_dtype=f"{_stem(fn.name, derivation.n, other)}_{target}.py ({command(other)})",
     )
-
-
-def _other_dtype(dtype: str) -> str:
-    return "float32" if dtype == "float64" else "float64"
 
 
 def _stem(function: str, n: int, dtype: str) -> str:
     return f"{function}_n{n}" + ("_f32" if dtype == "float32" else "")
 
 
+def literal(text: str, indent: int = 4, width: int = 88) -> str:
+    """``text`` as Python source: a string literal, split into parenthesised lines of at
+    most ``width`` characters when it is long."""
+    if len(repr(text)) <= width - 16:
+        return repr(text)
+    parts = textwrap.wrap(text, width - indent - 2, drop_whitespace=False,
+                          break_on_hyphens=False, break_long_words=False)
+    assert "".join(parts) == text
+    pad = " " * indent
+    return "(\n" + "".join(f"{pad}{part!r}\n" for part in parts) + ")"
+
+
+def pytuple(items: list[str]) -> str:
+    """Python source of a tuple of ``items``: ``(a,)`` or ``(a, b)``."""
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+
+
 def common_context(m: KernelModule, target: str) -> dict:
-    """The fields both module templates use: names, sizes, the C signatures for ctypes."""
-    ctype = "ctypes.c_double" if m.dtype == "float64" else "ctypes.c_float"
-    tensors = [p for p in m.params if p.kind != "scalar"]
-    c_params = ["ctypes.c_void_p" if p.kind != "scalar" else ctype for p in m.params]
-    # The backward from the saved output y where the C has one; with second derivatives
-    # from x (vjp), whose derivatives are the hvp and jvp kernels.
+    """The fields both module templates use: names, sizes, messages, the ctypes signatures."""
+    # names the modules give ctypes.c_size_t, c_void_p and c_double (c_float)
+    size, array, real = "_SIZE", "_PTR", "_REAL"
+    c_params = [real if p.kind == "scalar" else array for p in m.params]
+    # The backward from the saved output y where the C has one; with second derivatives,
+    # the vjp from x, whose derivatives are the hvp and jvp kernels.
     from_y = m.backward and not m.hvp
-    saved = "y" if from_y else "x"
-    # ctypes argtypes of each batched kernel: count, the input array (x or y), the
-    # parameters, the vectors (g, u, v) and the output (see the module docstring).
-    size, array = "ctypes.c_size_t", "ctypes.c_void_p"
+    grad_kernel = "backward_batch" if from_y else "vjp_batch"
     signatures = {"forward_batch": [size, array, *c_params, array],
-                  ("backward_batch" if from_y else "vjp_batch"): [size, array, *c_params,
-                                                                   array, array]}
-    if m.hvp:
+                  grad_kernel: [size, array, *c_params, array, array]}
+    if m.hvp:  # hvp(x, [u,] v): a scalar y has no u (the modules multiply by it)
         signatures["jvp_batch"] = [size, array, *c_params, array, array]
         signatures["hvp_batch"] = [size, array, *c_params,
                                    *([] if m.scalar_output else [array]), array, array]
+    module = f"{m.stem}_{target}"
+    no_param_grad = (f"{m.function}: no gradient with respect to {{}} is provided (the "
+                     f"kernels differentiate in x only); {NO_PARAM_GRAD[target]}")
     return {
-        "header": list(m.header),
+        "header": [part for line in m.header for part in textwrap.wrap(line, 88)],
         "regenerate": m.regenerate,
-        "version": __version__,
         "function": m.function,
         "n": m.n,
         "stem": m.stem,
         "dtype": m.dtype,
-        "module": f"{m.stem}_{target}",
+        "module": module,
         "out_shape": "()" if m.scalar_output else f"({m.out_size},)",
         "out_text": "(...)" if m.scalar_output else f"(..., {m.out_size})",
         "scalar_output": m.scalar_output,
-        "backward": from_y,
         "hvp": m.hvp,
-        "saved": saved,
-        "grad_kernel": "backward_batch" if from_y else "vjp_batch",
-        "other_dtype": m.other_dtype,
-        "higher_order": (THIRD_ORDER if m.hvp else SECOND_ORDER).format(stem=m.stem),
-        "no_param_grad": f"{m.function}: no gradient with respect to {{}} is provided (the "
-                         "kernels differentiate in x only); " + {
-                             "torch": "pass it without requires_grad (e.g. .detach())",
-                             "jax": "do not differentiate with respect to it (hold it "
-                                    "constant, or jax.lax.stop_gradient)"}[target],
-        "example": "".join(f", {p.name}={p.name}" for p in m.params),
+        "saved": "y" if from_y else "x",
+        "grad_kernel": grad_kernel,
+        "signatures": {name: "(" + ", ".join(args) + ")" for name, args in signatures.items()},
+        "c_real": "ctypes.c_double" if m.dtype == "float64" else "ctypes.c_float",
         "params": list(m.params),
         "scalars": [p for p in m.params if p.kind == "scalar"],
-        "tensors": tensors,
+        "tensors": [p for p in m.params if p.kind != "scalar"],
         "positive": [p for p in m.params if p.positive],
-        "signatures": {name: ", ".join(args) for name, args in signatures.items()},
-        # the function's keywords in the docstring, e.g. ", T=2.0"
-        "doc_params": [(p.name, _param_text(p, m)) for p in m.params],
         "names": "".join(f", {p.name}" for p in m.params),
+        "param_names": [p.name for p in m.params],
+        "tensor_names": [p.name for p in m.params if p.kind != "scalar"],
+        "nones": ["None"] * len(m.params),  # no gradient for the parameters
+        "pytuple": pytuple,
+        "example": "".join(f", {p.name}={p.name}" for p in m.params),
+        "doc_params": [(p.name, _param_text(p, m.n)) for p in m.params],
+        "messages": {
+            "regenerate": literal(m.regenerate),
+            "higher_order": literal((THIRD_ORDER if m.hvp else SECOND_ORDER)
+                                    .format(stem=m.stem)),
+            "no_param_grad": literal(no_param_grad),
+        },
     }
 
 
-def _param_text(p: KernelParam, m: KernelModule) -> str:
-    shape = {"scalar": "a number", "row": f"a tensor of x's shape (..., {m.n})",
-             "shared": f"a tensor of shape ({m.n},), the same for every row"}[p.kind]
-    return f"{shape}: {p.doc}" + (" (> 0)" if p.positive and p.kind == "scalar" else "")
+def _param_text(p: KernelParam, n: int) -> str:
+    shape = {"scalar": "a number", "row": f"an array of x's shape (..., {n})",
+             "shared": f"an array of shape ({n},), the same for every row"}[p.kind]
+    return f"{shape}: {p.doc}" + (" (> 0)" if p.positive else "")
+
+
+def _tensor_shapes(m: KernelModule) -> list[tuple[str, str]]:
+    """Tensor parameters with the shape they must have (x's, or (N,) when shared)."""
+    return [(p.name, "x.shape" if p.kind == "row" else "(N,)")
+            for p in m.params if p.kind != "scalar"]
 
 
 def torch_context(m: KernelModule) -> dict:
     """View model for ``templates/torch/module.py.jinja``."""
     ctx = common_context(m, "torch")
+
+    def annotated(p: KernelParam) -> str:
+        return f"{p.name}: {'float' if p.kind == 'scalar' else 'Tensor'}"
+
+    ctx["messages"]["dtype"] = literal(
+        f"{m.stem}_torch.{m.function} takes torch.{m.dtype} tensors (it runs the {m.dtype} "
+        f"kernels of {m.stem}.c), got {{}}; for other input generate {m.other_dtype}")
     ctx.update({
         "torch_dtype": f"torch.{m.dtype}",
-        # the op's schema, from the annotations: parameters after x
-        "op_params": "".join(f", {p.name}: {'float' if p.kind == 'scalar' else 'Tensor'}"
-                             for p in m.params),
-        # the parameters passed on to a C kernel (tensors made contiguous before)
+        # the op's schema comes from the annotations: the parameters after x
+        "op_params": "".join(f", {annotated(p)}" for p in m.params),
+        "keywords": ", *" + "".join(f", {annotated(p)}" for p in m.params)
+                    if m.params else "",
+        # the parameters as a C kernel takes them (tensors made contiguous before)
         "c_args": "".join(f", {p.name}" if p.kind == "scalar" else f", {p.name}.data_ptr()"
                           for p in m.params),
-        # hvp_batch's vectors: (u, v), or v alone for a scalar y (the op multiplies by u)
-        "hvp_args": ", v.data_ptr()" if m.scalar_output else ", u.data_ptr(), v.data_ptr()",
-        # tensor parameters with the shape they must have
-        "tensor_shapes": [(p.name, "x.shape" if p.kind == "row" else "(N,)")
-                          for p in m.params if p.kind != "scalar"],
-        # the saved tensors and the parameters as the backward passes them on
+        # hvp_batch's vectors: (u, v), or v alone for a scalar y
+        "hvp_args": (", tangent.data_ptr()" if m.scalar_output
+                     else ", grad_y.data_ptr(), tangent.data_ptr()"),
+        "tensor_shapes": _tensor_shapes(m),
+        # the parameters as the backward passes them on (scalars were kept on ctx)
         "ctx_args": "".join(f", ctx.{p.name}" if p.kind == "scalar" else f", {p.name}"
                             for p in m.params),
-        "keywords": "".join([", *"] + [f", {p.name}: {'float' if p.kind == 'scalar' else 'Tensor'}"
-                                       for p in m.params]) if m.params else "",
-        "dtype_error": f"{m.stem}_torch.{m.function} takes torch.{m.dtype} tensors (it runs "
-                       f"the {m.dtype} kernels of {m.stem}.c), got {{}}; for other input "
-                       f"generate {m.other_dtype}",
-        "public_args": "".join(f", {p.name}=_scalar({p.name}, {p.name!r})"
-                               if p.kind == "scalar" else f", {p.name}={p.name}"
-                               for p in m.params),
+        "public_args": "".join(f', _scalar({p.name}, "{p.name}")' if p.kind == "scalar"
+                               else f", {p.name}" for p in m.params),
     })
     return ctx
 
@@ -211,41 +249,37 @@ def torch_context(m: KernelModule) -> dict:
 def jax_context(m: KernelModule) -> dict:
     """View model for ``templates/jax/module.py.jinja``."""
     ctx = common_context(m, "jax")
-    scalars = [p.name for p in m.params if p.kind == "scalar"]
-    shared = [p.name for p in m.params if p.kind == "shared"]
+    ctx["messages"]["dtype"] = literal(
+        f"{m.stem}_jax.{m.function} takes {m.dtype} arrays (it runs the {m.dtype} kernels "
+        f"of {m.stem}.c), got {{}}; for other input generate {m.other_dtype}")
+    ctx["messages"]["x64"] = literal(
+        f"{m.stem}_jax.{m.function} runs float64 kernels and JAX's 64-bit mode is off: call "
+        'jax.config.update("jax_enable_x64", True) first (or set JAX_ENABLE_X64=1), or for '
+        f"float32 generate {m.other_dtype}")
     ctx.update({
-        # Under vmap (vmap_method="broadcast_all") every operand gains the mapped axes in
-        # front: the host functions loop over them when a scalar or shared parameter
-        # takes a different value per mapped item (the C takes one per call).
-        "lead": (f"numpy.shape({scalars[0]})" if scalars else
-                 f"numpy.shape({shared[0]})[:-1]" if shared else "()"),
-        "c_args": "".join(f", float({p.name}[i])" if p.kind == "scalar"
-                          else f", {p.name}_i.ctypes.data" for p in m.params),
-        "hvp_args": (", v_i.ctypes.data" if m.scalar_output
-                     else ", u_i.ctypes.data, v_i.ctypes.data"),
-        "tensor_shapes": [(p.name, "x.shape" if p.kind == "row" else "(N,)")
-                          for p in m.params if p.kind != "scalar"],
-        "keywords": "".join([", *"] + [f", {p.name}" for p in m.params]) if m.params else "",
-        "dtype_error": f"{m.stem}_jax.{m.function} takes {m.dtype} arrays (it runs the "
-                       f"{m.dtype} kernels of {m.stem}.c), got {{}}; for other input "
-                       f"generate {m.other_dtype}",
-        "x64_error": f"{m.stem}_jax.{m.function} runs float64 kernels and JAX's 64-bit mode "
-                     "is off: call jax.config.update(\"jax_enable_x64\", True) first (or set "
-                     f"JAX_ENABLE_X64=1), or for float32 generate {m.other_dtype}",
+        "kinds": repr(tuple(p.kind for p in m.params)),
+        "tensor_shapes": _tensor_shapes(m),
+        "keywords": ", *" + "".join(f", {p.name}" for p in m.params) if m.params else "",
+        # custom_vjp's fwd with symbolic zeros takes (value, perturbed) pairs
+        "primal_names": [f"{name}_" for name in ["x", *(p.name for p in m.params)]],
+        "primal_values": ", ".join(f"{name}_.value"
+                                   for name in ["x", *(p.name for p in m.params)]),
     })
     return ctx
 
 
+CONTEXTS = {"torch": torch_context, "jax": jax_context}
+
+
 def render(derivation, targets: tuple[str, ...]) -> dict[str, str]:
-    """``{file name: text}`` of the framework modules among ``targets`` (the C is rendered
-    by its own target, which asking for one of these implies: see api.parse_targets)."""
+    """``{file name: text}`` of the framework modules among ``targets`` (the C is its own
+    target, which asking for one of these implies: see ``api.parse_targets``)."""
     from ..render import render as render_template
 
-    contexts = {"torch": torch_context, "jax": jax_context}
     out: dict[str, str] = {}
     for target in FRAMEWORKS:
         if target in targets:
             m = kernel_module(derivation, target)
             out[f"{m.stem}_{target}.py"] = render_template(f"{target}/module.py.jinja",
-                                                           **contexts[target](m))
+                                                           **CONTEXTS[target](m))
     return out
