@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 import symjac
-from symjac.render import render
 from symjac.targets import framework
 
 # Every catalog function with the parameters it takes at run time (x: shape (..., n)).
@@ -112,8 +111,7 @@ def with_hvp(function: str, n: int, target: str, out: Path):
     stem = d.spec.stem
     texts[f"{stem}.c"] += HVP_C[function].format(p=stem, n=n)
     module = dataclasses.replace(framework.kernel_module(d, target), hvp=True)
-    context = {"torch": framework.torch_context, "jax": framework.jax_context}[target]
-    texts[f"{stem}_{target}.py"] = render(f"{target}/module.py.jinja", **context(module))
+    texts.update(framework.module_files(module, target))
     out.mkdir(parents=True, exist_ok=True)
     for name, text in texts.items():
         (out / name).write_text(text)
@@ -172,10 +170,9 @@ def with_shared_gain(target: str, out: Path, n: int = 4):
         params=(framework.KernelParam("g", "shared", "gains"),), scalar_output=False,
         backward=False, hvp=False, header=("A test module around hand-written C.",),
         regenerate="(hand-written)", other_dtype="(none)")
-    context = {"torch": framework.torch_context, "jax": framework.jax_context}[target]
     out.mkdir(parents=True, exist_ok=True)
     (out / f"gained_n{n}.c").write_text(GAINED_C.format(n=n))
     (out / f"gained_n{n}.h").write_text(GAINED_H.format(n=n))
-    path = out / f"gained_n{n}_{target}.py"
-    path.write_text(render(f"{target}/module.py.jinja", **context(module)))
-    return import_path(path)
+    for name, text in framework.module_files(module, target).items():
+        (out / name).write_text(text)
+    return import_path(out / f"gained_n{n}_{target}.py")

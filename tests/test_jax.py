@@ -7,11 +7,13 @@ References are jax.nn's functions and JAX's autodiff of them, and finite differe
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from framework_support import FUNCTIONS, Generated, require_module, with_hvp, with_shared_gain
+from support import CC, run_cli
 
 N = 8
 TEMPERATURE = 0.7
@@ -135,6 +137,17 @@ def test_vmap(jax, generated):
                                                            x, {"t": t}), 1e-12)
 
 
+@pytest.mark.parametrize("function", ["softmax_temperature", "softmax_cross_entropy"])
+def test_ffi_handlers_compile_strictly(jax, generated, tmp_path, function):
+    """STEM_jax.c (C11: XLA's c_api.h redefines typedefs) with the project's warnings."""
+    folder = Path(generated(function).__file__).parent
+    cmd = [CC, "-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-fPIC", "-shared",
+           f"-I{jax.ffi.include_dir()}", f"{function}_n8.c", f"{function}_n8_jax.c",
+           "-o", str(tmp_path / "lib.so"), "-lm"]
+    proc = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_a_parameter_shared_by_the_batch(jax, tmp_path):
     """A vector the C takes once for every row (a gain g): y = g * softmax(x); under vmap
     over g, one C call per gain vector."""
@@ -243,3 +256,14 @@ def test_bad_input_is_one_clear_error(jax, generated):
     with pytest.raises(TypeError, match=r"64-bit mode is off: call jax\.config\.update\("
                                         r"\"jax_enable_x64\", True\)"):
         f(np.zeros((2, N)))
+
+
+def test_cli_writes_the_module_its_handlers_and_the_c(tmp_path):
+    proc = run_cli("derive", "softmax", "-n", "4", "--target", "jax", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / "generated"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "softmax_n4.c", "softmax_n4.h", "softmax_n4_jax.c", "softmax_n4_jax.py"]
+    text = (folder / "softmax_n4_jax.py").read_text()
+    assert "Regenerate with: symjac derive softmax -n 4 --target jax" in text
+    assert "import symjac" not in text and "from symjac" not in text

@@ -150,19 +150,10 @@ def pytuple(items: list[str]) -> str:
 
 def common_context(m: KernelModule, target: str) -> dict:
     """The fields both module templates use: names, sizes, messages, the ctypes signatures."""
-    # names the modules give ctypes.c_size_t, c_void_p and c_double (c_float)
-    size, array, real = "_SIZE", "_PTR", "_REAL"
-    c_params = [real if p.kind == "scalar" else array for p in m.params]
     # The backward from the saved output y where the C has one; with second derivatives,
     # the vjp from x, whose derivatives are the hvp and jvp kernels.
     from_y = m.backward and not m.hvp
     grad_kernel = "backward_batch" if from_y else "vjp_batch"
-    signatures = {"forward_batch": [size, array, *c_params, array],
-                  grad_kernel: [size, array, *c_params, array, array]}
-    if m.hvp:  # hvp(x, [u,] v): a scalar y has no u (the modules multiply by it)
-        signatures["jvp_batch"] = [size, array, *c_params, array, array]
-        signatures["hvp_batch"] = [size, array, *c_params,
-                                   *([] if m.scalar_output else [array]), array, array]
     module = f"{m.stem}_{target}"
     no_param_grad = (f"{m.function}: no gradient with respect to {{}} is provided (the "
                      f"kernels differentiate in x only); {NO_PARAM_GRAD[target]}")
@@ -180,8 +171,6 @@ def common_context(m: KernelModule, target: str) -> dict:
         "hvp": m.hvp,
         "saved": "y" if from_y else "x",
         "grad_kernel": grad_kernel,
-        "signatures": {name: "(" + ", ".join(args) + ")" for name, args in signatures.items()},
-        "c_real": "ctypes.c_double" if m.dtype == "float64" else "ctypes.c_float",
         "params": list(m.params),
         "scalars": [p for p in m.params if p.kind == "scalar"],
         "tensors": [p for p in m.params if p.kind != "scalar"],
@@ -224,7 +213,17 @@ def torch_context(m: KernelModule) -> dict:
     ctx["messages"]["dtype"] = literal(
         f"{m.stem}_torch.{m.function} takes torch.{m.dtype} tensors (it runs the {m.dtype} "
         f"kernels of {m.stem}.c), got {{}}; for other input generate {m.other_dtype}")
+    # ctypes argtypes of the batched kernels (_SIZE, _PTR, _REAL: size_t, pointer, real)
+    c_params = ["_REAL" if p.kind == "scalar" else "_PTR" for p in m.params]
+    signatures = {"forward_batch": ["_SIZE", "_PTR", *c_params, "_PTR"],
+                  ctx["grad_kernel"]: ["_SIZE", "_PTR", *c_params, "_PTR", "_PTR"]}
+    if m.hvp:  # hvp(x, [grad_y,] tangent): a scalar y has no grad_y (the op multiplies)
+        signatures["jvp_batch"] = ["_SIZE", "_PTR", *c_params, "_PTR", "_PTR"]
+        signatures["hvp_batch"] = ["_SIZE", "_PTR", *c_params,
+                                   *([] if m.scalar_output else ["_PTR"]), "_PTR", "_PTR"]
     ctx.update({
+        "signatures": {name: "(" + ", ".join(args) + ")" for name, args in signatures.items()},
+        "c_real": "ctypes.c_double" if m.dtype == "float64" else "ctypes.c_float",
         "torch_dtype": f"torch.{m.dtype}",
         # the op's schema comes from the annotations: the parameters after x
         "op_params": "".join(f", {annotated(p)}" for p in m.params),
@@ -257,7 +256,9 @@ def jax_context(m: KernelModule) -> dict:
         'jax.config.update("jax_enable_x64", True) first (or set JAX_ENABLE_X64=1), or for '
         f"float32 generate {m.other_dtype}")
     ctx.update({
-        "kinds": repr(tuple(p.kind for p in m.params)),
+        "ctype": "double" if m.dtype == "float64" else "float",
+        "items": _mapped_items(m),
+        "handlers": _handlers(m, ctx["grad_kernel"]),
         "tensor_shapes": _tensor_shapes(m),
         "keywords": ", *" + "".join(f", {p.name}" for p in m.params) if m.params else "",
         # custom_vjp's fwd with symbolic zeros takes (value, perturbed) pairs
@@ -268,18 +269,63 @@ def jax_context(m: KernelModule) -> dict:
     return ctx
 
 
+def _mapped_items(m: KernelModule) -> str:
+    """C: how many items vmap mapped (``broadcast_all`` puts their axes in front of every
+    buffer): the values of the first scalar or shared parameter; 1 without one."""
+    for k, p in enumerate(m.params, start=1):
+        if p.kind != "row":
+            return f"numel(frame, {k})" + (" / N" if p.kind == "shared" else "")
+    return "1"
+
+
+def _handlers(m: KernelModule, grad_kernel: str) -> list[dict]:
+    """The FFI handlers of ``templates/jax/ffi.c.jinja``: each kernel's C arguments, item
+    ``v`` of ``items`` (all of the batch without vmap), ``rows`` vectors per item."""
+    y_size = "1" if m.scalar_output else ("N" if m.out_size == m.n else str(m.out_size))
+
+    def rows(size: str) -> str:
+        return "v * rows" if size == "1" else f"v * rows * {size}"
+
+    params = [f"arg(frame, {k})[v]" if p.kind == "scalar" else
+              f"arg(frame, {k}) + {rows('N') if p.kind == 'row' else 'v * N'}"
+              for k, p in enumerate(m.params, start=1)]
+
+    def handler(kernel: str, doc: str, vectors: list[str], out: str) -> dict:
+        first = len(m.params) + 1
+        args = [f"arg(frame, 0) + {rows('N')}", *params,
+                *(f"arg(frame, {first + j}) + {rows(size)}" for j, size in enumerate(vectors)),
+                f"ret(frame) + {rows(out)}"]
+        return {"kernel": kernel, "doc": doc, "args": args}
+
+    saved = "y" if grad_kernel == "backward_batch" else "x"
+    out = [handler("forward_batch", "y = f(x)", [], y_size),
+           handler(grad_kernel, f"grad_x = grad_y^T J, from {saved}", [y_size], "N")]
+    if m.hvp:
+        out += [handler("hvp_batch", "(d/dx of grad_y . y) tangent",
+                        ["N"] if m.scalar_output else [y_size, "N"], "N"),
+                handler("jvp_batch", "J tangent", ["N"], y_size)]
+    return out
+
+
 CONTEXTS = {"torch": torch_context, "jax": jax_context}
+
+
+def module_files(m: KernelModule, target: str) -> dict[str, str]:
+    """``{file name: text}`` of one framework module (and, for JAX, its FFI handlers)."""
+    from ..render import render as render_template
+
+    context = CONTEXTS[target](m)
+    out = {f"{m.stem}_{target}.py": render_template(f"{target}/module.py.jinja", **context)}
+    if target == "jax":
+        out[f"{m.stem}_jax.c"] = render_template("jax/ffi.c.jinja", **context)
+    return out
 
 
 def render(derivation, targets: tuple[str, ...]) -> dict[str, str]:
     """``{file name: text}`` of the framework modules among ``targets`` (the C is its own
     target, which asking for one of these implies: see ``api.parse_targets``)."""
-    from ..render import render as render_template
-
     out: dict[str, str] = {}
     for target in FRAMEWORKS:
         if target in targets:
-            m = kernel_module(derivation, target)
-            out[f"{m.stem}_{target}.py"] = render_template(f"{target}/module.py.jinja",
-                                                           **CONTEXTS[target](m))
+            out.update(module_files(kernel_module(derivation, target), target))
     return out
