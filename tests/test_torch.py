@@ -368,3 +368,15 @@ def test_missing_compiler_is_one_clear_error(torch, cli_module, tmp_path):
         "error: softmax_n4.c must be compiled, and there is no C compiler: "
         "'no-such-compiler-xyz' is not on PATH (install gcc or clang, or set CC)"]
     assert not any(tmp_path.iterdir())
+
+
+def test_missing_c_is_one_clear_error(torch, cli_module, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(cli_module, copy)
+    (copy / "softmax_n4.c").unlink()
+    proc = build(copy / "softmax_n4_torch.py", tmp_path / "cache")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and out == ""
+    assert err.strip().splitlines() == [
+        "error: cannot read softmax_n4.c beside softmax_n4_torch.py (No such file or "
+        "directory); regenerate the files with: symjac derive softmax -n 4 --target torch"]

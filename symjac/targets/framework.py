@@ -17,6 +17,7 @@ by the whole batch (``const double *g``, a gain: not advanced).
 
 from __future__ import annotations
 
+import json
 import textwrap
 from dataclasses import dataclass
 from typing import Literal
@@ -134,13 +135,14 @@ def _stem(function: str, n: int, dtype: str) -> str:
 def literal(text: str, indent: int = 4, width: int = 88) -> str:
     """``text`` as Python source: a string literal, split into parenthesised lines of at
     most ``width`` characters when it is long."""
-    if len(repr(text)) <= width - 16:
-        return repr(text)
+    if len(text) <= width - 20:
+        return json.dumps(text, ensure_ascii=False)  # a valid Python string, in "quotes"
     parts = textwrap.wrap(text, width - indent - 2, drop_whitespace=False,
                           break_on_hyphens=False, break_long_words=False)
     assert "".join(parts) == text
     pad = " " * indent
-    return "(\n" + "".join(f"{pad}{part!r}\n" for part in parts) + ")"
+    return "(\n" + "".join(f"{pad}{json.dumps(part, ensure_ascii=False)}\n"
+                           for part in parts) + ")"
 
 
 def pytuple(items: list[str]) -> str:
