@@ -380,3 +380,13 @@ def test_missing_c_is_one_clear_error(torch, cli_module, tmp_path):
     assert err.strip().splitlines() == [
         "error: cannot read softmax_n4.c beside softmax_n4_torch.py (No such file or "
         "directory); regenerate the files with: symjac derive softmax -n 4 --target torch"]
+
+
+def test_a_function_name_the_module_uses_is_refused(tmp_path):
+    import sympy
+
+    x = sympy.symbols("x0:3", real=True)
+    f = symjac.custom("build", [v**2 for v in x], x)
+    with pytest.raises(symjac.SymjacError, match="a function named 'build' cannot be"):
+        symjac.derive(f, targets="torch", out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -22,6 +22,8 @@ import textwrap
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import SymjacError
+
 FRAMEWORKS = ("torch", "jax")
 
 SECOND_ORDER = (
@@ -34,6 +36,12 @@ THIRD_ORDER = ("third derivatives of symjac ops are not generated: {stem} provid
 RESERVED = frozenset({"x", "y", "out", "count", "kernel", "ctx", "inputs", "output", "res",
                       "grad", "grad_y", "grad_grad_x", "tangent", "d_x", "d_grad_y", "N"})
 """Names the module templates use beside the parameters (which must differ from them)."""
+MODULE_NAMES = frozenset({
+    "N", "FUNCTION", "STEM", "DTYPE", "REGENERATE", "CACHE_ENV", "BuildError", "build",
+    "cache_dir", "contextlib", "ctypes", "hashlib", "os", "platform", "shlex", "shutil",
+    "subprocess", "sys", "tempfile", "types", "torch", "Tensor", "jax", "jnp", "numpy",
+    "SymbolicZero"})
+"""Module-level names of the modules the function must not shadow (its own: _-prefixed)."""
 NO_PARAM_GRAD = {
     "torch": "pass it without requires_grad (e.g. .detach())",
     "jax": "do not differentiate with respect to it (hold it constant, or "
@@ -71,10 +79,13 @@ class KernelModule:
     other_dtype: str  # the file, and the command, to generate for the other dtype
 
     def __post_init__(self) -> None:
-        for p in self.params:  # they become argument names beside the modules' own
+        if self.function in MODULE_NAMES:  # the modules' public function
+            raise SymjacError(f"a function named {self.function!r} cannot be the function "
+                              "of a torch or jax module (the name is taken there); rename it")
+        for p in self.params:  # argument names beside the modules' own
             if not p.name.isidentifier() or p.name in RESERVED:
-                raise ValueError(f"parameter name {p.name!r} is taken in the framework "
-                                 "modules")
+                raise SymjacError(f"a parameter named {p.name!r} cannot be a keyword of a "
+                                  "torch or jax module (the name is taken there)")
 
 
 def kernel_module(derivation, target: str) -> KernelModule:
@@ -151,7 +162,7 @@ def pytuple(items: list[str]) -> str:
 
 
 def common_context(m: KernelModule, target: str) -> dict:
-    """The fields both module templates use: names, sizes, messages, the ctypes signatures."""
+    """The fields both module templates use: names, shapes, the backward, messages."""
     # The backward from the saved output y where the C has one; with second derivatives,
     # the vjp from x, whose derivatives are the hvp and jvp kernels.
     from_y = m.backward and not m.hvp
@@ -196,7 +207,7 @@ def common_context(m: KernelModule, target: str) -> dict:
 def _param_text(p: KernelParam, n: int) -> str:
     shape = {"scalar": "a number", "row": f"an array of x's shape (..., {n})",
              "shared": f"an array of shape ({n},), the same for every row"}[p.kind]
-    return f"{shape}: {p.doc}" + (" (> 0)" if p.positive else "")
+    return f"{shape}: {p.doc}"
 
 
 def _tensor_shapes(m: KernelModule) -> list[tuple[str, str]]:
