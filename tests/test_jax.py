@@ -12,8 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from framework_support import FUNCTIONS, Generated, require_module, with_hvp, with_shared_gain
+from framework_support import (
+    FUNCTIONS,
+    Generated,
+    import_path,
+    require_module,
+    with_hvp,
+    with_shared_gain,
+)
 from support import CC, run_cli
+
+import symjac
 
 N = 8
 TEMPERATURE = 0.7
@@ -167,6 +176,21 @@ def test_a_parameter_shared_by_the_batch(jax, tmp_path):
     close(grads, want, 1e-12)
     with pytest.raises(ValueError, match=r"g must have shape \(4,\)"):
         f(x, g=x)
+
+
+def test_custom_function(jax, tmp_path):
+    """A symjac.custom function with 2 outputs of 5 inputs: y = (x0 x1, sum x_k^2)."""
+    import sympy
+    from jax.test_util import check_grads
+
+    x = sympy.symbols("x0:5", real=True)
+    f = symjac.custom("pair_jax_test", [x[0] * x[1], sum(v**2 for v in x)], x)
+    result = symjac.derive(f, targets="jax", out_dir=tmp_path)
+    g = import_path(next(p for p in result.files if p.name.endswith("_jax.py"))).pair_jax_test
+    xs = inputs((3, 4, 5))
+    want = np.stack([xs[..., 0] * xs[..., 1], (xs**2).sum(-1)], axis=-1)
+    close(jax.jit(g)(xs), want, 1e-12)
+    check_grads(g, (xs,), order=1, modes=("rev",))
 
 
 def test_jacrev_of_a_single_vector(jax, generated):

@@ -270,18 +270,18 @@ def test_torch_compile(torch, generated):
 
 
 def test_custom_function(torch, tmp_path):
-    """A symjac.custom function: y_i = x_i^2 / sum_k x_k^2, its J from the quotient rule."""
+    """A symjac.custom function with 2 outputs of 5 inputs: y = (x0 x1, sum x_k^2)."""
     import sympy
 
     x = sympy.symbols("x0:5", real=True)
-    total = sum(v**2 for v in x)
-    f = symjac.custom("normsq_torch_test", [v**2 / total for v in x], x)
+    f = symjac.custom("pair_torch_test", [x[0] * x[1], sum(v**2 for v in x)], x)
     result = symjac.derive(f, targets="torch", out_dir=tmp_path)
     mod = import_path(next(p for p in result.files if p.name.endswith("_torch.py")))
-    xs = inputs(torch, (3, 5)).requires_grad_()
-    y = mod.normsq_torch_test(xs)
-    close(torch, y, xs**2 / (xs**2).sum(-1, keepdim=True), 1e-12)
-    assert torch.autograd.gradcheck(mod.normsq_torch_test, (xs,))
+    xs = inputs(torch, (3, 4, 5)).requires_grad_()
+    y = mod.pair_torch_test(xs)
+    want = torch.stack([xs[..., 0] * xs[..., 1], (xs**2).sum(-1)], dim=-1)
+    close(torch, y, want, 1e-12)
+    assert torch.autograd.gradcheck(mod.pair_torch_test, (xs,))
 
 
 def test_reimport_reuses_the_op_and_other_kernels_are_refused(torch, generated, tmp_path):
