@@ -22,7 +22,7 @@ from framework_support import (
     with_hvp,
     with_shared_gain,
 )
-from support import run_cli
+from support import CC, run_cli
 
 import symjac
 
@@ -358,6 +358,27 @@ def test_build_ahead_is_keyed_by_content_and_safe_in_parallel(torch, cli_module,
         f.write("/* changed */\n")
     out, _ = build(copy / "softmax_n4_torch.py", cache).communicate(timeout=300)
     assert out.strip() != str(lib) and Path(out.strip()).exists()
+
+
+def test_a_compiler_without_march_native_builds_without_it(torch, cli_module, tmp_path,
+                                                           monkeypatch):
+    """A compiler that refuses -march=native (as some do) gets the portable flags."""
+    wrapper = tmp_path / "cc-no-native"
+    wrapper.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -march=native ] && '
+                       '{ echo "error: unknown -march=native" >&2; exit 1; }; done\n'
+                       f'exec {shutil.which(CC)} "$@"\n')
+    wrapper.chmod(0o755)
+    copy = tmp_path / "copy"
+    shutil.copytree(cli_module, copy)
+    proc = build(copy / "softmax_n4_torch.py", tmp_path / "cache", CC=str(wrapper))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    monkeypatch.setenv("CC", str(wrapper))
+    monkeypatch.setenv("SYMJAC_CACHE_DIR", str(tmp_path / "cache"))
+    mod = import_path(copy / "softmax_n4_torch.py")
+    assert mod.build() == out.strip()  # the same compiler and sources: found, not rebuilt
+    x = inputs(torch, (3, 4))
+    close(torch, mod.softmax(x), torch.softmax(x, -1), 1e-12)
 
 
 def test_missing_compiler_is_one_clear_error(torch, cli_module, tmp_path):
