@@ -10,7 +10,7 @@ modules import only the framework, NumPy and the standard library, never symjac.
                  -> templates/torch/module.py.jinja, templates/jax/module.py.jinja
 
 The batched C kernels take ``count`` vectors one after another: ``(count, x or y, the
-parameters in the function's order, [g, u or v,] out)``. A parameter is a scalar
+parameters in the function's order, [grad_y,] [tangent,] out)``. A parameter is a scalar
 (``double T``), a vector per row (``const double *t``, advanced with x) or a vector shared
 by the whole batch (``const double *g``, a gain: not advanced).
 """
@@ -245,7 +245,7 @@ def torch_context(m: KernelModule) -> dict:
         # the parameters as a C kernel takes them (tensors made contiguous before)
         "c_args": "".join(f", {p.name}" if p.kind == "scalar" else f", {p.name}.data_ptr()"
                           for p in m.params),
-        # hvp_batch's vectors: (u, v), or v alone for a scalar y
+        # hvp_batch's vectors: (grad_y, tangent), or tangent alone for a scalar y
         "hvp_args": (", tangent.data_ptr()" if m.scalar_output
                      else ", grad_y.data_ptr(), tangent.data_ptr()"),
         "tensor_shapes": _tensor_shapes(m),
