@@ -26,10 +26,11 @@ from .files import refuse_read_only, write_atomically
 from .render import render as render_template
 from .render import user_templates
 from .old.userfn import CustomDerivation, CustomFunction
+from .targets import framework
 
 DEFAULT_TARGETS = ("latex", "numpy", "c")
 WEB_TARGETS = ("markdown", "html")  # documents for the web, from a document.model.Document
-TARGETS = DEFAULT_TARGETS + WEB_TARGETS
+TARGETS = DEFAULT_TARGETS + WEB_TARGETS + framework.FRAMEWORKS
 PDF_SECONDS = 300  # for each pdflatex run
 # pdflatex's dates come from here, not the clock, so the same document gives the same PDF
 # bytes (the documents' preambles also omit the dates and the trailer /ID).
@@ -58,6 +59,8 @@ def parse_targets(targets: str | tuple[str, ...] | list[str] | None) -> tuple[st
     for t in items:
         if t not in TARGETS:
             raise SymjacError(f"unknown target {quoted(t)}; choose from {', '.join(TARGETS)}")
+    if set(items) & set(framework.FRAMEWORKS):  # their modules compile and call the C
+        items.append("c")
     return tuple(t for t in TARGETS if t in items)
 
 
@@ -77,7 +80,8 @@ def render(derivation: Derivation | CustomDerivation,
         if set(targets) & set(WEB_TARGETS):
             raise SymjacError("--target markdown and html are not available for custom "
                               "functions yet")
-        return userfn.render(derivation, targets, templates=templates)
+        return {**userfn.render(derivation, targets, templates=templates),
+                **framework.render(derivation, targets)}
     stem = derivation.spec.stem
     out: dict[str, str] = {}
     if "latex" in targets:
@@ -108,6 +112,7 @@ def render(derivation: Derivation | CustomDerivation,
             out.update(web.to_markdown(doc, stem, templates))
         if "html" in targets:
             out[f"{stem}.html"] = web.to_html(doc, templates)
+    out.update(framework.render(derivation, targets))  # torch, jax: modules around the C
     return out
 
 

@@ -88,9 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--out", default="generated", metavar="DIR",
                    help="output directory (default: generated/)")
     d.add_argument("--target", default="latex,numpy,c", metavar="LIST",
-                   help="comma-separated subset of latex,numpy,c,markdown,html (default: "
-                   "latex,numpy,c); markdown writes FUNCTION_nN.md with the picture of J "
-                   "in FUNCTION_nN.svg, html a standalone page that renders offline")
+                   help="comma-separated subset of latex,numpy,c,markdown,html,torch,jax "
+                   "(default: latex,numpy,c); markdown writes FUNCTION_nN.md with the "
+                   "picture of J in FUNCTION_nN.svg, html a standalone page that renders "
+                   "offline; torch and jax write FUNCTION_nN_torch.py / _jax.py, operations "
+                   "of that framework around the C, and so imply c")
     d.add_argument("--dtype", default="float64", metavar="DTYPE",
                    help="float64 (default) or float32")
     d.add_argument("--pdf", action="store_true",
