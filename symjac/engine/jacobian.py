@@ -107,7 +107,9 @@ class Jacobian:
         if not self.terms:
             return "diagonal" if self.diagonal != 0 else "zero"
         k = _WORDS.get(self.rank, str(self.rank))
-        sign = "minus" if all(_negative(t.coeff) for t in self.terms) else "plus"
+        roots = {s.symbol for s in self.program.stages if s.kind == "let"
+                 and isinstance(s.expr, sp.Pow) and not s.expr.exp.is_integer}
+        sign = "minus" if all(_negative(t.coeff, roots) for t in self.terms) else "plus"
         if self.diagonal == 0:
             head = f"rank {k}"
         elif self.diagonal == 1:
@@ -127,11 +129,13 @@ class Jacobian:
         return self.gradient is None and all(e.free_symbols <= allowed for e in pieces)
 
 
-def _negative(coeff: sp.Expr) -> bool:
-    """Whether a term's coefficient is negative wherever it is defined: a root in it is
-    positive there (it is a divisor, or the root of a nonnegative number)."""
+def _negative(coeff: sp.Expr, root_symbols: set[sp.Symbol]) -> bool:
+    """Whether a term's coefficient is negative wherever it is defined: a root in it (or a
+    quantity defined as a root) is positive there (it is a divisor, or the root of a
+    nonnegative number)."""
     roots = {p: sp.Dummy(positive=True) ** p.exp for p in coeff.atoms(sp.Pow)
              if not p.exp.is_integer}
+    roots.update({s: sp.Dummy(positive=True) for s in root_symbols})
     return bool(coeff.xreplace(roots).is_negative)
 
 

@@ -80,20 +80,25 @@ class Namer:
             expr = new
         return expr
 
+    def _flat(self, expr: sp.Expr) -> sp.Expr:
+        """Maps and lets replaced by their definitions (for exact comparisons)."""
+        table = {**self.maps, **self.lets}
+        for _ in range(len(table) + 1):
+            new = expr.xreplace(table)
+            if new == expr:
+                return new
+            expr = new
+        return expr
+
     def _inverse(self, symbol: sp.Symbol) -> Inverse | None:
         """x in terms of the map ``symbol``, when its definition can be solved safely."""
         x = self.program.x
         definition = self.unfold(symbol)
         if x not in definition.free_symbols or definition.has(sp.Piecewise, sp.Heaviside):
             return None
-        stand_in = sp.Dummy(symbol.name, **symbol.assumptions0)
-        try:
-            solutions = sp.solve(sp.Eq(stand_in, definition), x, dict=False)
-        except (NotImplementedError, ValueError, TypeError):
+        solution = _peel(definition, x, symbol)
+        if solution is None or not _defined_everywhere(solution, _guarded(definition)):
             return None
-        if len(solutions) != 1 or not _defined_everywhere(solutions[0], _guarded(definition)):
-            return None
-        solution = solutions[0].xreplace({stand_in: symbol})
         if not is_zero(definition.subs(x, solution) - symbol):  # F(F^-1(v)) = v, exactly
             return None
         return Inverse(symbol, solution)
@@ -125,7 +130,7 @@ class Namer:
                 candidate = self.rename(_tidy(flat.subs(self.program.x, inv.solution)))
                 if self.program.x in candidate.free_symbols:
                     continue
-                if is_zero(self.unfold(candidate) - flat):
+                if is_zero(self._flat(candidate) - self._flat(flat)):
                     candidates.append(candidate)
         if self.scalar_inverses:
             candidates += [_tidy(c.xreplace(self.scalar_inverses)) for c in candidates]
@@ -152,6 +157,38 @@ def _tidy(expr: sp.Expr) -> sp.Expr:
     except (sp.PolynomialError, ValueError, TypeError):  # pragma: no cover
         return expr
     return out
+
+
+def _peel(definition: sp.Expr, x: sp.Symbol, value: sp.Expr) -> sp.Expr | None:
+    """x from ``value = definition`` when x occurs once, by undoing one operation at a time
+    (a sum, a product, a reciprocal, exp, log); None otherwise. Never a general solver:
+    those can run for minutes on a cubic."""
+    if definition.count(x) != 1:
+        return None
+    expr = definition
+    for _ in range(64):
+        if expr == x:
+            return value
+        if isinstance(expr, sp.Add):
+            inner, others = _part_with(expr.args, x)
+            value, expr = value - sp.Add(*others), inner
+        elif isinstance(expr, sp.Mul):
+            inner, others = _part_with(expr.args, x)
+            value, expr = value / sp.Mul(*others), inner
+        elif isinstance(expr, sp.Pow) and expr.exp == -1:
+            value, expr = 1 / value, expr.base
+        elif isinstance(expr, sp.exp):
+            value, expr = sp.log(value), expr.args[0]
+        elif isinstance(expr, sp.log):
+            value, expr = sp.exp(value), expr.args[0]
+        else:
+            return None
+    return None
+
+
+def _part_with(args, x):
+    inner = [a for a in args if a.has(x)]
+    return inner[0], [a for a in args if not a.has(x)]
 
 
 def _guarded(definition: sp.Expr) -> set[sp.Expr]:

@@ -133,6 +133,7 @@ def _cases(expr: sp.Expr) -> list[sp.Expr] | None:
 
 def _rational_zero(expr: sp.Expr) -> bool:
     """Whether ``expr`` is 0 as a rational function of its exponentials (module doc, 3)."""
+    expr = expr.replace(lambda e: isinstance(e, sp.exp), lambda e: sp.exp(sp.expand(e.args[0])))
     expr = sp.expand_log(sp.expand_power_exp(expr), force=False)
     powers: dict[sp.Expr, list[tuple[sp.Expr, sp.Rational]]] = {}
     for node in expr.atoms(sp.exp):

@@ -1,0 +1,91 @@
+"""The function catalog: one text file per function, nothing else to touch to add one.
+
+Each ``*.toml`` file beside this module is a function written in the function language
+(``program``, exactly what a user would write in a file) plus what the catalog adds:
+
+* ``closed_form``: the named closed form ``J_ij`` as an index formula over the program's
+  quantities (``s[i]*(delta(i, j) - s[j])``); the engine derives J by itself, and the
+  derivation proves the two equal;
+* ``title``, ``definition`` (one line for ``symjac list``), ``definition_tex``, ``notes``
+  (prose for the documents, inline math in ``$...$``) and, per parameter, ``doc`` and an
+  ``example`` value for worked examples;
+* ``structure``: what ``symjac list`` shows; a test checks it is what the engine finds.
+
+No code anywhere else knows a catalog function by name.
+"""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+
+from ..errors import SymjacError
+from ..lang import Function, function
+
+
+@dataclass(frozen=True)
+class ParamDoc:
+    doc: str = ""
+    example: float | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the catalog adds to a function's program (see the module docstring)."""
+
+    title: str
+    definition: str
+    definition_tex: str
+    closed_form: str
+    structure: str
+    notes: tuple[str, ...] = ()
+    params: dict[str, ParamDoc] = field(default_factory=dict)
+
+
+def _load(name: str, text: str) -> Function:
+    data = tomllib.loads(text)
+    entry = Entry(
+        title=data["title"],
+        definition=data["definition"],
+        definition_tex=data.get("definition_tex", ""),
+        closed_form=data["closed_form"],
+        structure=data["structure"],
+        notes=tuple(data.get("notes", ())),
+        params={k: ParamDoc(**v) for k, v in data.get("params", {}).items()},
+    )
+    f = function(data["program"], name=name, source=f"catalog/{name}.toml")
+    return Function(f.name, f.program, f.text, "catalog", entry)
+
+
+@functools.cache
+def catalog() -> dict[str, Function]:
+    """Every catalog function by name, in alphabetical order."""
+    root = resources.files(__name__)
+    out = {}
+    for item in sorted(root.iterdir(), key=lambda p: p.name):
+        if item.name.endswith(".toml"):
+            name = item.name[: -len(".toml")]
+            out[name] = _load(name, item.read_text(encoding="utf-8"))
+    return out
+
+
+ORDER = ("softmax", "log_softmax", "softmax_temperature", "sigmoid", "tanh", "relu",
+         "softmax_cross_entropy", "layer_norm", "rms_norm", "l2_normalize", "logsumexp",
+         "entropy", "gelu", "gelu_tanh", "silu", "softplus", "log_sigmoid")
+"""The order ``symjac list`` shows them in (the first seven are the original catalog)."""
+
+
+def names() -> list[str]:
+    known = catalog()
+    return [n for n in ORDER if n in known] + sorted(set(known) - set(ORDER))
+
+
+def get(name: str) -> Function:
+    """The catalog function called ``name``; unknown names are a user error."""
+    try:
+        return catalog()[name]
+    except KeyError:
+        raise SymjacError(f"unknown function {name!r}; known functions: "
+                          f"{', '.join(names())} (or a function file)") from None

@@ -1,0 +1,302 @@
+"""Stage: program + Jacobian -> KernelPlan, what the generated kernels compute.
+
+The plan holds, in one set of symbols:
+
+* the forward program the kernels run: the definition made finite wherever the true
+  result is (shifted by the maximum, :mod:`.shift`; elementwise rules, :mod:`.rewrite`),
+  with the output named ``y`` and every name safe for C and Python;
+* the Jacobian's pieces over that program: the diagonal D, the rank-one terms (the
+  coefficient folded into the row factor), or the gradient;
+* J_ii as ``jacobian(x)`` computes it, to full relative accuracy where the plain
+  ``D + sum c a b`` would cancel (a sigmoid's ``y(1 - y)`` once y rounds to 1, a softmax's
+  ``s (1 - s)``; see :func:`_accurate_diagonal`);
+* the pieces from the output y alone, when they exist (``backward(y, g)``).
+
+Every rewrite is proved by the zero test where it is made and recorded for the document.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field, replace
+
+import sympy as sp
+
+from ..lang import Program
+from ..proof.zero import is_zero
+from .guards import guarded_log, recip, shifted, unguarded
+from .jacobian import Jacobian
+from .rewrite import Rewrite, plain, stabilize
+from .shift import KStage, shift_by_maximum, stages_of
+
+OUTPUT = sp.Symbol("y", real=True)
+
+_C_WORDS = {
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
+    "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
+    "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch",
+    "typedef", "union", "unsigned", "void", "volatile", "while", "bool", "true", "false",
+}
+RESERVED = _C_WORDS | set(keyword.kwlist) | {
+    # names the templates use for arguments, locals and helpers
+    "x", "y", "v", "u", "g", "out", "jac", "dg", "k", "l", "w", "i", "j", "b", "count",
+    "lane", "lanes", "N", "LANES", "candidate", "total", "numpy", "np", "math", "abs",
+    "exp", "log", "sqrt", "sum", "max", "min", "row", "one", "zero", "tmp", "grad",
+    "forward", "jacobian", "jvp", "vjp", "backward", "hvp", "hessian", "dot", "rest",
+}
+
+
+@dataclass(frozen=True)
+class RankTerm:
+    """``a_i b_j`` in kernel symbols (a includes the term's coefficient)."""
+
+    a: sp.Expr
+    b: sp.Expr
+
+
+@dataclass(frozen=True)
+class Diagonal:
+    """J_ii as ``jacobian(x)`` computes it: ``stages`` (run after the forward program),
+    then ``expr``; ``splits`` are sums of the program written as sums of the stages'
+    reductions (``Z = c + rest``), proved; ``why`` says what it avoids."""
+
+    stages: tuple[KStage, ...]
+    expr: sp.Expr
+    why: str
+    splits: tuple[tuple[str, sp.Expr], ...] = ()
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """What the generated kernels compute (see the module docstring)."""
+
+    stages: tuple[KStage, ...]
+    params: tuple  # symjac.lang.Param, with C/Python-safe names
+    diagonal: sp.Expr
+    terms: tuple[RankTerm, ...]
+    gradient: sp.Expr | None
+    accurate: Diagonal | None  # None: the plain D + sum a b at i is accurate
+    backward: tuple[sp.Expr, tuple[RankTerm, ...]] | None  # (D, terms) over y only
+    rewrites: tuple[Rewrite, ...] = ()
+    shifted_by: str = ""  # the maximum's name when the program was shifted
+    names: dict[str, str] = field(default_factory=dict)  # program name -> kernel name
+
+    @property
+    def output(self) -> KStage:
+        return self.stages[-1]
+
+    @property
+    def scalar_output(self) -> bool:
+        return self.gradient is not None
+
+
+def plan(program: Program, jac: Jacobian) -> KernelPlan:
+    """Build the kernel plan of ``program`` (module docstring)."""
+    pieces: dict[str, sp.Expr] = {}
+    if jac.gradient is not None:
+        pieces["g"] = jac.gradient
+    else:
+        pieces["D"] = jac.diagonal
+        for k, t in enumerate(jac.terms):
+            pieces[f"a{k}"], pieces[f"b{k}"] = t.coeff * t.a, t.b
+    # engine scalars (sum_k t_k) are reductions the kernels compute, after the program
+    extra = tuple(KStage(s.symbol.name, s.symbol, "reduce", s.expr, "sum") for s in jac.scalars)
+    program_stages = stages_of(program)
+    rewrites: list[Rewrite] = []
+    moved = shift_by_maximum(program, pieces)
+    if moved is not None:
+        stages, pieces = list(moved.stages), dict(moved.pieces)
+        rewrites += _shift_records(moved)
+    else:
+        stages = list(program_stages)
+    stages = _insert_scalars(stages, extra)
+    stable = []
+    for st in stages:
+        expr, done = stabilize(st.expr, st.name)
+        rewrites += done
+        stable.append(replace(st, expr=expr))
+    stages = stable
+    for name in list(pieces):
+        pieces[name], done = stabilize(pieces[name], "the Jacobian")
+        rewrites += done
+    # [program names] -> [kernel names]: the output is y, nothing collides with C/Python
+    rename, names = _kernel_names(program, stages)
+    stages = [KStage(names[st.name], rename.get(st.symbol, st.symbol), st.kind,
+                     st.expr.xreplace(rename), st.op) for st in stages]
+    pieces = {k: v.xreplace(rename) for k, v in pieces.items()}
+    params = tuple(replace(p, name=names.get(p.name, p.name),
+                           symbol=rename.get(p.symbol, p.symbol)) for p in program.params)
+    if jac.gradient is not None:
+        return KernelPlan(tuple(stages), params, sp.Integer(0), (), pieces["g"], None, None,
+                          tuple(rewrites), moved.maximum.name if moved else "", names)
+    terms = tuple(RankTerm(pieces[f"a{k}"], pieces[f"b{k}"]) for k in range(len(jac.terms)))
+    backward = None
+    if jac.from_output:
+        backward = (jac.diagonal.xreplace(rename),
+                    tuple(RankTerm((t.coeff * t.a).xreplace(rename), t.b.xreplace(rename))
+                          for t in jac.terms))
+    accurate, more = _accurate_diagonal(stages, pieces["D"], terms, moved, rename)
+    rewrites += more
+    return KernelPlan(tuple(stages), params, pieces["D"], terms, None, accurate, backward,
+                      tuple(rewrites), moved.maximum.name if moved else "", names)
+
+
+def _insert_scalars(stages: list[KStage], extra: tuple[KStage, ...]) -> list[KStage]:
+    """Engine scalars go right before the output (they use only the program's stages)."""
+    if not extra:
+        return stages
+    return stages[:-1] + list(extra) + stages[-1:]
+
+
+def _shift_records(moved) -> list[Rewrite]:
+    m = moved.maximum
+    why = (f"e^{{x_k}} overflows for x_k > 709; with {m.name} the maximum of x every "
+           "exponent is at most 0, and the common factor cancels")
+    return [Rewrite("shift by the maximum", name, before, after, why)
+            for name, before, after, _ in moved.changes]
+
+
+def _kernel_names(program: Program, stages: list[KStage]
+                  ) -> tuple[dict[sp.Symbol, sp.Symbol], dict[str, str]]:
+    """Symbols renamed for the kernels: the output becomes y, others avoid RESERVED."""
+    out = program.output.name
+    taken = {out} | {st.name for st in stages} | {p.name for p in program.params}
+    names: dict[str, str] = {}
+    for name in [st.name for st in stages] + [p.name for p in program.params]:
+        if name == out:
+            names[name] = "y"
+            continue
+        new = name
+        while new in RESERVED or new in names.values() or (new != name and new in taken):
+            new += "_"
+        names[name] = new
+    rename = {}
+    symbols = [st.symbol for st in stages] + [p.symbol for p in program.params]
+    for s in symbols:
+        if names.get(s.name, s.name) != s.name:
+            rename[s] = sp.Symbol(names[s.name], **s.assumptions0)
+    return rename, names
+
+
+def _accurate_diagonal(stages: list[KStage], D: sp.Expr, terms: tuple[RankTerm, ...],
+                       moved, rename) -> tuple[Diagonal | None, list[Rewrite]]:
+    """J_ii from x, to full relative accuracy, when the plain form would lose it.
+
+    Elementwise functions: D written in x and stabilised (``y(1 - y)`` with ``y =
+    sigmoid(x)`` becomes ``sigmoid(x) sigmoid(-x)``). Shifted sums: J_ii = D + sum a b is
+    written with ``Z = f_i + Q_i``, its own term and the others', and kept when that form
+    has no subtraction left; ``Q_i = rest + (c - f_i)``, where c sums the terms at the
+    maxima (each exactly e^0 = 1) and rest the others, is then exact where f_i dominates.
+    """
+    maps = {st.symbol: st.expr for st in stages if st.kind == "map"}
+    if not terms:
+        flat = _unfold(D, maps)
+        stable, done = stabilize(flat, "J_ii")
+        if done:
+            return Diagonal((), stable, done[0].why), done
+        return None, []
+    if moved is None or not moved.guarded:
+        return None, []
+    jii = D + sum((t.a * t.b for t in terms), sp.Integer(0))
+    sums = {rename.get(s, s) for s in moved.guarded}
+    for st in stages:
+        if st.symbol not in sums or st.kind != "reduce" or st.op != "sum":
+            continue
+        form = _leave_one_out(jii, st, maps)
+        if form is None:
+            continue
+        expr, extra, split = form
+        return Diagonal(extra, expr, "J_ii written with the sum of the other terms, "
+                        f"{split[0]} - own term = rest + (c - own term): no cancellation "
+                        "where one term dominates", (split,)), []
+    return None, []
+
+
+def _leave_one_out(jii: sp.Expr, st: KStage, maps: dict):
+    """``(J_ii, stages, split)`` in terms of Q = Z - f_i, or None if it still cancels."""
+    Z = st.symbol
+    f = _unfold(st.expr, maps)
+    F, Q = sp.Dummy("F", positive=True), sp.Dummy("Q", positive=True)
+    # the own term f_i is one positive quantity F; the sum is F + Q
+    if not isinstance(f, sp.exp):
+        return None
+    own = f.args[0]
+    flat = _unfold(jii, maps).replace(lambda e: isinstance(e, recip), lambda e: 1 / e.args[0])
+    flat = flat.replace(lambda e: isinstance(e, guarded_log), lambda e: sp.log(e.args[0]))
+    flat = sp.expand_power_exp(flat.replace(lambda e: isinstance(e, sp.exp),
+                                            lambda e: sp.exp(sp.expand(e.args[0]))))
+    flat = flat.replace(
+        lambda e: isinstance(e, sp.exp) and sp.cancel(e.args[0] / own).is_Rational,
+        lambda e: F ** sp.cancel(e.args[0] / own))
+    flat = unguarded(flat)
+    if flat.has(shifted) or flat.free_symbols - {F, Z} - _parameters(flat):
+        return None
+    flat = flat.subs(Z, F + Q)
+    try:
+        num, den = sp.fraction(sp.cancel(sp.together(flat)))
+    except (sp.PolynomialError, ValueError):  # pragma: no cover
+        return None
+    if not (_positive_polynomial(num, F, Q) and _positive_polynomial(den, F, Q)):
+        return None
+    c = sp.Symbol("c", positive=True)
+    rest = sp.Symbol("rest", nonnegative=True)
+    q = sp.Symbol("q", nonnegative=True)
+    mx = next(iter(a for a in f.atoms(shifted)), None)
+    if mx is None:
+        return None
+    x, m = mx.args
+    extra = (KStage("c", c, "reduce", sp.Piecewise((f, sp.Eq(x, m)), (0, True)), "sum"),
+             KStage("rest", rest, "reduce", sp.Piecewise((0, sp.Eq(x, m)), (f, True)), "sum"),
+             KStage("q", q, "map", c - f))
+    # the split Z = c + rest holds summand by summand: prove it
+    if not is_zero(unguarded(f - extra[0].expr - extra[1].expr)):
+        return None
+    den_factors = sp.factor(den)
+    expr = (num.xreplace({F: f, Q: q + rest}) / den_factors.xreplace({F: f, Q: q + rest}))
+    expr = expr.replace(lambda e: isinstance(e, sp.Pow) and e.base == f + q + rest,
+                        lambda e: recip(Z) ** (-e.exp) if e.exp.is_negative else Z ** e.exp)
+    if expr.has(F, Q):
+        return None
+    names = {v: k for k, v in maps.items() if not v.has(recip, guarded_log)}
+    expr = expr.xreplace(names)
+    extra = tuple(replace(st, expr=st.expr.xreplace(names)) for st in extra)
+    check = unguarded(_unfold(expr, maps)).subs({q: c - unguarded(f)}) - unguarded(
+        _unfold(jii, maps))
+    check = check.subs(Z, c + rest)
+    if not is_zero(plain(check)):
+        return None
+    return expr, extra, (Z.name, c + rest)
+
+
+def _parameters(expr: sp.Expr) -> set[sp.Symbol]:
+    """Symbols that are constants per call (positive parameters such as a temperature)."""
+    return {s for s in expr.free_symbols if s.is_positive and s.name not in ("c", "rest")}
+
+
+def _positive_polynomial(p: sp.Expr, F: sp.Symbol, Q: sp.Symbol) -> bool:
+    """Whether ``p``, a polynomial in F and Q, has coefficients of one sign."""
+    try:
+        poly = sp.Poly(sp.expand(p), F, Q)
+    except sp.PolynomialError:
+        return False
+    signs = set()
+    for c in poly.coeffs():
+        if c.is_positive:
+            signs.add(1)
+        elif c.is_negative:
+            signs.add(-1)
+        else:
+            return False
+    return len(signs) == 1
+
+
+def _unfold(expr: sp.Expr, maps: dict) -> sp.Expr:
+    for _ in range(len(maps) + 1):
+        new = expr.xreplace(maps)
+        if new == expr:
+            return new
+        expr = new
+    return expr
+
+
+__all__ = ["OUTPUT", "Diagonal", "KStage", "KernelPlan", "RankTerm", "plan", "guarded_log"]

@@ -1,0 +1,164 @@
+"""Elementwise stability rewrites: the same value, computed without overflow or cancellation.
+
+Each rule replaces a form that loses digits or overflows in floating point by an equal form
+that does not; every replacement made is proved equal by the zero test where it is made
+(a wrong rule cannot pass) and recorded, so that the document can show it:
+
+* ``1/(1 + e^{-u})`` and ``e^u/(1 + e^u)`` are ``sigmoid(u)`` (the kernels evaluate it
+  through ``e^{-|u|}``, finite for every u);
+* ``log(1 + e^u)`` is ``softplus(u)``; ``log(sigmoid(u))`` is ``-softplus(-u)``;
+* ``1 - sigmoid(u)`` is ``sigmoid(-u)`` (1 - y is 0 once y has rounded to 1);
+* ``1 - tanh(u)^2`` is ``sech(u)^2`` (the same cancellation);
+* ``log(1 + u)`` is ``log1p(u)`` and ``e^u - 1`` is ``expm1(u)`` (SymPy's own rewrites,
+  :mod:`sympy.codegen.rewriting`).
+
+The rules match expression shapes, never function names: a user's ``1/(1 + exp(-x))``
+gets the stable sigmoid as the catalog's ``sigmoid(x)`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+from sympy.codegen.rewriting import expm1_opt, log1p_opt
+
+from ..errors import CheckFailed
+from ..lang.functions import sigmoid, softplus
+from ..proof.zero import is_zero
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """One rewrite made for the kernels, proved: ``before`` and ``after`` are equal."""
+
+    rule: str
+    where: str  # the stage (or kernel piece) it was made in
+    before: sp.Expr
+    after: sp.Expr
+    why: str
+
+
+def _exp_arg(e: sp.Expr) -> sp.Expr | None:
+    return e.args[0] if isinstance(e, sp.exp) else None
+
+
+def _sigmoid_pow(e: sp.Expr) -> sp.Expr | None:
+    """``1/(1 + e^w)`` -> ``sigmoid(-w)``."""
+    if isinstance(e, sp.Pow) and e.exp == -1 and isinstance(e.base, sp.Add):
+        args = e.base.args
+        if len(args) == 2 and sp.S.One in args:
+            w = _exp_arg(args[0] if args[1] == 1 else args[1])
+            if w is not None:
+                return sigmoid(-w)
+    return None
+
+
+def _sigmoid_ratio(e: sp.Expr) -> sp.Expr | None:
+    """``e^w/(1 + e^w)`` (inside a product) -> ``sigmoid(w)``."""
+    if not isinstance(e, sp.Mul):
+        return None
+    factors = list(e.args)
+    for f in factors:
+        w = _exp_arg(f)
+        if w is None:
+            continue
+        target = sp.Pow(1 + sp.exp(w), -1)
+        if target in factors:
+            rest = [g for g in factors if g is not f and g != target]
+            return sp.Mul(*rest) * sigmoid(w)
+    return None
+
+
+def _softplus(e: sp.Expr) -> sp.Expr | None:
+    """``log(1 + e^u)`` -> ``softplus(u)``; ``log(sigmoid(u))`` -> ``-softplus(-u)``."""
+    if not isinstance(e, sp.log):
+        return None
+    arg = e.args[0]
+    if isinstance(arg, sigmoid):
+        return -softplus(-arg.args[0])
+    if isinstance(arg, sp.Add) and len(arg.args) == 2 and sp.S.One in arg.args:
+        u = _exp_arg(arg.args[0] if arg.args[1] == 1 else arg.args[1])
+        if u is not None:
+            return softplus(u)
+    return None
+
+
+def _complement(e: sp.Expr) -> sp.Expr | None:
+    """In a sum: ``1 - sigmoid(u)`` -> ``sigmoid(-u)``, ``1 - tanh(u)^2`` -> ``sech(u)^2``."""
+    if not isinstance(e, sp.Add):
+        return None
+    const, terms = e.as_coeff_Add()
+    if const < 1:
+        return None
+    for term in sp.Add.make_args(terms):
+        if term.could_extract_minus_sign():
+            inner = -term
+            if isinstance(inner, sigmoid):
+                return e - 1 - term + sigmoid(-inner.args[0])
+            if isinstance(inner, sp.Pow) and inner.exp == 2 and isinstance(inner.base,
+                                                                            sp.tanh):
+                return e - 1 - term + sp.sech(inner.base.args[0]) ** 2
+    return None
+
+
+_RULES: tuple[tuple[str, Callable[[sp.Expr], sp.Expr | None], str], ...] = (
+    ("sigmoid", _sigmoid_ratio, "e^u/(1 + e^u) is inf/inf for u > 709; sigmoid(u) is "
+     "evaluated through e^{-|u|}"),
+    ("sigmoid", _sigmoid_pow, "1/(1 + e^{-u}) overflows for u < -709; sigmoid(u) is "
+     "evaluated through e^{-|u|}"),
+    ("softplus", _softplus, "log(1 + e^u) overflows for u > 709 and log(sigmoid(u)) is "
+     "log(0) for u < -745; softplus is evaluated as max(u, 0) + log1p(e^{-|u|})"),
+    ("complement", _complement, "1 - sigmoid(u) and 1 - tanh(u)^2 are 0 once the value "
+     "has rounded to its limit; sigmoid(-u) and sech(u)^2 keep their digits"),
+)
+
+
+def stabilize(expr: sp.Expr, where: str) -> tuple[sp.Expr, list[Rewrite]]:
+    """``expr`` with every rule applied (bottom-up, to a fixed point), and the rewrites."""
+    done: list[Rewrite] = []
+    expr = sp.sympify(expr)
+    for _ in range(8):
+        changed = False
+        for rule, match, why in _RULES:
+            hits: list[tuple[sp.Expr, sp.Expr]] = []
+
+            def query(e: sp.Expr, match=match, hits=hits) -> bool:
+                new = match(e)
+                if new is not None and new != e:
+                    hits.append((e, new))
+                    return True
+                return False
+
+            new = expr.replace(query, lambda e, match=match: match(e))
+            if new != expr:
+                for before, after in hits:
+                    _prove(before, after, rule, where)
+                    done.append(Rewrite(rule, where, before, after, why))
+                expr, changed = new, True
+        for rule, opt, why in (("log1p", log1p_opt, "log(1 + u) loses the digits of a "
+                                "small u; log1p keeps them"),
+                               ("expm1", expm1_opt, "e^u - 1 loses the digits of a small "
+                                "u; expm1 keeps them")):
+            new = opt(expr)
+            if new != expr:
+                _prove(expr, new, rule, where)
+                done.append(Rewrite(rule, where, expr, new, why))
+                expr, changed = new, True
+        if not changed:
+            break
+    return expr, done
+
+
+def plain(expr: sp.Expr) -> sp.Expr:
+    """``log1p``/``expm1`` written as logs and exponentials again (for the zero test)."""
+    return expr.replace(lambda e: isinstance(e, log1p), lambda e: sp.log(1 + e.args[0])) \
+               .replace(lambda e: isinstance(e, expm1), lambda e: sp.exp(e.args[0]) - 1)
+
+
+def _prove(before: sp.Expr, after: sp.Expr, rule: str, where: str) -> None:
+    if not is_zero(plain(before) - plain(after)):
+        raise CheckFailed(f"{where}: the {rule} rewrite of {before} as {after} did not "
+                          "prove equal")

@@ -1,0 +1,251 @@
+"""Stage: a program with exponentials of x -> the same function, shifted by the maximum.
+
+``e^{x_k}`` overflows for x_k > 709, and a ratio of such exponentials is then inf/inf even
+though its value is at most 1. Writing every exponential as ``e^{alpha x_k + beta} =
+E e^{alpha (x_k - m) + beta}`` with ``m = max_k x_k`` (``min`` when alpha < 0) and
+``E = e^{alpha m}``, and carrying ``E`` through the stages by the rules of algebra:
+
+* a sum of terms that all carry ``E^p`` is ``E^p`` times the sum without it;
+* ``log(E^p R) = p alpha m + log R``;
+* a quotient of two quantities that carry the same power of ``E`` does not carry it,
+
+the output is computed without ever forming ``E`` when every ``E`` cancels: softmax
+(``e/S`` -> ``e'/S'``), log-sum-exp (``log S = m + log S'``), a cross-entropy, a softmax
+with a temperature. This is detected by doing it, not by names: if some ``E`` is left in
+the output or in a piece the kernels need, the program is left as it is. Every stage's new
+definition is proved equal to the old one (with ``E = e^{alpha m}``) by the zero test.
+
+The shifted exponents are ``alpha * shifted(x, m) + beta`` (``symjac.engine.guards``) and a
+shifted sum is divided by and taken the logarithm of through ``recip``/``guarded_log``:
+finite inputs give the plain values (a shifted sum is at least e^beta there); -inf
+entries (masked logits) get probability 0, an all -inf vector gives 0, +inf entries share
+the probability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..errors import CheckFailed
+from ..lang import Program
+from ..proof.zero import is_zero
+from .guards import guarded_log, recip, shifted, unguarded
+
+
+@dataclass(frozen=True)
+class KStage:
+    """One stage the kernels run: ``kind`` map, reduce (op sum/mean/max/min) or let."""
+
+    name: str
+    symbol: sp.Symbol
+    kind: str
+    expr: sp.Expr
+    op: str = ""
+
+
+@dataclass(frozen=True)
+class Shift:
+    """The result: the new stages, the pieces rewritten, and what changed (for the
+    document): ``(stage, old definition, new definition, power of E it carried)``."""
+
+    stages: tuple[KStage, ...]
+    pieces: dict[str, sp.Expr]
+    maximum: sp.Symbol
+    alpha: sp.Expr
+    changes: tuple[tuple[str, sp.Expr, sp.Expr, sp.Expr], ...]
+    guarded: tuple[sp.Symbol, ...]  # the shifted sums
+
+
+def stages_of(program: Program) -> tuple[KStage, ...]:
+    return tuple(KStage(s.name, s.symbol, s.kind, s.expr, s.op) for s in program.stages)
+
+
+def shift_by_maximum(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
+    """The shifted program (see the module docstring), or None when it does not apply."""
+    x = program.x
+    maps = {s.symbol: s.expr for s in program.stages if s.kind == "map"}
+    # maps affine in x without exponentials (d = x - mu, u = x/T): exponentials of these
+    # and of x are the ones shifted; e^{y} of an output that is already stable is not
+    affine = {x}
+    for st in program.stages:
+        flat = _unfold(st.expr, maps)
+        if (st.kind == "map" and not flat.has(sp.exp, sp.log) and flat.is_polynomial(x)
+                and sp.degree(flat, x) == 1):
+            affine.add(st.symbol)
+    exprs = [s.expr for s in program.stages] + list(pieces.values())
+    atoms = {a for e in exprs for a in e.atoms(sp.exp)
+             if a.args[0].free_symbols & affine
+             and not (a.args[0].free_symbols & program.vectors) - affine}
+    if not atoms:
+        return None
+    alpha, betas = None, {}
+    for a in atoms:
+        arg = _unfold(a.args[0], maps)
+        if not arg.is_polynomial(x) or sp.degree(arg, x) != 1:
+            return None
+        slope = sp.cancel(sp.diff(arg, x))
+        rest = sp.expand(arg - slope * x)
+        if (slope.free_symbols | rest.free_symbols) & program.vectors:
+            return None
+        if alpha is None:
+            alpha = slope
+        elif sp.cancel(slope - alpha) != 0:
+            return None  # exponentials of different multiples of x: no common factor
+        betas[a] = rest
+    if alpha.is_positive:
+        op = "max"
+    elif alpha.is_negative:
+        op = "min"
+    else:
+        return None
+    if _already_shifted(program, atoms, maps, alpha, op):
+        return None
+    names = {s.name for s in program.stages} | {p.name for p in program.params}
+    m = sp.Symbol(_fresh("m", names), real=True)
+    E = sp.Dummy("E", positive=True)
+    swap = {a: sp.exp(alpha * shifted(x, m) + betas[a]) * E for a in atoms}
+
+    def carry(expr: sp.Expr, rel: dict) -> tuple[sp.Expr, sp.Expr] | None:
+        """``expr`` in the new symbols as ``E**p * rest``; None if E does not factor out."""
+        new = expr.xreplace(rel).xreplace(swap)
+        new = sp.expand_log(sp.expand_power_exp(new), force=False)
+        new = new.subs(sp.log(E), alpha * m)
+        new = sp.factor_terms(sp.powsimp(new))
+        p = sp.Integer(0)
+        rest = []
+        for f in sp.Mul.make_args(new):
+            base, e = f.as_base_exp()
+            if base == E:
+                p += e
+            else:
+                rest.append(f)
+        rest_expr = sp.Mul(*rest)
+        if rest_expr.has(E):
+            rest_expr = sp.factor_terms(sp.cancel(rest_expr))
+            if rest_expr.has(E):
+                return None
+        return p, rest_expr
+
+    rel: dict[sp.Symbol, sp.Expr] = {}
+    new_stages = [KStage(m.name, m, "reduce", x, op)]
+    changes = []
+    for st in program.stages:
+        carried = carry(st.expr, rel)
+        if carried is None:
+            return None
+        p, rest = carried
+        if st.kind == "reduce" and st.op in ("max", "min") and p != 0:
+            return None  # (a max of exponentials: no overflow to remove)
+        new_stages.append(KStage(st.name, st.symbol, st.kind, rest, st.op))
+        rel[st.symbol] = E**p * st.symbol
+        if rest != st.expr or p != 0:
+            changes.append((st.name, st.expr, rest, p))
+        _prove(st, rest, p, rel, E, alpha * m, swap)
+    out = program.output.symbol
+    if rel[out] != out or not changes:
+        return None
+    new_pieces = {}
+    for name, expr in pieces.items():
+        carried = carry(expr, rel)
+        if carried is None or carried[0] != 0:
+            return None
+        new_pieces[name] = carried[1]
+    new_maps = {st.symbol: st.expr for st in new_stages if st.kind == "map"}
+    guarded = tuple(st.symbol for st in new_stages if st.kind == "reduce"
+                    and st.op in ("sum", "mean") and _unfold(st.expr, new_maps).has(shifted))
+    new_stages = [_guard(st, guarded) for st in new_stages]
+    new_pieces = {k: _guard_expr(v, guarded) for k, v in new_pieces.items()}
+    new_stages, new_pieces = _tidy(new_stages, new_pieces, x, m)
+    return Shift(tuple(new_stages), new_pieces, m, alpha, tuple(changes), guarded)
+
+
+def _already_shifted(program: Program, atoms, maps, alpha, op) -> bool:
+    """Whether every exponential is already of ``alpha (x - M) + beta`` with M the
+    program's own max (min) of x: the user wrote the stable form."""
+    own = [s.symbol for s in program.stages if s.kind == "reduce" and s.op == op
+           and s.expr == program.x]
+    for a in atoms:
+        arg = sp.expand(_unfold(a.args[0], maps))
+        if not any(sp.expand(arg.subs(program.x, 0) + alpha * m).free_symbols
+                   .isdisjoint({m}) and m in arg.free_symbols for m in own):
+            return False
+    return bool(own)
+
+
+def _tidy(stages: list[KStage], pieces: dict[str, sp.Expr], x: sp.Symbol, m: sp.Symbol
+          ) -> tuple[list[KStage], dict[str, sp.Expr]]:
+    """x - m written as shifted(x, m) wherever x appears with the shift (log-softmax's
+    ``x - m - log S``: the difference is formed first, and is -inf for a masked entry),
+    and the logarithm of a shifted quotient ``log(e^w / S)`` as ``w - log S`` (a
+    probability that underflows to 0 keeps a finite logarithm)."""
+    quotients = {}
+    exps = {st.symbol: st.expr.args[0] for st in stages
+            if st.kind == "map" and isinstance(st.expr, sp.exp)}
+    for st in stages:
+        if st.kind != "map" or not _unfold(st.expr, exps).has(shifted):
+            continue
+        factors = sp.Mul.make_args(st.expr)
+        ws = [f.args[0] if isinstance(f, sp.exp) else exps.get(f) for f in factors]
+        dens = [f.args[0] for f in factors if isinstance(f, recip)]
+        if len(factors) == 2 and len(dens) == 1 and sum(w is not None for w in ws) == 1:
+            w = next(w for w in ws if w is not None)
+            quotients[sp.log(st.symbol)] = w - guarded_log(dens[0])
+
+    def fix(expr: sp.Expr) -> sp.Expr:
+        expr = expr.xreplace(quotients)
+        if x in expr.free_symbols and not isinstance(expr, shifted):
+            new = sp.expand(expr.xreplace({x: shifted(x, m) + m}))
+            if not new.has(m) or sp.count_ops(new) <= sp.count_ops(expr):
+                return new
+        return expr
+
+    out = [st if st.symbol == m or st.kind == "reduce" and st.op in ("max", "min")
+           else KStage(st.name, st.symbol, st.kind, fix(st.expr), st.op) for st in stages]
+    return out, {k: fix(v) for k, v in pieces.items()}
+
+
+def _prove(st, rest: sp.Expr, p: sp.Expr, rel: dict, E: sp.Dummy, log_e: sp.Expr,
+           swap: dict) -> None:
+    """The old definition (old symbols written as E^p times new ones) equals E^p times the
+    new one, with E = e^{alpha m} and the shift written out; a reduction summand by
+    summand."""
+    power = sp.exp(log_e)
+    old = unguarded(st.expr.xreplace({s: v for s, v in rel.items() if s != st.symbol}))
+    new = unguarded(power**p * rest).xreplace({E: power})
+    old = old.xreplace({E: power})
+    if not is_zero(old - new):
+        raise CheckFailed(f"shifting by the maximum: the new definition of {st.name} did "
+                          "not prove equal to the old one")
+
+
+def _guard_expr(expr: sp.Expr, sums: tuple[sp.Symbol, ...]) -> sp.Expr:
+    if not sums:
+        return expr
+    expr = expr.replace(lambda e: isinstance(e, sp.log) and e.args[0] in sums,
+                        lambda e: guarded_log(e.args[0]))
+    return expr.replace(
+        lambda e: isinstance(e, sp.Pow) and e.base in sums and e.exp.is_negative,
+        lambda e: recip(e.base) ** (-e.exp))
+
+
+def _guard(st: KStage, sums: tuple[sp.Symbol, ...]) -> KStage:
+    new = _guard_expr(st.expr, sums)
+    return st if new == st.expr else KStage(st.name, st.symbol, st.kind, new, st.op)
+
+
+def _unfold(expr: sp.Expr, maps: dict) -> sp.Expr:
+    for _ in range(len(maps) + 1):
+        new = expr.xreplace(maps)
+        if new == expr:
+            return new
+        expr = new
+    return expr
+
+
+def _fresh(base: str, taken: set[str]) -> str:
+    name = base
+    while name in taken:
+        name += "_"
+    return name
