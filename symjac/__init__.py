@@ -32,9 +32,9 @@ _LAZY = {
     "derive": "api",
     "prove": "api",
     "render": "api",
-    "CATALOG": "old.catalog",
-    "Derivation": "old.derivation",
-    "Spec": "old.derivation",
+    "function": "api",
+    "Derivation": "derivation",
+    "Spec": "derivation",
     "CheckFailed": "errors",
     "SymjacError": "errors",
     "CustomDerivation": "old.userfn",
@@ -44,39 +44,38 @@ _LAZY = {
     "verify": "verify",
 }
 # Submodules reachable as attributes (``symjac.api``), as when they were imported eagerly.
-_SUBMODULES = frozenset({"api", "cli", "document", "engine", "errors", "files", "formula",
-                         "lang", "old", "proof"})
+_SUBMODULES = frozenset({"api", "catalog", "cli", "document", "engine", "errors", "files",
+                         "formula", "lang", "old", "pdf", "proof", "targets"})
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .api import DeriveResult, ProveResult, derive, prove, render
-    from .old.catalog import CATALOG
-    from .old.derivation import Derivation, Spec
+    from .api import function
+    from .derivation import Derivation, Spec
+    from .lang import Function
     from .errors import CheckFailed, SymjacError
     from .old.userfn import CustomDerivation, CustomFunction, custom
     from .verify import VerifyResult, verify
 
 
-def derivation(function: str | CustomFunction, n: int | None = None,
+def derivation(function: str | Function | CustomFunction, n: int | None = None,
                dtype: str = "float64") -> Derivation | CustomDerivation:
     """Derive and prove ``function`` at size ``n`` without writing anything.
 
-    A :func:`custom` function is differentiated (its size is its number of inputs).
+    ``function`` is a catalog name, a function file, :func:`function` text, or a
+    :func:`custom` function (whose size is its number of inputs).
     """
-    from .api import as_size
-    from .old.derivation import Spec
-    from .old.derivation import derive as derive_spec
-    from .old.userfn import CustomFunction
-    from .old.userfn import derive as derive_custom
+    from .api import derivation as derive_only
 
-    n = as_size(n)
-    if isinstance(function, CustomFunction):
-        return derive_custom(function, n=n, dtype=dtype)
-    return derive_spec(Spec(function, n, dtype))
+    return derive_only(function, n, dtype)
 
 
 def __getattr__(name: str) -> object:
     """Import a public name (or a submodule) on first use and keep it."""
-    if name in _LAZY:
+    if name == "CATALOG":  # every catalog function by name
+        from .catalog import catalog
+
+        value = catalog()
+    elif name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     elif name in _SUBMODULES:
         value = importlib.import_module(f".{name}", __name__)
@@ -108,6 +107,7 @@ sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "CATALOG",
+    "function",
     "CheckFailed",
     "CustomDerivation",
     "CustomFunction",

@@ -21,9 +21,41 @@ from typing import Any
 from . import __version__
 from .errors import SymjacError, one_line, plural, quoted, shorten
 
-N_MAX = 256
+N_MAX = 8192
 """Largest -n; the same as :data:`symjac.derivation.N_MAX` (a test checks), kept here so
 that parsing the command line does not import SymPy."""
+FUNCTION_HELP = ("a catalog name (see `symjac list`) or a function file (a path: it exists, "
+                 "or contains / or a dot); or give the program inline with --define")
+
+
+def _function_options(p: argparse.ArgumentParser) -> None:
+    """FUNCTION, or --define TEXT with --name NAME: the function to work on."""
+    p.add_argument("function", metavar="FUNCTION", nargs="?", default=None, help=FUNCTION_HELP)
+    p.add_argument("--define", metavar="TEXT", default=None,
+                   help="the function's program inline, statements separated by ';' "
+                   "(e.g. \"e = exp(x); y = e / sum(e)\"); needs --name")
+    p.add_argument("--name", metavar="NAME", default=None,
+                   help="the name of an inline function (file stems and C prefixes)")
+
+
+def _function_of(args: argparse.Namespace) -> Any:
+    """The function the command names: a catalog name or file, or the --define program."""
+    if args.define is None:
+        if args.name is not None:
+            raise SymjacError("--name goes with --define (a file's name is its stem, or its "
+                              "'name = ...' statement)")
+        if args.function is None:
+            raise SymjacError("no function given: name a catalog function or a file, or "
+                              "give --define TEXT --name NAME")
+        return args.function
+    if args.function is not None:
+        raise SymjacError(f"give either FUNCTION ({quoted(args.function)}) or --define, "
+                          "not both")
+    if args.name is None:
+        raise SymjacError("--define needs --name NAME for the function's name")
+    from .lang import function
+
+    return function(args.define, args.name, source="--define")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -82,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Derive the Jacobian of FUNCTION for size N, prove every entry's closed "
         "form, and write FUNCTION_nN.{tex,py,h,c} (with --dtype float32: FUNCTION_nN_f32.*).",
     )
-    d.add_argument("function", metavar="FUNCTION", help="a catalog name (see `symjac list`)")
+    _function_options(d)
     d.add_argument("-n", type=_size, required=True, metavar="N",
                    help=f"input size, a whole number from 1 to {N_MAX}")
     d.add_argument("-o", "--out", default="generated", metavar="DIR",
@@ -115,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "k = 1..n, Kronecker delta), check every displayed step with SymPy for symbolic n, "
         "and write it as a standalone LaTeX document.",
     )
-    pr.add_argument("function", metavar="FUNCTION", help="a catalog name (see `symjac list`)")
+    _function_options(pr)
     pr.add_argument("-o", "--out", default=None, metavar="FILE",
                     help="the .tex file to write, or a folder (ending in / when it does "
                     "not exist yet) to write FUNCTION_proof.tex into (default: "
@@ -160,9 +192,10 @@ def _cmd_prove(args: argparse.Namespace) -> int:
     from .api import prove
 
     start = time.perf_counter()
-    result = prove(args.function, out=args.out, pdf=args.pdf, force=args.force)
+    function = _function_of(args)
+    result = prove(function, out=args.out, pdf=args.pdf, force=args.force)
     steps = plural(len(result.document.steps), "step")
-    _say(f"{args.function}: {steps} checked symbolically for general n")
+    _say(f"{getattr(function, 'name', function)}: {steps} checked symbolically for general n")
     return _report([result.tex], result.pdf, result.pdf_note, start)
 
 
@@ -177,14 +210,14 @@ def _report(written, pdf, pdf_note: str | None, start: float) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .old import catalog
+    from .catalog import catalog
 
-    rows = [(f.name, f.closed_form_text, f.structure_text) for f in catalog.CATALOG.values()]
+    rows = [(f.name, f.entry.closed_form, f.entry.structure) for f in catalog().values()]
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     _say(f"{'function':<{w0}}  {'J_ij (closed form)':<{w1}}  structure")
-    for f in catalog.CATALOG.values():
-        _say(f"{f.name:<{w0}}  {f.closed_form_text:<{w1}}  {f.structure_text}")
+    for name, closed, structure in rows:
+        _say(f"{name:<{w0}}  {closed:<{w1}}  {structure}")
     return 0
 
 
@@ -192,7 +225,7 @@ def _cmd_derive(args: argparse.Namespace) -> int:
     from .api import derive
 
     start = time.perf_counter()
-    result = derive(args.function, args.n, targets=args.target, dtype=args.dtype,
+    result = derive(_function_of(args), args.n, targets=args.target, dtype=args.dtype,
                     out_dir=args.out, pdf=args.pdf, force=args.force,
                     templates=args.templates, layout=args.layout)
     _say(_derive_summary(result.derivation))
@@ -201,9 +234,17 @@ def _cmd_derive(args: argparse.Namespace) -> int:
 
 def _derive_summary(d: Any) -> str:
     """One line on what ``derive`` proved; the one place the CLI reads a Derivation."""
-    entries = plural(d.proof.entries, "entry", "entries")
-    return (f"{d.spec.function} n={d.n}: {entries} proved ({d.proof.method}; "
-            f"{d.proof.backend}); structure: {d.structure}")
+    name = getattr(d.spec.function, "name", d.spec.function)
+    proof = d.proof
+    if proof is None:
+        what = "J derived and proved for all n (entries are proved one by one up to n = 256)"
+    elif hasattr(proof, "method"):  # (symjac.custom functions)
+        what = (f"{plural(proof.entries, 'entry', 'entries')} proved ({proof.method}; "
+                f"{proof.backend})")
+    else:
+        what = (f"J derived for all n; {plural(proof.entries, 'entry', 'entries')} proved at "
+                f"n = {d.n} ({proof.backend})")
+    return f"{name} n={d.n}: {what}; structure: {d.structure}"
 
 
 def _seconds(text: str) -> float:

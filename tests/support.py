@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symjac.api import render
-from symjac.old.derivation import Spec, derive
+from symjac.api import render, resolve
+from symjac.derivation import Spec, derive
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
 CC = os.environ.get("CC", "cc")
@@ -129,7 +129,7 @@ class Built:
     """Everything generated for one (function, n, dtype): texts, NumPy module, C kernels."""
 
     def __init__(self, function: str, n: int, dtype: str, root: Path):
-        self.derivation = derive(Spec(function, n, dtype))
+        self.derivation = derive(Spec(resolve(function), n, dtype))
         self.texts = render(self.derivation, ("numpy", "c"))  # documents: test_latex.py
         self.dir = root
         for name, text in self.texts.items():
@@ -139,9 +139,9 @@ class Built:
         self.np = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(self.np)
         lib = compile_shared(root / f"{stem}.c", root / f"lib{stem}.so")
-        kind = CGradientKernels if self.derivation.gradient is not None else CKernels
+        kind = CGradientKernels if self.derivation.scalar_output else CKernels
         self.c = kind(ctypes.CDLL(str(lib)), stem, n, dtype,
-                      params=self.derivation.function.params)
+                      params=self.derivation.kernels.params)
 
 
 

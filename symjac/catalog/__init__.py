@@ -59,27 +59,27 @@ def _load(name: str, text: str) -> Function:
     return Function(f.name, f.program, f.text, "catalog", entry)
 
 
-@functools.cache
-def catalog() -> dict[str, Function]:
-    """Every catalog function by name, in alphabetical order."""
-    root = resources.files(__name__)
-    out = {}
-    for item in sorted(root.iterdir(), key=lambda p: p.name):
-        if item.name.endswith(".toml"):
-            name = item.name[: -len(".toml")]
-            out[name] = _load(name, item.read_text(encoding="utf-8"))
-    return out
-
-
 ORDER = ("softmax", "log_softmax", "softmax_temperature", "sigmoid", "tanh", "relu",
          "softmax_cross_entropy", "layer_norm", "rms_norm", "l2_normalize", "logsumexp",
          "entropy", "gelu", "gelu_tanh", "silu", "softplus", "log_sigmoid")
 """The order ``symjac list`` shows them in (the first seven are the original catalog)."""
 
 
+@functools.cache
+def catalog() -> dict[str, Function]:
+    """Every catalog function by name, in alphabetical order."""
+    root = resources.files(__name__)
+    found = {}
+    for item in root.iterdir():
+        if item.name.endswith(".toml"):
+            name = item.name[: -len(".toml")]
+            found[name] = _load(name, item.read_text(encoding="utf-8"))
+    order = [n for n in ORDER if n in found] + sorted(set(found) - set(ORDER))
+    return {name: found[name] for name in order}
+
+
 def names() -> list[str]:
-    known = catalog()
-    return [n for n in ORDER if n in known] + sorted(set(known) - set(ORDER))
+    return list(catalog())
 
 
 def get(name: str) -> Function:

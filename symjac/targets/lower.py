@@ -1,0 +1,77 @@
+"""Kernel functions as stage programs: what each generated function computes, in order.
+
+Every kernel (the forward pass, the pieces of J, a backward pass from y) is the same
+shape of computation: run the stages of the plan its results need (maps as loops over k,
+reductions over k, scalar lets), then write a few index-free expressions into output
+arrays. :func:`function` collects exactly the stages a set of results needs, so each
+kernel computes nothing it does not use (and C has no unused variables).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..engine.kernels import KernelPlan, KStage
+
+
+@dataclass(frozen=True)
+class KernelFunction:
+    """A kernel: the stages it runs and the arrays it fills (name -> index-free expr)."""
+
+    stages: tuple[KStage, ...]
+    outputs: tuple[tuple[str, sp.Expr], ...]
+
+
+def needed(stages: tuple[KStage, ...], roots: list[sp.Expr]) -> tuple[KStage, ...]:
+    """The stages ``roots`` depend on, transitively, in program order."""
+    by_symbol = {st.symbol: st for st in stages}
+    need: set[sp.Symbol] = set()
+    todo = [s for r in roots for s in sp.sympify(r).free_symbols]
+    while todo:
+        s = todo.pop()
+        if s in by_symbol and s not in need:
+            need.add(s)
+            todo.extend(by_symbol[s].expr.free_symbols)
+    return tuple(st for st in stages if st.symbol in need)
+
+
+def function(plan: KernelPlan, outputs: list[tuple[str, sp.Expr]],
+             extra: tuple[KStage, ...] = (), splits: dict[str, sp.Expr] | None = None
+             ) -> KernelFunction:
+    """The kernel that fills ``outputs`` from x: the plan's stages (then ``extra``) that
+    they need. ``splits`` (stage name -> sum of extra reductions, proved equal) computes a
+    sum from its parts instead, when the parts are computed anyway (one pass fewer)."""
+    program = list(plan.stages) + list(extra)
+    if splits:
+        program = _split(program, extra, splits)
+    stages = needed(tuple(program), [e for _, e in outputs])
+    return KernelFunction(stages, tuple(outputs))
+
+
+def _split(program: list[KStage], extra: tuple[KStage, ...], splits: dict[str, sp.Expr]
+           ) -> list[KStage]:
+    """Put the extra reductions where the sum they split stood, and the sum as a let."""
+    parts = {st.name: st for st in extra if st.kind == "reduce"}
+    out: list[KStage] = []
+    for st in program:
+        total = splits.get(st.name)
+        if total is not None and st.kind == "reduce":
+            names = {s.name for s in sp.sympify(total).free_symbols}
+            mine = [parts[n] for n in names if n in parts]
+            known = {o.name for o in out} | {"x"}
+            if len(mine) == len(names) and all(
+                    s.name in known for p in mine for s in p.expr.free_symbols
+                    if s.name not in parts):
+                out += sorted(mine, key=lambda p: p.name)
+                out.append(KStage(st.name, st.symbol, "let", total))
+                continue
+        out.append(st)
+    seen: set[str] = set()
+    unique = []
+    for st in out:
+        if st.name not in seen:
+            seen.add(st.name)
+            unique.append(st)
+    return unique
