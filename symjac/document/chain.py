@@ -215,7 +215,7 @@ def chain_rule(w: Writer, s: Subject) -> None:
                                       partial(f"{name}_{{i}}", latex(sym), [])))
                 w.para(f"and ${name}_i$ moves with the scalars it uses:")
                 for line in lines:
-                    w.claim(s.context, [line], f"${name}$ by a scalar")
+                    w.claim(s.context, [line], f"${name}$ by ${latex(sym)}$")
         elif st.kind == "reduce":
             _reduction(w, s, st, tot)
         else:
