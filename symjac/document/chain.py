@@ -208,14 +208,12 @@ def chain_rule(w: Writer, s: Subject) -> None:
                     f"direct part of ${name}$")
             sens = c.sens.get(st.symbol, {})
             if sens:
-                lines = []
-                for sym, value in sens.items():
-                    lines.append(Line(Step(sp.Derivative(entry, sym), nt.at(value, i),
-                                           f"at fixed $x$"),
-                                      partial(f"{name}_{{i}}", latex(sym), [])))
                 w.para(f"and ${name}_i$ moves with the scalars it uses:")
-                for line in lines:
-                    w.claim(s.context, [line], f"${name}$ by ${latex(sym)}$")
+                for sym, value in sens.items():
+                    w.claim(s.context, [Line(
+                        Step(sp.Derivative(entry, sym), nt.at(value, i), "at fixed $x$"),
+                        partial(f"{name}_{{i}}", latex(sym), []))],
+                        f"${name}$ by ${latex(sym)}$")
         elif st.kind == "reduce":
             _reduction(w, s, st, tot)
         else:

@@ -206,17 +206,19 @@ def properties(w: Writer, s: Subject, layout: str) -> None:
                  r"\sum_{i=1}^{n} J_{ij}", "So " + cols_mean, "column sums")]
     else:
         sums = []
+    started = False
     for lead, text, step, lhs, after, title in found + sums:
         try:
             w.cache.check(step, ctx, title)
         except CheckFailed:
             continue  # not a property of this function: not stated
-        if not w.title:
+        if not started:
             w.section("Properties")
+            started = True
         w.para(text, lead)
         w.claim(ctx, [Line(step, lhs)], title)
         w.para(after)
-    if not w.title and not s.scalar_output:
+    if not started and not s.scalar_output:
         w.section("Properties")
         w.para("Beyond its structure, no further property (symmetry, zero row or column "
                "sums) holds for every $x$; none is claimed.")
