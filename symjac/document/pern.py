@@ -66,7 +66,7 @@ def matrix_at_n(w: Writer, s: Subject, layout: str, n: int, proof) -> None:
         at = {nt.i: sp.Integer(r + 1), nt.j: sp.Integer(c + 1)}
         if s.scalar_output:
             at = {nt.j: sp.Integer(c + 1), nt.i: sp.Integer(c + 1)}
-        value = closed.xreplace(at)
+        value = closed.xreplace(at).xreplace({nt.n: sp.Integer(n)})
         return latex(sp.factor_terms(value))
 
     rows = 1 if s.scalar_output else n
