@@ -118,7 +118,8 @@ def test_wrong_catalog_closed_form_is_refused():
     nt = s.notation
     y = next(v for v in s.program.vectors if v.name == "y")
     # s_i (delta_ij + s_j): the sign of the rank-one term flipped
-    wrong = sp.Symbol("delta_ij", integer=True, nonnegative=True) + sp.Symbol("y_j", **y.assumptions0)
+    delta = sp.Symbol("delta_ij", integer=True, nonnegative=True)
+    wrong = delta + sp.Symbol("y_j", **y.assumptions0)
     wrong = sp.Symbol("y_i", **y.assumptions0) * wrong
     with pytest.raises(CheckFailed, match="catalog"):
         prove_subject(dataclasses.replace(s, closed_expr=wrong))

@@ -138,8 +138,9 @@ def test_denominator_layout_transposes_every_displayed_j(n):
         assert b == [[dots.get(c, c) for c in col] for col in zip(*a)], title
     first = " ".join(p.text for p in den.sections[0].blocks if hasattr(p, "text"))
     assert "denominator layout" in first and "kernels are not affected" in first
-    closed = lambda d: next(b.lines[0] for s in d.sections if s.title == "The closed form"
-                            for b in s.blocks if isinstance(b, Equation))
+    def closed(d):
+        return next(b.lines[0] for s in d.sections if s.title == "The closed form"
+                    for b in s.blocks if isinstance(b, Equation))
     assert closed(num) != closed(den)
 
 

@@ -51,7 +51,7 @@ def total(top: str, var: str) -> str:
 
 def setting(w: Writer, s: Subject, layout: str, n: int | None = None) -> None:
     """The first section: sizes, indices, the layout convention, the two delta facts."""
-    N, (i, j, k), x = s.notation.n, (s.notation.i, s.notation.j, s.notation.k), s.notation.x
+    N, (_i, j, k), x = s.notation.n, (s.notation.i, s.notation.j, s.notation.k), s.notation.x
     w.section("Setting and convention")
     if n is None:
         w.para(r"Throughout, $n$ is an integer with $n \ge 1$ that is never fixed: no step "
@@ -178,7 +178,7 @@ def totals(s: Subject) -> dict[sp.Symbol, sp.Expr]:
 def chain_rule(w: Writer, s: Subject) -> None:
     """Each stage's partial derivatives, each reduction's and scalar's total derivative."""
     p, c, nt = s.program, s.jacobian.chain, s.notation
-    i, j, k, x = nt.i, nt.j, nt.k, nt.x
+    i, j, _k, x = nt.i, nt.j, nt.k, nt.x
     tot = totals(s)
     scalars = [st for st in p.stages if not st.vector]
     w.section("The derivative through the stages")
@@ -236,7 +236,7 @@ def chain_rule(w: Writer, s: Subject) -> None:
 
 
 def _reduction(w: Writer, s: Subject, st, tot) -> None:
-    p, c, nt = s.program, s.jacobian.chain, s.notation
+    _p, c, nt = s.program, s.jacobian.chain, s.notation
     j, k, x = nt.j, nt.k, nt.x
     name = symbol_tex(st.name)
     beta = nt.at(c.beta[st.symbol], j)
@@ -265,18 +265,46 @@ def _reduction(w: Writer, s: Subject, st, tot) -> None:
         w.claim(s.context, [
             Line(Step(sp.Derivative(st.symbol, cf.scalar), termwise, "term by term"),
                  partial(name, sname, [])),
-            Line(Step(sp.Derivative(st.symbol, cf.scalar), cf.value, "sum algebra")),
+            Line(Step(sp.Derivative(st.symbol, cf.scalar), cf.value, _sum_reason(s, cf.per_k))),
         ], f"${name}$ by ${sname}$ (a sum over $k$)")
-    if fixed:
+    moving = [cf for cf in coeffs if cf.value != 0]
+    if fixed and not moving:
+        w.para(rf"Since ${name}$ does not move with {held} at fixed $x$, its derivative by "
+               rf"$x_j$ is the direct part alone: $\mathrm{{d}}{name}/\mathrm{{d}}x_j = "
+               rf"{latex(tot[st.symbol])}$.")
+    elif fixed:
         chainform = sp.Add(beta, *[sp.Mul(cf.value, tot[cf.scalar], evaluate=False)
-                                   for cf in coeffs], evaluate=False)
-        w.para(rf"Together, with how {held} move with $x_j$ (above):")
+                                   for cf in moving], evaluate=False)
+        verb = "moves" if len(fixed) == 1 else "move"
+        w.para(rf"Together, with how {held} {verb} with $x_j$ (above):")
         lines = [Line(Step(sp.Derivative(st.symbol, x[j]), chainform, "chain rule"),
                       total(name, "x_{j}"))]
         if sp.expand(chainform - tot[st.symbol]) != 0 or chainform != tot[st.symbol]:
             lines.append(Line(Step(sp.Derivative(st.symbol, x[j]), tot[st.symbol],
                                    "collected")))
         w.claim(s.context, lines, f"how ${name}$ moves with $x_j$")
+
+
+def _sum_reason(s: Subject, per_k: sp.Expr) -> str:
+    """The reductions whose sums the algebra used, e.g. "with $\\sum_k x_k = n \\mu$"."""
+    p, nt = s.program, s.notation
+    maps = {st.symbol: st.expr for st in p.stages if st.kind == "map"}
+    flat = per_k
+    for _ in range(len(maps) + 1):
+        flat = flat.xreplace(maps)
+    flat = sp.expand(flat)
+    used = []
+    for st in p.stages:
+        if st.kind != "reduce" or st.op not in ("sum", "mean") or st.symbol in per_k.free_symbols:
+            continue
+        summand = st.expr
+        for _ in range(len(maps) + 1):
+            summand = summand.xreplace(maps)
+        if any(sp.simplify(t / summand).free_symbols.isdisjoint(p.vectors)
+               for t in sp.Add.make_args(flat) if t.free_symbols & p.vectors):
+            total_ = st.symbol if st.op == "sum" else p.n * st.symbol
+            used.append(rf"$\sum_k {latex(nt.at(st.expr, nt.k))} = {latex(total_)}$")
+    return ("sum algebra, with " + ", ".join(used)) if used else "sum algebra"
 
 
 def _assembly(w: Writer, s: Subject, tot) -> None:
@@ -322,7 +350,7 @@ def _assembly(w: Writer, s: Subject, tot) -> None:
                 + partial(f"{name}_{{i}}", "x_{j}", fixed) + " + " + terms])
         w.para("Putting in the pieces found above:")
     else:
-        w.para(f"With no scalar in between, the entry is the direct part:")
+        w.para("With no scalar in between, the entry is the direct part:")
     lines = [Line(Step(sp.Derivative(entry, x[j]), chainform, "chain rule"),
                   partial(f"{name}_{{i}}", "x_{j}", []))]
     if sp.srepr(raw) != sp.srepr(chainform):

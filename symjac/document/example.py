@@ -55,7 +55,7 @@ def _plain(expr: sp.Expr) -> sp.Expr:
     """The language's own functions in SymPy's (for mpmath)."""
     expr = expr.replace(lambda e: isinstance(e, relu),
                         lambda e: sp.Piecewise((e.args[0], e.args[0] > 0), (0, True)))
-    return expr.replace(lambda e: isinstance(e, (sigmoid, softplus)),
+    return expr.replace(lambda e: isinstance(e, sigmoid | softplus),
                         lambda e: e.rewrite(sp.exp))
 
 
@@ -138,7 +138,7 @@ def written_out(s: Subject, n: int, params: dict) -> tuple[list[sp.Symbol], list
         else:
             sca[q] = v
     for st in p.stages:
-        def at(k):
+        def at(k, st=st):
             return st.expr.xreplace({**{v: vals[k] for v, vals in vec.items()}, **sca})
         if st.kind == "map":
             vec[st.symbol] = [at(k) for k in range(n)]

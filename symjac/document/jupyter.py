@@ -14,7 +14,6 @@ asking for Markdown and LaTeX builds it once.
 
 from __future__ import annotations
 
-
 _ID_CACHE: dict[int, tuple[object, object]] = {}
 
 

@@ -12,7 +12,6 @@ import sympy as sp
 
 from ..proof.notation import latex, symbol_tex
 from . import example as ex_mod
-from .chain import out_tex
 from .model import Picture
 from .results import entry_claim
 from .subject import Subject
@@ -82,7 +81,8 @@ def matrix_at_n(w: Writer, s: Subject, layout: str, n: int, proof) -> None:
                f"({proof.backend}) and each difference reduced to 0")
         if proof.coefficients:
             how += f"; {proof.coefficients} sums over k written out and proved"
-        w.numbered(lines, [""], f"the {'gradient' if s.scalar_output else 'Jacobian'} at $n = {n}$", how,
+        what = "gradient" if s.scalar_output else "Jacobian"
+        w.numbered(lines, [""], f"the {what} at $n = {n}$", how,
                    "per-n")
         w.para(f"Each of its {proof.entries} entries was also proved at $n = {n}$ on its own: "
                "the derivative recomputed from the definition written out at each index, "

@@ -23,7 +23,7 @@ import sympy as sp
 
 from .. import __version__
 from ..document import chain, results
-from ..document.model import CheckRow, Document, Section
+from ..document.model import CheckRow, Document
 from ..document.subject import Subject, subject_of_function
 from ..document.writer import Writer
 from .symbolic import _atoms_as_symbols, _canonical_sums, _cases, reduce_sums

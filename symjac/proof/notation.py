@@ -88,7 +88,7 @@ class _Printer(LatexPrinter):
         (var, count), = expr.variable_count
         inner = expr.expr
         top = self._print(inner)
-        if not isinstance(inner, (sp.Symbol, sp.Indexed)):
+        if not isinstance(inner, sp.Symbol | sp.Indexed):
             return rf"\frac{{\partial}}{{\partial {self._print(var)}}}\left({top}\right)"
         return rf"\frac{{\partial {top}}}{{\partial {self._print(var)}}}"
 
@@ -181,6 +181,7 @@ class Notation:
 
 def unguard(expr: sp.Expr) -> sp.Expr:
     """The kernels' guarded functions as what they are mathematically."""
-    return (sp.sympify(expr).replace(lambda e: isinstance(e, shifted), lambda e: e.args[0] - e.args[1])
+    return (sp.sympify(expr)
+            .replace(lambda e: isinstance(e, shifted), lambda e: e.args[0] - e.args[1])
             .replace(lambda e: isinstance(e, recip), lambda e: 1 / e.args[0])
             .replace(lambda e: isinstance(e, guarded_log), lambda e: sp.log(e.args[0])))

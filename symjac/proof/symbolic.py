@@ -99,7 +99,7 @@ class Context:
         fresh = itertools.count()
 
         def is_defined(e: sp.Basic) -> bool:
-            return isinstance(e, (sp.Indexed, sp.Symbol)) and _head(e) in table
+            return isinstance(e, sp.Indexed | sp.Symbol) and _head(e) in table
 
         def value(e: sp.Basic) -> sp.Basic:
             d = table[_head(e)]
@@ -223,7 +223,7 @@ def _cases(expr: sp.Expr) -> list[tuple[str, sp.Expr]]:
         return [("", expr)]
     d = found[0]
     a, b = d.args[:2]
-    same = expr.xreplace({b: a}) if isinstance(b, (sp.Idx, sp.Symbol)) else expr.subs(d, 1)
+    same = expr.xreplace({b: a}) if isinstance(b, sp.Idx | sp.Symbol) else expr.subs(d, 1)
     other = expr.xreplace({d: sp.Integer(0)})
     out = []
     for label, case in ((f"${a} = {b}$", same), (f"${a} \\neq {b}$", other)):
