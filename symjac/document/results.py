@@ -12,7 +12,7 @@ import sympy as sp
 
 from ..errors import CheckFailed
 from ..proof.notation import latex, symbol_tex, unguard
-from ..proof.symbolic import Context, Step
+from ..proof.symbolic import Context, Step, reduce_sums
 from .chain import out_tex
 from .subject import Subject
 from .writer import Line, Writer
@@ -184,7 +184,8 @@ def properties(w: Writer, s: Subject, layout: str) -> None:
     ctx = s.context
     if not s.scalar_output and jac.terms and jac.symmetric:
         found.append(("Symmetric.", "Exchanging $i$ and $j$ gives the same entry:",
-                      Step(nt.swap(closed), closed, "$i$ and $j$ exchanged"), "J_{ji}",
+                      Step(nt.swap(closed), closed, "$i$ and $j$ exchanged"),
+                      f"J_{{ji}} = {latex(nt.swap(closed))}",
                       r"So $J^{\mathsf{T}} = J$.", "symmetry"))
     if s.scalar_output:
         sums = [("The gradient sums to zero.", "Over all inputs:",
@@ -216,7 +217,13 @@ def properties(w: Writer, s: Subject, layout: str) -> None:
             w.section("Properties")
             started = True
         w.para(text, lead)
-        w.claim(ctx, [Line(step, lhs)], title)
+        lines = [Line(step, lhs)]
+        if isinstance(step.lhs, sp.Sum):  # the sum split, still in named quantities
+            middle, _ = reduce_sums(step.lhs, nt.n)
+            if middle != step.rhs and middle != step.lhs:
+                lines = [Line(Step(step.lhs, middle, "linearity, collapse"), lhs),
+                         Line(Step(step.lhs, step.rhs, step.reason))]
+        w.claim(ctx, lines, title)
         w.para(after)
     if not started and not s.scalar_output:
         w.section("Properties")
