@@ -1,0 +1,299 @@
+"""The checker for symbolic n: a claimed equation in index notation, reduced to exactly 0.
+
+A claim is a :class:`Step` ``lhs = rhs`` written with SymPy's index notation: ``x[i]`` is
+an :class:`sympy.Indexed` entry, the indices are :class:`sympy.Idx` with range 1..n, the
+size ``n`` is an integer symbol that is never fixed, sums are ``Sum(f, (k, 1, n))``. The
+names the claim uses are abbreviations (:class:`Definition`, ``d[k] := x[k] - mu``,
+``mu := Sum(x[k], (k, 1, n)) / n``); the check starts from the definitions, not from
+earlier results. It steers the algebra through fixed stages (``simplify`` is never
+called):
+
+1. *hold fixed*: inside a derivative, the quantities the step holds fixed (and the
+   variable a derivative is taken by) are frozen, so that unfolding does not see through
+   them: ``d/dmu`` of ``(x_k - mu)^2`` treats mu as a variable;
+2. *unfold*: every other defined name is replaced by its definition, recursively (each
+   unfolded sum gets a fresh summation index, so nested sums never capture one another);
+3. *differentiate*: SymPy evaluates the derivatives (``d x_k / d x_j = delta_kj``);
+   then the frozen quantities are unfolded too (a derivative at fixed mu is evaluated at
+   mu's value);
+4. *sums*: every finite sum is split by linearity (factors free of its index leave it,
+   a constant c gives n c) and a sum against a Kronecker delta collapses onto one term
+   (``sum_k delta_kj a_k = a_j``, because 1 <= j <= n), until nothing changes;
+5. *rename*: summation indices get one fixed name per depth, so equal sums are one
+   object; each remaining sum becomes a symbol (positive when its terms are), each entry
+   ``x_i`` a real symbol;
+6. *cases*: a Kronecker delta of the free indices is decided in the two cases ``i = j``
+   (j -> i) and ``i != j`` (delta -> 0), each checked;
+7. *zero test*: :func:`symjac.proof.zero.is_zero` must answer that the rest is exactly 0.
+
+Each stage is an identity (a held-aside sum or frozen quantity may take any value, so an
+identity in it holds for its true value too). The stages that changed the claim are
+reported, so the document can say how each equation was checked.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from ..errors import CheckFailed
+from .zero import is_zero
+
+__all__ = ["Context", "Definition", "Step", "check_step", "reduce_sums"]
+
+
+@dataclass(frozen=True)
+class Definition:
+    """``lhs := rhs``: an abbreviation, shown but not claimed; unfolded by every check.
+
+    ``lhs`` is a Symbol (``Z``) or an Indexed entry with a placeholder index (``s[k]``);
+    ``s[k] := e[k]/Z`` unfolds ``s[i]`` and ``s[j]`` alike.
+    """
+
+    lhs: sp.Expr
+    rhs: sp.Expr
+
+
+@dataclass(frozen=True)
+class Step:
+    """One claim ``lhs = rhs``, shown as a numbered equation.
+
+    Attributes:
+        lhs, rhs: the two sides, as displayed.
+        reason: a few words beside the equation (prose; inline ``$...$`` allowed).
+        fixed: quantities held fixed inside the derivatives of the claim (a partial
+            derivative "with mu and v held fixed").
+    """
+
+    lhs: sp.Expr
+    rhs: sp.Expr
+    reason: str = ""
+    fixed: tuple[sp.Symbol, ...] = ()
+    off_diagonal: bool = False  # the claim is for i != j only (every delta_ij is 0)
+
+
+@dataclass
+class Context:
+    """The definitions a check may unfold, and the size symbol ``n``."""
+
+    n: sp.Symbol
+    definitions: list[Definition] = field(default_factory=list)
+    i: sp.Basic = None  # the free indices of entries, for claims off the diagonal
+    j: sp.Basic = None
+
+    def define(self, lhs: sp.Expr, rhs: sp.Expr) -> Definition:
+        d = Definition(lhs, rhs)
+        self.definitions.append(d)
+        return d
+
+    def _table(self) -> dict[sp.Basic, Definition]:
+        return {_head(d.lhs): d for d in self.definitions}
+
+    def unfold(self, expr: sp.Expr, keep: frozenset = frozenset()) -> sp.Expr:
+        """Every defined name not in ``keep`` replaced by its definition, recursively."""
+        table = {h: d for h, d in self._table().items() if h not in keep}
+        if not table:
+            return expr
+        fresh = itertools.count()
+
+        def is_defined(e: sp.Basic) -> bool:
+            return isinstance(e, sp.Indexed | sp.Symbol) and _head(e) in table
+
+        def value(e: sp.Basic) -> sp.Basic:
+            d = table[_head(e)]
+            rhs = d.rhs
+            if isinstance(e, sp.Indexed):
+                rhs = rhs.xreplace(dict(zip(d.lhs.indices, e.indices, strict=True)))
+            return _fresh_bounds(rhs, fresh)
+
+        for _ in range(4 * len(table) + 2):
+            new = expr.replace(is_defined, value)
+            if new == expr:
+                return new
+            expr = new
+        return expr
+
+
+def _head(expr: sp.Basic) -> sp.Basic:
+    return expr.base if isinstance(expr, sp.Indexed) else expr
+
+
+def _fresh_bounds(expr: sp.Basic, counter) -> sp.Basic:
+    """Each summation index of ``expr`` renamed to a new Dummy (no capture on nesting)."""
+    if not expr.has(sp.Sum):
+        return expr
+
+    def rename(s: sp.Sum) -> sp.Sum:
+        v, lo, hi = s.limits[0]
+        new = sp.Dummy(f"k{next(counter)}", integer=True)
+        return sp.Sum(s.function.xreplace({v: new}), (new, lo, hi))
+
+    return expr.replace(lambda e: isinstance(e, sp.Sum) and len(e.limits) == 1, rename)
+
+
+# -- sums: linearity, Kronecker collapse, canonical names -------------------------------------
+
+
+def reduce_sums(expr: sp.Expr, n: sp.Symbol) -> tuple[sp.Expr, set[str]]:
+    """Split sums by linearity and collapse Kronecker deltas until nothing changes.
+
+    Returns the result and which rules changed it ("linearity", "collapse")."""
+    used: set[str] = set()
+    for _ in range(12):
+        new = expr.replace(lambda e: isinstance(e, sp.Sum), lambda s: _split(s, n, used))
+        if new == expr:
+            return new, used
+        expr = new
+    return expr, used
+
+
+def _split(s: sp.Sum, n: sp.Symbol, used: set[str]) -> sp.Expr:
+    if len(s.limits) != 1:
+        return s
+    k, lo, hi = s.limits[0]
+    body = sp.expand(s.function)
+    if body.has(sp.log):
+        body = sp.expand(sp.expand_log(body, force=False))
+    parts = []
+    for term in sp.Add.make_args(body):
+        free, bound = [], []
+        for f in sp.Mul.make_args(term):
+            (bound if k in f.free_symbols else free).append(f)
+        inner = sp.Mul(*bound)
+        deltas = [f for f in bound if isinstance(f, sp.KroneckerDelta) and k in f.args]
+        if deltas:
+            other = deltas[0].args[0] if deltas[0].args[1] == k else deltas[0].args[1]
+            if other != k and k not in other.free_symbols:  # sum_k delta_kj a_k = a_j
+                used.add("collapse")
+                rest = sp.Mul(*[f for f in bound if f is not deltas[0]])
+                parts.append(sp.Mul(*free) * rest.xreplace({k: other}))
+                continue
+        if not bound:
+            parts.append(sp.Mul(*free) * (hi - lo + 1))
+        else:
+            parts.append(sp.Mul(*free) * sp.Sum(inner, (k, lo, hi)))
+        if free and bound or len(sp.Add.make_args(body)) > 1:
+            used.add("linearity")
+    return sp.Add(*parts)
+
+
+def _canonical_sums(expr: sp.Expr, depth: int = 0) -> sp.Expr:
+    """Summation indices renamed to one fixed name per nesting depth."""
+    if not expr.has(sp.Sum):
+        return expr
+    if isinstance(expr, sp.Sum) and len(expr.limits) == 1:
+        v, lo, hi = expr.limits[0]
+        bound = sp.Symbol(f"_b{depth}", integer=True)
+        body = _canonical_sums(expr.function.xreplace({v: bound}), depth + 1)
+        return sp.Sum(body, (bound, lo, hi))
+    return expr.func(*(_canonical_sums(a, depth) for a in expr.args))
+
+
+def _atoms_as_symbols(expr: sp.Expr) -> sp.Expr:
+    """Every remaining sum a symbol (positive if its terms are), every entry a symbol."""
+    sums = sorted(expr.atoms(sp.Sum), key=sp.default_sort_key)
+    table = {}
+    for s in sums:
+        positive = bool(s.function.is_positive)
+        nonneg = bool(s.function.is_nonnegative)
+        table[s] = sp.Dummy("S", real=True, positive=positive or None,
+                            nonnegative=nonneg or None)
+    expr = expr.xreplace(table)
+    entries = {}
+    for e in expr.atoms(sp.Indexed):
+        a = e.base.label.assumptions0 if hasattr(e.base.label, "assumptions0") else {}
+        entries[e] = sp.Symbol(f"{e.base.label}[{','.join(map(str, e.indices))}]",
+                               **{"real": True, **a})
+    return expr.xreplace(entries)
+
+
+# -- the check ------------------------------------------------------------------------------
+
+
+def _deltas(expr: sp.Expr) -> list[sp.KroneckerDelta]:
+    return sorted(expr.atoms(sp.KroneckerDelta), key=sp.default_sort_key)
+
+
+def _cases(expr: sp.Expr) -> list[tuple[str, sp.Expr]]:
+    """The claim in each case of its free Kronecker deltas (none: one case)."""
+    found = _deltas(expr)
+    if not found:
+        return [("", expr)]
+    d = found[0]
+    a, b = d.args[:2]
+    same = expr.xreplace({b: a}) if isinstance(b, sp.Idx | sp.Symbol) else expr.subs(d, 1)
+    other = expr.xreplace({d: sp.Integer(0)})
+    out = []
+    for label, case in ((f"${a} = {b}$", same), (f"${a} \\neq {b}$", other)):
+        out += [((label + ", " + sub) if sub else label, c) for sub, c in _cases(case)]
+    return out
+
+
+def check_step(step: Step, context: Context, label: str = "") -> str:
+    """Check ``step`` for symbolic n; return how (prose for the appendix).
+
+    Raises:
+        CheckFailed: naming the step and what is left, when the rest is not shown 0.
+    """
+    how: list[str] = []
+    expr = sp.sympify(step.lhs) - sp.sympify(step.rhs)
+    # 1. hold fixed: frozen quantities inside derivatives
+    frozen: dict[sp.Symbol, sp.Dummy] = {}
+
+    def freeze(d: sp.Derivative) -> sp.Derivative:
+        keep = set(step.fixed) | {v for v in d.variables if isinstance(v, sp.Symbol)}
+        for s in keep:
+            frozen.setdefault(s, sp.Dummy(s.name, **s.assumptions0))
+        table = {s: frozen[s] for s in keep}
+        inner = context.unfold(d.expr, keep=frozenset(keep)).xreplace(table)
+        return sp.Derivative(inner, *[table.get(v, v) for v in d.variables])
+
+    if expr.has(sp.Derivative):
+        expr = expr.replace(lambda e: isinstance(e, sp.Derivative), freeze)
+        if step.fixed:
+            names = ", ".join(f"${_tex_name(s)}$" for s in step.fixed)
+            how.append(f"{names} held fixed")
+    # 2. unfold
+    unfolded = context.unfold(expr)
+    if unfolded != expr:
+        how.append("definitions unfolded")
+    expr = unfolded
+    # 3. differentiate, then unfold what was held fixed
+    if expr.has(sp.Derivative):
+        expr = expr.replace(lambda e: isinstance(e, sp.Derivative),
+                            lambda d: d.doit(deep=False))
+        how.append("derivatives")
+    if frozen:
+        expr = context.unfold(expr.xreplace({v: k for k, v in frozen.items()}))
+    # 4. sums
+    expr, rules = reduce_sums(expr, context.n)
+    if "collapse" in rules:
+        how.append(r"Kronecker collapse ($1 \le j \le n$)")
+    if "linearity" in rules:
+        how.append("sums split by linearity")
+    # 5. canonical names (entries become symbols per case, below)
+    expr = _canonical_sums(expr)
+    # 6. cases, 7. zero test
+    if step.off_diagonal:
+        free = [d for d in _deltas(expr) if not (set(d.args) - {context.i, context.j})]
+        expr = expr.xreplace({d: sp.Integer(0) for d in free})
+        how.append(r"case $i \neq j$ ($\delta_{ij} = 0$)")
+    cases = _cases(expr)
+    for name, case in cases:
+        case = _atoms_as_symbols(case)
+        if not is_zero(case):
+            where = f" (case {name})" if name else ""
+            raise CheckFailed(f"step {label or step.reason!r} does not check{where}: "
+                              f"lhs - rhs reduces to {sp.sstr(case)[:200]}, not 0")
+    if len(cases) > 1:
+        how.append("cases " + " and ".join(name for name, _ in cases))
+    how.append("zero test")
+    return "; ".join(how)
+
+
+def _tex_name(s: sp.Symbol) -> str:
+    from .notation import latex
+
+    return latex(s)
