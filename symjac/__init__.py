@@ -45,7 +45,7 @@ _LAZY = {
 }
 # Submodules reachable as attributes (``symjac.api``), as when they were imported eagerly.
 _SUBMODULES = frozenset({"api", "catalog", "cli", "codegen", "document", "errors", "files",
-                         "formula", "printers", "proof", "userfn"})
+                         "printers", "proof", "userfn"})
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .api import DeriveResult, ProveResult, derive, prove, render
