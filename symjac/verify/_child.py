@@ -33,19 +33,23 @@ class Capped(io.TextIOBase):
     """A text stream that passes the first ``limit`` characters on and counts the rest."""
 
     def __init__(self, stream: io.TextIOBase, limit: int) -> None:
-        self.stream, self.limit, self.count = stream, limit, 0
+        self.stream, self.limit = stream, limit
+        self.count = self.written = self.dropped_lines = 0
 
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        room = self.limit - self.count
+        room = self.limit - self.written
         self.count += len(text)
-        if room > 0:
+        kept = text[:max(room, 0)]
+        self.dropped_lines += text.count("\n", len(kept))
+        if kept:
             try:
-                self.stream.write(text[:room])
+                self.stream.write(kept)
                 self.stream.flush()
+                self.written += len(kept)
             except OSError:  # the file size limit: keep counting
-                pass
+                self.dropped_lines += kept.count("\n")
         return len(text)
 
     def writable(self) -> bool:
@@ -241,8 +245,13 @@ def main() -> None:
             reply, out = runner.call(header, arrays)
         elif op == "call_c":
             reply, out = runner.call_c(header, arrays)
-        else:  # "printed"
-            reply = {"kind": "ok", "characters": sys.stdout.count + sys.stderr.count}
+        else:  # "printed": what Python code wrote, and C's buffers flushed to the file
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL(None).fflush(None)
+            streams = (sys.stdout, sys.stderr)
+            reply = {"kind": "ok", "count": sum(s.count for s in streams),
+                     "written": sum(s.written for s in streams),
+                     "dropped_lines": sum(s.dropped_lines for s in streams)}
             out = ()
         write_frame(responses, reply, out)
 

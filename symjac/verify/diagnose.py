@@ -42,7 +42,7 @@ def candidates(world: World) -> list[tuple[str, ClosedMatrix]]:
     add(f"sign flipped: the claim is -{what}" if not world.is_gradient
         else "sign flipped: the claim is minus the gradient", -closed)
     inputs = world.with_inputs_for_outputs(closed)
-    out_name = world.output_name
+    out_name = "s" if world.s is not None else "y"
     add(f"uses x where {out_name} was meant: the claim is {show(world, inputs, plain=True)}, "
         f"the true formula with x in place of {out_name}", inputs)
     for stage, expr in world.stage_gradients():
@@ -143,10 +143,10 @@ def diagnose_exact(world: World, claim: FormulaMatrix, decider: Decider,
     factor = _exact_factor(world, claim, order, matches)
     if factor is not None:
         found.append(factor)
-    if rows == n:
-        found.extend(partial(status, n, lambda s: s == EQUAL))
     if world.kinked and not found:
         found.extend(_exact_slope(world, claim, decider))
+    if rows == n:
+        found.extend(partial(status, n, lambda s: s == EQUAL))
     return tuple(found)
 
 
@@ -253,11 +253,11 @@ def diagnose_numeric(world: World, truth: FloatTruth, outs: list[np.ndarray],
         found.append(factor)
     if targets is None:
         n = world.n
-        found.extend(partial([[not bad_any[i, j] for j in range(n)] for i in range(n)], n,
-                             lambda ok: ok))
         if world.kinked and not found:
             found.extend(slope([(float(x[i]), float(o[i, i]), float(t[i, i]))
                                 for x, o, t in zip(inputs, outs, true) for i in range(n)]))
+        found.extend(partial([[not bad_any[i, j] for j in range(n)] for i in range(n)], n,
+                             lambda ok: ok))
     if not found and max_rel < 1e-4:
         found.append(f"close but not equal: off by up to {max_rel:.1e} of the size of the "
                      "Jacobian's pieces (an approximation, e.g. finite differences, or "

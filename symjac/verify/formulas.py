@@ -117,11 +117,16 @@ def _verify_reading(world: World, reading: Reading,
         i, j = differing[0]
         diagnosis = diagnose_exact(world, claim, decider, status, differing, budget,
                                    representatives)
-        if reading.vector and not world.is_gradient and not any(
-                status[k][k] != EQUAL for k in range(n)):
+        diagonal_right = not world.is_gradient and all(status[k][k] == EQUAL
+                                                       for k in range(n))
+        if reading.vector and diagonal_right:
             diagnosis = (f"diagonal only: the off-diagonal entries {off_diagonal_text(world)}"
                          " are missing",) + tuple(d for d in diagnosis
                                                   if not d.startswith("only the diagonal"))
+        elif diagonal_right and n > 1 and not {"j", "delta"} & reading.formula.names_used():
+            diagnosis += ("the claim does not depend on j: if it is J's diagonal (the "
+                          "derivative of an elementwise function), write delta(i, j)*(...), "
+                          "or give the vector with --matrix",)
         verdict = replace(
             base, verdict="refuted",
             method=f"decided {'exactly' if symmetric else 'entry by entry'}: {methods}",

@@ -150,11 +150,15 @@ def _judge(function: str, n: int, kind: str, code: Any, params: Mapping[str, Any
     except Failure as exc:
         verdicts, checks, verdict = [], (), "unusable"
         reason = f"the code {exc}"
+    printed = code.printed()
+    if reason and printed is not None and printed.characters > 100_000:
+        more = "at least " if printed.at_least else ""
+        reason += f"; it wrote {more}{printed.characters} characters of output meanwhile"
     notes += tuple(getattr(code, "notes", ()))
     return VerifyResult(function=function, n=n, kind=kind, claim=code.label,
                         truth=world.closed_form_text, verdict=verdict, shapes=tuple(verdicts),
                         checks=checks, notes=notes, gradient=world.is_gradient, reason=reason,
-                        printed=code.printed(), seconds=time.perf_counter() - budget.start)
+                        printed=printed, seconds=time.perf_counter() - budget.start)
 
 
 def _no_shape_reason(world: World, verdicts: list[ShapeVerdict]) -> str:

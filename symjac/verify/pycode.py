@@ -181,7 +181,8 @@ class _Judge:
         if not shape.batch and argument not in self.alone:
             self.alone[argument] = judged.claims  # the code's answers, vector by vector
         base = ShapeVerdict(shape=shape.label, verdict="", method="called with this shape",
-                            reading=self._reading(judged.how, argument))
+                            reading=self._reading(judged.how, argument),
+                            argument=argument or "")
         first = judged.claims[0]
         if first is None:
             note = judged.notes[0][len("the function "):]

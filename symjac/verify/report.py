@@ -15,8 +15,12 @@ NUMERIC = ("numpy", "c")
 
 def report(r: VerifyResult) -> str:
     what = "gradient (a 1 x n row)" if r.gradient else "Jacobian"
-    lines = [f"{HEADLINE[r.verdict]}: {r.kind} claim for the {what} of {r.function}, "
-             f"n = {r.n}",
+    headline = HEADLINE[r.verdict]
+    arguments = {s.argument for s in r.shapes if s.verdict in ("correct", "refuted")}
+    if len(arguments) == 1 and "" not in arguments:
+        (name,) = arguments
+        headline += f" (as a function of {name}, the output, not of x)"
+    lines = [f"{headline}: {r.kind} claim for the {what} of {r.function}, n = {r.n}",
              f"  claim: {r.claim}",
              f"  truth: {r.truth_label} = {r.truth}"]
     if r.reason:
@@ -27,17 +31,18 @@ def report(r: VerifyResult) -> str:
     lines += [f"  {c}" for c in r.checks]
     if r.printed is not None:
         p = r.printed
-        more = "at least " if p.truncated and p.characters <= 4096 else ""
-        lines.append(f"  printed: the code printed {more}{p.characters} characters "
-                     f"({p.lines} lines), kept out of this report; it began:")
+        more = "at least " if p.at_least else ""
+        lines.append(f"  printed: the code wrote {more}{p.characters} characters ({more}"
+                     f"{p.lines} lines) to stdout/stderr, kept out of this report; "
+                     f"{'all of it' if p.complete else 'it began'}:")
         lines += [f"    | {line}" for line in p.head.splitlines()]
-        if p.truncated:
+        if not p.complete:
             lines.append("    | ...")
     return "\n".join(lines)
 
 
 def _shape(s: ShapeVerdict, numeric: bool) -> list[str]:
-    head = "" if s.shape == "formula" else f"[{s.shape}] "
+    head = "" if s.shape in ("formula", "matrix", "latex") else f"[{s.shape}] "
     if s.verdict in ("rejected", "skipped"):
         return [f"{head}{s.verdict}: {s.detail}"]
     lines = [f"{head}{s.verdict}: {s.method}"]

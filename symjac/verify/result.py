@@ -44,6 +44,7 @@ class ShapeVerdict:
     method: str  # how the verdict was reached
     detail: str = ""  # why a shape was rejected or skipped
     reading: str = ""  # how the result was read: "a vector: judged as the diagonal of J"
+    argument: str = ""  # code called with the function's output ("s") instead of x
     index_form: str = ""  # matrix / LaTeX claims: the entry J[i, j] they were read as
     entries: int = 0
     differing_count: int = 0  # formulas: decided exactly; code: at the counterexample
@@ -62,7 +63,9 @@ class Printed:
     characters: int
     lines: int
     head: str  # the first few lines, shortened
-    truncated: bool = False  # more was written than was kept
+    complete: bool = False  # the head is all of it
+    at_least: bool = False  # more was written than the child could keep: counts are lower
+    # bounds
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ class Sandbox:
             child.close()
         self.ready = False
         self.dead: str | None = None
+        self.output = output
 
     def __enter__(self) -> Sandbox:
         return self
@@ -184,30 +185,29 @@ class Sandbox:
 
     def printed(self) -> Printed | None:
         """What the code printed (counted by the child, the start of it kept in a file)."""
-        characters = 0
+        counts = {"count": 0, "written": 0, "dropped_lines": 0}
         if self.dead is None and self.ready:
             with contextlib.suppress(Failure):
-                characters = int(self.request({"op": "printed"}, timeout=5)[0]["characters"])
-        return read_printed(self.capture.fileno(), characters)
+                counts.update(self.request({"op": "printed"}, timeout=5)[0])
+        fd = self.capture.fileno()
+        size = os.fstat(fd).st_size
+        if not size and not counts["count"]:
+            return None
+        kept = os.pread(fd, OUTPUT_LIMIT, 0)  # pread: the child's file offset stays put
+        characters = counts["count"] + max(0, size - counts["written"])
+        lines = kept.count(b"\n") + counts["dropped_lines"]
+        return summary(kept[:4096].decode("utf-8", errors="replace"), characters, lines,
+                       at_least=size >= self.output or self.dead is not None)
 
 
-def read_printed(fd: int, characters: int) -> Printed | None:
-    """A summary of the file the child printed into (read without moving its offset)."""
-    size = os.fstat(fd).st_size
-    if not size and not characters:
-        return None
-    text = os.pread(fd, 4096, 0).decode("utf-8", errors="replace")
-    return summary(text, max(characters, size), truncated=max(characters, size) > 4096)
-
-
-def summary(text: str, characters: int, truncated: bool = False) -> Printed:
+def summary(text: str, characters: int, lines: int, at_least: bool = False) -> Printed:
     """The first lines of printed text, shortened for the report."""
-    lines = text.splitlines()
-    head = "\n".join(line if len(line) <= 120 else line[:117] + "..." for line in lines[:5])
+    first = text.splitlines()
+    head = "\n".join(line if len(line) <= 120 else line[:117] + "..." for line in first[:5])
     if len(head) > 400:
         head = head[:397] + "..."
-    return Printed(characters=characters, lines=text.count("\n") + (not text.endswith("\n")),
-                   head=head, truncated=truncated or len(lines) > 5)
+    return Printed(characters=characters, lines=lines, head=head,
+                   complete=head == text.rstrip("\n") and not at_least, at_least=at_least)
 
 
 def _signal_name(number: int) -> str:
@@ -224,7 +224,7 @@ class InProcess:
     def __init__(self, func: Callable[..., Any]) -> None:
         self.func = func
         self.out = io.StringIO()
-        self.count = 0
+        self.count = self.lines = 0
 
     def call(self, x: np.ndarray, kwargs: Mapping[str, Any]) -> Outcome:
         capture = io.StringIO()
@@ -258,13 +258,14 @@ class InProcess:
 
     def _keep(self, text: str) -> None:
         self.count += len(text)
+        self.lines += text.count("\n")
         if self.out.tell() < 4096:
             self.out.write(text[:4096])
 
     def printed(self) -> Printed | None:
         if not self.count:
             return None
-        return summary(self.out.getvalue(), self.count, truncated=self.count > 4096)
+        return summary(self.out.getvalue(), self.count, self.lines)
 
 
 def _one_line(exc: BaseException) -> str:
