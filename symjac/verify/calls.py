@@ -6,9 +6,10 @@ a batch ``(b, n, n)``, or only a vector ``(n,)`` -- the derivative of an element
 function, i.e. J's diagonal. Each call is a :class:`Shape`; each result becomes one 2-D
 claim per input vector (n x n, or 1 x n for a gradient), or says why it cannot be read.
 
-For a single vector (flat, column, row) a result of any other shape is a wrong answer to
-an input the code accepted: it refutes the claim. A batch is only judged when the result
-is batch-shaped; code that is not written for batches is not wrong for ignoring them.
+For a flat vector or a column (the shapes Jacobian code is written for) a result of any
+other shape is a wrong answer to an input the code accepted: it refutes the claim. A row
+or a batch is only judged when the result has a shape it could mean; code that is not
+written for rows or batches is not wrong for ignoring them.
 """
 
 from __future__ import annotations
@@ -21,17 +22,22 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Shape:
-    """One way to call the code with a vector x (or a batch of them)."""
+    """One way to call the code with a vector x (or a batch of them).
+
+    A *probe* shape (a row, a batch) is tried to find code written for it: a result of
+    no shape it could mean is "not written for this shape", not a wrong answer.
+    """
 
     label: str
     batch: bool
     make: Callable[[list[np.ndarray]], np.ndarray]  # the vectors of one call -> its input
+    probe: bool = False
 
 
 FLAT = Shape("flat (n,)", False, lambda xs: xs[0])
 COLUMN = Shape("column (n, 1)", False, lambda xs: xs[0].reshape(-1, 1))
-ROW = Shape("row (1, n)", False, lambda xs: xs[0].reshape(1, -1))
-BATCH = Shape("batch (b, n)", True, lambda xs: np.stack(xs))
+ROW = Shape("row (1, n)", False, lambda xs: xs[0].reshape(1, -1), probe=True)
+BATCH = Shape("batch (b, n)", True, lambda xs: np.stack(xs), probe=True)
 C_FLAT = Shape("C, x as n doubles", False, lambda xs: xs[0])
 
 

@@ -49,7 +49,8 @@ class Decider:
         self.world = world
         self.canon = world.canon
         # Readable points, and their mirror images so every x_k takes both signs.
-        points = nice_points(world.n, 3, seed=5)
+        # where the truth has a kink (ReLU at x_k = 0) it has no derivative to compare with
+        points = nice_points(world.n, 3, seed=5, avoid_zero=world.kinked)
         self.real_points = points + [Point([-v for v in p.exact]) for p in points]
         self.methods: dict[str, int] = {}
         self.undefined_at_zero: set[tuple[int, int]] = set()  # see _sign_cases
@@ -134,11 +135,14 @@ class Decider:
                 continue
             case = self.canon.canon(case.xreplace(back))
             if self._common_denominator(case, has_atoms(case))[0] is not True:
-                return None
+                if 0 not in signs or not self.world.kinked:
+                    return None
+                undefined = True  # another value where the truth has no derivative: at a kink
+                continue
         if undefined:
             self.undefined_at_zero.add((i, j))
             self._count("equal wherever every x_k != 0, case by case in the signs of x_k "
-                        "(undefined where some x_k = 0)")
+                        "(undefined, or another value, where some x_k = 0)")
         else:
             self._count("equal in every case of the signs of x_k (positive, negative, 0)")
         return EQUAL

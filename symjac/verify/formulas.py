@@ -168,9 +168,9 @@ def _at_zero_warning(world: World, decider: Decider) -> tuple[str, ...]:
     if not decider.undefined_at_zero:
         return ()
     i, j = min(decider.undefined_at_zero)
-    return (f"the claim is undefined where some x_k = 0 (e.g. entry ({i}, {j})): "
-            f"{world.name} has no derivative there; symjac's kernels use H(0) = 0, as "
-            "PyTorch and JAX do",)
+    return (f"the claim is undefined (or takes another value) where some x_k = 0 (e.g. "
+            f"entry ({i}, {j})): {world.name} has no derivative there; symjac's kernels use "
+            "H(0) = 0, as PyTorch and JAX do",)
 
 
 def _time_warning(budget: Budget, reached: int, total: int) -> tuple[str, ...]:
@@ -205,7 +205,7 @@ def cross_check(world: World, claim: FormulaMatrix, status: list[list[str | None
         diagonal = [(i, i) for i in range(n)]
         off = [e for e in entries if e[0] != e[1]]
         entries = diagonal + rng.sample(off, CROSS_CHECK_ENTRIES - n)
-    moderate, extreme = cross_check_points(n)
+    moderate, extreme = cross_check_points(n, avoid_zero=world.kinked)
     used = 0
     for point in moderate + extreme:
         try:
@@ -234,7 +234,8 @@ def _counterexample(world: World, claim: FormulaMatrix, differing: list[tuple[in
     points where the decision found a difference are tried too."""
     found = [refuted_at[e] for e in differing[:5] if e in refuted_at]
     for extra in (0, 450):
-        for point in nice_points(world.n, 6, extra=extra) + (found if not extra else []):
+        points = nice_points(world.n, 6, extra=extra, avoid_zero=world.kinked)
+        for point in points + (found if not extra else []):
             for i, j in differing[:5]:
                 try:
                     with mpmath.workdps(point.dps):

@@ -200,29 +200,37 @@ class Point:
         return tuple(float(v) for v in self.exact)
 
 
-def nice_points(n: int, count: int, seed: int = 11, extra: int = 0) -> list[Point]:
-    """Readable points for counterexamples: distinct multiples of 1/4 in [-2, 2]."""
+def nice_points(n: int, count: int, seed: int = 11, extra: int = 0,
+                avoid_zero: bool = False) -> list[Point]:
+    """Readable points for counterexamples: distinct multiples of 1/4 in [-2, 2] (without
+    0 where the truth has a kink there)."""
     rng = random.Random(seed)
-    pool = [sp.Rational(k, 4) for k in range(-8, 9)]
+    pool = [sp.Rational(k, 4) for k in range(-8, 9) if k or not avoid_zero]
     points = []
     for _ in range(count):
         if n <= len(pool):
             xs = rng.sample(pool, n)
         else:
-            xs = [sp.Rational(rng.randint(-40, 40), 8) for _ in range(n)]
+            xs = [sp.Rational(rng.choice([k for k in range(-40, 41) if k or not avoid_zero]),
+                              8) for _ in range(n)]
         points.append(Point(xs, extra))
     return points
 
 
-def cross_check_points(n: int) -> tuple[list[Point], list[Point]]:
-    """Random moderate points and extreme ones (large |x|, large spread)."""
+def cross_check_points(n: int, avoid_zero: bool = False) -> tuple[list[Point], list[Point]]:
+    """Random moderate points and extreme ones (large |x|, large spread); without a 0
+    coordinate where the truth has a kink there."""
     rng = random.Random(2024)
-    moderate = [Point([sp.Rational(round(rng.gauss(0, 2) * 8), 8) for _ in range(n)])
+
+    def point(xs: list[sp.Rational]) -> Point:
+        return Point([v if v or not avoid_zero else sp.Rational(1, 8) for v in xs])
+
+    moderate = [point([sp.Rational(round(rng.gauss(0, 2) * 8), 8) for _ in range(n)])
                 for _ in range(3)]
     alternating = [sp.Integer(60 if k % 2 == 0 else -60) for k in range(n)]
     ramp = [sp.Rational(round(-100 + 200 * k / max(1, n - 1)), 1) for k in range(n)]
     dominant = [sp.Integer(100)] + [sp.Integer(-30)] * (n - 1)
-    extreme = [Point(alternating), Point(ramp), Point(dominant)]
+    extreme = [point(alternating), point(ramp), point(dominant)]
     return moderate, extreme
 
 

@@ -96,11 +96,13 @@ class _Judge:
         self.world, self.code = world, code
         self.truth = FloatTruth(world)
         n = world.n
+        inputs = moderate_inputs(n)
+        if world.kinked:  # no derivative to compare with at a kink (ReLU at 0)
+            inputs = [np.where(x == 0, 0.125, x) for x in inputs]
         if world.is_gradient:
-            self.cases = [Case(x, t, unit) for x in moderate_inputs(n)[:3]
-                          for t, unit in targets(n)]
+            self.cases = [Case(x, t, unit) for x in inputs[:3] for t, unit in targets(n)]
         else:
-            self.cases = [Case(x) for x in moderate_inputs(n)]
+            self.cases = [Case(x) for x in inputs]
         self.alone: dict[str | None, list[np.ndarray | None]] = {}
         first = (code.params or [""])[0].lower()
         self.hinted = first in OUTPUT_NAMES or first == world.output_name
@@ -192,9 +194,9 @@ class _Judge:
             if judged.how == "none":
                 return replace(base, verdict="rejected", reading="",
                                detail=f"no answer for this shape: it {note}")
-            if shape.batch or judged.how in ("not batch", "batch of ones"):
+            if shape.probe or judged.how in ("not batch", "batch of ones"):
                 return replace(base, verdict="skipped", reading="", detail=self._skip(
-                    judged.how, note))
+                    judged.how, note, shape))
         rows = 1 if world.is_gradient else n
         bad_any = np.zeros((rows, n), dtype=bool)
         failure: tuple[int, np.ndarray] | None = None
@@ -274,11 +276,12 @@ class _Judge:
                                       "all of J" if self.world.diagonal_only else ""))
         return "; ".join(parts)
 
-    def _skip(self, how: str, note: str) -> str:
+    def _skip(self, how: str, note: str, shape: Shape) -> str:
         if how == "batch of ones":
             return ("the function reads (n, 1) as a batch of n vectors of length 1 (it "
                     "is written for batches (b, n)); not judged as one column")
-        return f"not written for a batch: it {note}; not judged"
+        what = "a batch" if shape.batch else "this shape"
+        return f"not written for {what}: it {note}; not judged"
 
     def _counterexample(self, case: Case, claim: np.ndarray | None, note: str,
                         bad: np.ndarray) -> Counterexample:
@@ -318,6 +321,8 @@ class _Judge:
         first: tuple[float, str, str] | None = None
         for label, make in DIRECTIONS:
             direction = make(n)
+            if self.world.kinked:
+                direction = np.where(direction == 0, 0.125, direction)
             good = 0.0
             for c in MAGNITUDES:
                 why = broken(c * direction)
