@@ -103,7 +103,7 @@ class CompiledC:
         if proc.returncode != 0:
             self.close()
             lines = proc.stderr.splitlines()
-            first = next((line for line in lines if "error" in line.lower()),
+            first = next((line for line in lines if re.search(r"(^|: )(fatal )?error:", line)),
                          lines[0] if lines else f"{compiler} failed")
             raise SymjacError(f"--c: {first.strip()}")
 

@@ -138,8 +138,8 @@ def _judge(function: str, n: int, kind: str, code: Any, params: Mapping[str, Any
     world = prepared[0] or _world(function, n, params)
     notes = _notes(world)
     if world.is_gradient:
-        notes += ("the gradient is a 1 x n row: the code is called as f(x, t=t) and "
-                  "returns n numbers",)
+        call = "NAME(x, t, grad) and writes" if kind == "c" else "f(x, t=t) and returns"
+        notes += (f"the gradient is a 1 x n row: the code is called as {call} n numbers",)
     shapes = (calls.C_FLAT,) if kind == "c" else calls.shapes_for(n)
     reason = ""
     try:

@@ -25,10 +25,10 @@ from .truth import World
 
 NUMPY_RTOL = 1e-12  # float64 results, relative to the size of the Jacobian's pieces
 STABILITY_RTOL = 1e-6  # at large |x|: report gross failures (inf/NaN, lost digits), not ulps
-OUTPUT_NAMES = frozenset((
-    "s", "y", "p", "a", "h", "probs", "prob", "probabilities", "softmax", "softmax_out",
-    "softmax_output", "sm", "out", "output", "outputs", "act", "activation", "activations",
-    "sig", "sigmoid", "sigma", "yhat", "y_hat", "s_out", "y_out", "fx", "f_x"))
+# A first argument named like this holds the function's output (what a backward keeps).
+OUTPUT_NAMES = frozenset(("s", "y", "p", "a", "h", "sm", "act", "sig", "sigma", "yhat",
+                          "y_hat", "fx", "f_x", "s_out", "y_out"))
+OUTPUT_WORDS = ("out", "prob", "softmax", "activation", "sigmoid", "probs")
 DIRECTIONS = (
     ("(1, 1, ..., 1)", lambda n: np.ones(n)),
     ("(-1, -1, ..., -1)", lambda n: -np.ones(n)),
@@ -72,7 +72,7 @@ def judge(world: World, code: Code,
     """Every shape judged; raises sandbox.Failure on a fatal event of the code."""
     judge_ = _Judge(world, code)
     verdicts = [judge_.shape(shape) for shape in shapes]
-    _batch_of_ones(verdicts)
+    _last_axis_code(verdicts)
     _cross_shape(verdicts)
     judged = sum(1 for v in verdicts if v.verdict in ("correct", "refuted") and v.entries)
     if not judged:
@@ -105,7 +105,8 @@ class _Judge:
             self.cases = [Case(x) for x in inputs]
         self.alone: dict[str | None, list[np.ndarray | None]] = {}
         first = (code.params or [""])[0].lower()
-        self.hinted = first in OUTPUT_NAMES or first == world.output_name
+        self.hinted = (first in OUTPUT_NAMES or first == world.output_name
+                       or any(word in first for word in OUTPUT_WORDS))
 
     # -- calling ---------------------------------------------------------------------------
 
@@ -159,13 +160,29 @@ class _Judge:
     # -- judging ---------------------------------------------------------------------------
 
     def shape(self, shape: Shape) -> ShapeVerdict:
+        """The verdict with x; or with the output, when the code takes that.
+
+        Code whose first argument is named like an output (``s``, ``probs``, ``out``) is
+        judged as a function of it. Code of ``x`` that is wrong for x but right for the
+        output is refuted -- the input where the output belongs -- and the diagnosis says
+        how it would be right; code that refuses x and is right for the output takes it.
+        """
         verdict = self._judge(shape, None)
         if verdict.verdict in ("correct", "skipped"):
             return verdict
         for name in self.world.forward_floats(self.cases[0].x):
             other = self._judge(shape, name)
-            if other.verdict == "correct" or (self.hinted and other.verdict == "refuted"):
+            if self.hinted and other.verdict in ("correct", "refuted"):
                 return other
+            if other.verdict == "correct" and verdict.verdict == "rejected":
+                return other
+            if other.verdict == "correct" and verdict.verdict == "refuted" and any(
+                    d.startswith("uses x where") for d in verdict.diagnosis):
+                given = (f"{name} = {self.world.name}(x)" if not self.world.is_gradient
+                         else f"{name} = e^x / sum(e^x)")
+                return replace(verdict, diagnosis=verdict.diagnosis + (
+                    f"called with {given} instead of x it is right: if it is meant to take "
+                    f"the output (as a backward pass does), name its argument {name}",))
         return verdict
 
     def _rows_agree(self, claims: list[np.ndarray | None], argument: str | None) -> bool:
@@ -365,12 +382,20 @@ def _bad(out: np.ndarray, truth: np.ndarray, tol: float) -> np.ndarray:
         return ~np.isfinite(out) | (np.abs(out - truth) > tol + 1e-300)
 
 
-def _batch_of_ones(verdicts: list[ShapeVerdict]) -> None:
-    """A column read as a batch of 1-vectors is fine for batch code, wrong otherwise."""
+def _last_axis_code(verdicts: list[ShapeVerdict]) -> None:
+    """Code right for a batch (b, n) reads the last axis as the vector, as NumPy's (..., n)
+    convention does: to it a column (n, 1) is n vectors of length 1, not one vector."""
     batch_ok = any(v.shape.startswith("batch") and v.verdict == "correct" for v in verdicts)
     for k, v in enumerate(verdicts):
-        if v.verdict == "skipped" and v.detail.startswith("the function reads (n, 1)") \
-                and not batch_ok:
+        ones = v.verdict == "skipped" and v.detail.startswith("the function reads (n, 1)")
+        if batch_ok and v.shape.startswith("column") and (ones or v.verdict == "refuted"):
+            verdicts[k] = replace(
+                v, verdict="skipped", entries=0, differing_count=0, differing=(),
+                counterexample=None, diagnosis=(), reading="", detail=(
+                    "the function is right for a batch (b, n): it reads the last axis as the "
+                    "vector, so a column (n, 1) is n vectors of length 1 to it; not judged "
+                    "as one column"))
+        elif ones:
             verdicts[k] = replace(v, verdict="refuted", entries=0, method="called with "
                                   "this shape", diagnosis=("returned one 1 x 1 Jacobian per "
                                                            "entry of the column",))
