@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import shlex
 import time
 from pathlib import Path
 
@@ -831,16 +833,17 @@ def test_cli_help_says_numpy_runs_code(tmp_path):
     assert "RUNS ITS CODE" in text and "never run as code" in text
 
 
-def test_readme_example_is_what_verify_prints(tmp_path):
-    """The README shows a real run; it fails here when the report changes."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    command = '$ symjac verify softmax -n 4 --formula "s[i]*(delta(i, j) - s[i])"\n'
-    shown = readme[readme.index(command) + len(command):]
-    shown = shown[:shown.index("```")]
-    proc = run_cli("verify", "softmax", "-n", "4", "--formula", "s[i]*(delta(i, j) - s[i])",
-                   cwd=tmp_path)
-    assert proc.returncode == 1
-    assert proc.stdout == shown
+def test_readme_examples_are_what_verify_prints():
+    """The README shows real runs (formula, matrix, LaTeX, C); each is run again here."""
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```console\n\$ (symjac verify [^\n]*)\n(.*?)```", readme, re.S)
+    kinds = {shlex.split(command)[5] for command, _ in blocks}
+    assert kinds >= {"--formula", "--matrix", "--latex", "--c"}
+    for command, shown in blocks:
+        proc = run_cli(*shlex.split(command)[1:], cwd=root)
+        assert proc.returncode in (0, 1), proc.stderr
+        assert proc.stdout == shown, command
 
 
 def test_cli_time_limit(tmp_path):
@@ -861,3 +864,62 @@ def test_cli_bad_time_limit(tmp_path, value):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"symjac: error: --time-limit must be a positive number of seconds, got '{value}'"]
+
+
+# -- per shape: a wrong answer in any accepted shape refutes; result shapes people use ------
+
+
+def _softmax_jacobian(x):
+    s = _softmax(np.ravel(x))
+    return np.diag(s) - np.outer(s, s)
+
+
+def test_garbage_for_one_accepted_shape_refutes_and_names_it():
+    def f(x):
+        return _softmax_jacobian(x) if x.ndim == 1 else np.zeros((3, 7))
+
+    r = verify("softmax", 4, numpy=f)
+    by = {s.shape: s for s in r.shapes}
+    assert (r.verdict, r.exit_code) == ("refuted", 1)
+    assert by[FLAT].verdict == "correct" and by[COLUMN].verdict == "refuted"
+    assert by[COLUMN].counterexample.claimed is None
+    assert "returned shape (3, 7) for x of shape (4, 1)" in by[COLUMN].counterexample.note
+    assert "[column (n, 1)] refuted" in r.to_text()
+    # only raising means a shape is not accepted
+    g = verify("softmax", 4, numpy=lambda x: _softmax_jacobian(x) if x.ndim == 1 else 1 / 0)
+    assert g.verdict == "correct" and {s.verdict for s in g.shapes} == {"correct", "rejected"}
+
+
+@pytest.mark.parametrize("wrap", [lambda j: j[:, :, None], lambda j: j[None, :, :]],
+                         ids=["(n, n, 1)", "(1, n, n)"])
+def test_results_with_a_unit_axis_are_the_jacobian(wrap):
+    r = verify("softmax", 4, numpy=lambda x: wrap(_softmax_jacobian(x)))
+    assert r.verdict == "correct"
+    assert {s.shape: s.verdict for s in r.shapes}[FLAT] == "correct"
+
+
+def test_gradient_headline_says_gradient():
+    r = verify("softmax_cross_entropy", 3, formula="s[j] - t[j]")
+    head = r.to_text().splitlines()[0]
+    assert head == ("CORRECT: formula claim for the gradient (a 1 x n row) of "
+                    "softmax_cross_entropy, n = 3")
+    assert "n x n" not in head
+
+
+def test_differing_entries_listed_are_those_at_the_counterexample():
+    def f(x):  # wrong at entry (0, 1) everywhere, and at (2, 3) only where x_2 < 1
+        j = _softmax_jacobian(x)
+        j[0, 1] += 1.0
+        if np.ravel(x)[2] < 1:
+            j[2, 3] += 1.0
+        return j
+
+    r = verify("softmax", 4, numpy=f)
+    flat = {s.shape: s for s in r.shapes}[FLAT]
+    cx = flat.counterexample
+    assert cx.x[2] >= 1  # the first point checked
+    assert flat.differing == ((0, 1),) and flat.differing_count == 1
+    assert flat.differing_elsewhere == 2
+    text = r.to_text()
+    assert "1 of 16 entries differ at the counterexample: (0, 1) (2 differ at some of the " \
+           "points)" in text

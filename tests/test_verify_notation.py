@@ -319,3 +319,22 @@ def test_cli_matrix_and_latex(tmp_path):
     proc = run_cli("verify", "softmax", "-n", "4", "--matrix", "-s s^T + diag(s)",
                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_functions_own_names_reach_every_notation():
+    """The hook for a function's stage names: declared kinds at parse time, values per entry."""
+    import sympy
+
+    from symjac.verify.notation.formula import FormulaEnv, parse_formula
+
+    x = sympy.symbols("x0:3", real=True)
+    e = [sympy.exp(v) for v in x]
+    env = FormulaEnv(3, x, stages={"e": e, "Z": sum(e)})
+    f = parse_formula("e[i]*(delta(i, j)*Z - e[j])/Z**2", {"e": "vector", "Z": "scalar"})
+    assert f.index_generic
+    assert sympy.simplify(f.entry(0, 1, env) + e[0] * e[1] / sum(e) ** 2) == 0
+    (reading,) = parse_claim("matrix", "diag(e)/Z - e e^T/Z^2", False,
+                             {"e": "vector", "Z": "scalar"})
+    assert reading.index_form == "delta(i, j) * e[i] / Z - e[i] * e[j] / Z ** 2"
+    with pytest.raises(SymjacError, match='unknown name "e"'):
+        parse_formula("e[i]")  # without the declaration it is no name

@@ -66,6 +66,13 @@ def verify_readings(world: World, readings: tuple[Reading, ...], budget: Budget,
                 f"{world.closed_form_text.split(' (')[0]}",))
         shapes += cases
         deciding.append(cases[0])
+    if len(readings) > 1:
+        right = [s.shape.split(", ", 1)[1] for s in deciding if s.verdict == "correct"]
+        for k, shape in enumerate(shapes):
+            if shape.verdict == "refuted" and right:
+                shapes[k] = replace(shape, diagnosis=(
+                    f"right with {' and '.join(right)}, wrong with "
+                    f"{shape.shape.split(', ', 1)[1]}",) + shape.diagnosis)
     return shapes, deciding, tuple(checks)
 
 

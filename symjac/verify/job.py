@@ -28,7 +28,7 @@ from .formulas import verify_readings
 from .notation import KINDS, parse_claim
 from .result import ShapeVerdict, VerifyResult, overall
 from .sandbox import CALL_LIMIT, ChildFunction, Failure, InProcess, Sandbox
-from .truth import World, build_world, check_function
+from .truth import World, build_world, check_function, name_kinds
 
 CLAIM_OPTIONS = {"formula": "--formula EXPR", "matrix": "--matrix EXPR",
                  "latex": "--latex TEXT", "numpy": "--numpy FILE.py:NAME",
@@ -91,7 +91,8 @@ def _verify_text(function: str, n: int, kind: str, text: Any,
     if not isinstance(text, str):
         raise SymjacError(f"{kind} must be text")
     gradient = _gradient(function)
-    readings = parse_claim(kind, text, gradient)  # bad text fails here, before any algebra
+    # bad text fails here, before any algebra
+    readings = parse_claim(kind, text, gradient, name_kinds(function))
     world = build_world(function, n, Canon(n), params)
     notes = _notes(world)
     if world.t is not None:

@@ -294,6 +294,13 @@ def check_function(name: str, n: int) -> None:
     Spec(name, n)
 
 
+def name_kinds(name: str) -> dict[str, str]:
+    """The function's own names a claim may use, and their kinds ("vector" or "scalar"),
+    known before the world is built so that bad text fails fast (adapter; the values come
+    from :meth:`World.formula_names`). None yet: see there."""
+    return {}
+
+
 def is_gradient_function(name: str) -> bool:
     """Whether ``name`` is a scalar function (its Jacobian is the gradient row), cheaply."""
     return _is_scalar(catalog.get(name))

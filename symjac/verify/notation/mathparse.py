@@ -235,14 +235,14 @@ class Parser:
             return self.vector_of("1")
         if name in UNARY or name in TWO_ARGUMENTS or name in CALLS:
             return self.call(tok)
-        if name == "e":
+        if name in self.vectors:
+            return self.vector(name)
+        if name == "e" and name not in self.scalars:  # Euler's number, e^x the exponential
             if self.is_op("^", "**"):
                 self.next()
                 exponent = self.unary()
                 return self.function(tok, "exp", [exponent])
             return const("exp(1)")
-        if name in self.vectors:
-            return self.vector(name)
         if name == "sigma":
             return self.vector("y")
         if name in ("I", "Id", "identity_matrix"):
