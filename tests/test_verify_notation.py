@@ -338,3 +338,50 @@ def test_the_functions_own_names_reach_every_notation():
     assert reading.index_form == "delta(i, j) * e[i] / Z - e[i] * e[j] / Z ** 2"
     with pytest.raises(SymjacError, match='unknown name "e"'):
         parse_formula("e[i]")  # without the declaration it is no name
+
+
+# -- fuzz: any text is parsed or refused in one line, quickly, and nothing runs --------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FUZZ = settings(deadline=None, derandomize=True, database=None, max_examples=600,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+MATRIX_TOKENS = ["s", "x", "y", "t", "I", "1", "2", "0.5", "n", "diag(", "outer(", "np.", "eye(n)",
+                 "ones", "sum(", "exp(", "(", ")", "[", "]", "[:, None]", "[None, :]", "@", "*",
+                 "+", "-", "/", "^T", ".T", "'", "^", "**", " ", ",", "=", "==", "s_i", "delta_ij",
+                 ".reshape(-1, 1)", ".sum()", "__import__", "os", "open(", "'a'", "\u1d40", "\u03b4",
+                 "lambda", ":", ";", "\\", "{", "}", "e", "^2"]
+LATEX_TOKENS = ["s", "_i", "_j", "_{ij}", "\\delta", "\\frac{", "}{", "}", "{", "^\\top", "^T",
+                "^2", "^{", "\\sum_k", "\\sum_{k=1}^{n}", "\\operatorname{diag}", "(", ")", "[",
+                "]", "=", "-", "+", "\\cdot", "\\sigma", "e", "x", "\\left(", "\\right)", "|",
+                "\\mathbb{1}", "\\input", "\\def", "$", " ", "\\,", "1", "n", "\\exp", "\\tanh"]
+
+
+def _fuzz(kind: str, text: str) -> None:
+    start = time.perf_counter()
+    try:
+        parse_claim(kind, text, False)
+    except SymjacError as exc:
+        message = str(exc)
+        assert message.startswith(f"{kind}: ") and "\n" not in message, message
+    assert time.perf_counter() - start < 1.0, text
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(MATRIX_TOKENS), max_size=30).map("".join))
+def test_fuzz_matrix_tokens(text):
+    _fuzz("matrix", text)
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(LATEX_TOKENS), max_size=30).map("".join))
+def test_fuzz_latex_tokens(text):
+    _fuzz("latex", text)
+
+
+@FUZZ
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80))
+def test_fuzz_printable_matrix_and_latex(text):
+    _fuzz("matrix", text)
+    _fuzz("latex", text)

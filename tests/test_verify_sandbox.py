@@ -222,3 +222,18 @@ def _timed(cwd, corpus) -> float:
                    f"{corpus / 'public_softmax.py'}:stable_outer", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return time.perf_counter() - start
+
+
+def test_a_pasted_snippet_whose_demo_code_fails_is_still_judged(tmp_path):
+    path = tmp_path / "paste.py"
+    path.write_text("import numpy as np\n\n"
+                    "def softmax_grad(s):\n"
+                    "    s = s.reshape(-1, 1)\n"
+                    "    return np.diagflat(s) - s @ s.T\n\n"
+                    "print(softmax_grad(np.array([0.3, 0.7])))\n"
+                    "train(model)  # the rest of the tutorial\n")
+    r = verify("softmax", 4, numpy=f"{path}:softmax_grad")
+    assert r.verdict == "correct"
+    assert any("raised NameError: name 'train' is not defined after softmax_grad was defined"
+               in note for note in r.notes)
+    assert r.printed is not None and r.printed.head.startswith("[[")

@@ -127,6 +127,7 @@ class Runner:
             return {"kind": "error", "text": f"cannot import {path}"}
         module = importlib.util.module_from_spec(spec)
         sys.modules["_symjac_user_code"] = module
+        note = ""
         try:
             spec.loader.exec_module(module)
         except SyntaxError as exc:
@@ -136,7 +137,11 @@ class Runner:
             bad = fatal(exc)
             if bad is not None and not isinstance(exc, SystemExit):
                 return bad
-            return {"kind": "error", "text": f"importing {path} raised {one_line(exc)}"}
+            if isinstance(exc, SystemExit) or not callable(getattr(module, name, None)):
+                return {"kind": "error", "text": f"importing {path} raised {one_line(exc)}"}
+            # a pasted snippet's demo code failed after the function was defined
+            note = (f"importing {path} raised {one_line(exc)} after {name} was defined; "
+                    f"{name} is judged as defined by then")
         if not hasattr(module, name):
             return {"kind": "error", "text": f"{path} has no {name!r}"}
         func = getattr(module, name)
@@ -148,7 +153,7 @@ class Runner:
             params = [p.name for p in inspect.signature(func).parameters.values()]
         except (TypeError, ValueError):
             params = []
-        return {"kind": "ok", "params": params}
+        return {"kind": "ok", "params": params, "note": note}
 
     def load_c(self, header: dict) -> dict:
         try:

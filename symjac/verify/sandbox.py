@@ -289,6 +289,7 @@ class ChildFunction:
         if reply["kind"] != "ok":
             raise SymjacError(f"--numpy: {reply['text']}")
         self.params: list[str] = reply["params"]
+        self.notes: list[str] = [reply["note"]] if reply.get("note") else []
 
     def call(self, x: np.ndarray, kwargs: Mapping[str, Any]) -> Outcome:
         arrays = {k: np.asarray(v, dtype=np.float64) for k, v in kwargs.items()

@@ -200,6 +200,8 @@ class _Scanner:
 
     def command(self, pos: int) -> int:
         match = _COMMAND.match(self.text, pos)
+        if match is None:
+            raise self.fail(pos, "a backslash with no command")
         name = match.group(1)
         end = match.end()
         if name in (",", ";", ":", "!", " ") or name in SKIP:

@@ -29,6 +29,7 @@ N = "n"
 RELOPS = {"==": "==", "=": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 UNARY = frozenset((*FUNCTIONS, *ALIASES, "sqrt"))
 MAX_TOKENS = 2000
+MAX_LEVEL = 100  # operands nested in one another (- - - s, s^s^s, exp exp s)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Parser:
         self.used = {t.text for t in tokens if t.kind in ("name", "sum")}
         self.fresh = 0
         self.juxtaposed = False  # a product written without an operator (maths notation)
+        self.level = 0  # operands nested in one another, bounded by MAX_LEVEL
 
     # -- tokens ----------------------------------------------------------------------------
 
@@ -151,6 +153,15 @@ class Parser:
                 return value
 
     def unary(self) -> Val:
+        self.level += 1
+        try:
+            if self.level > MAX_LEVEL:
+                raise self.fail(self.tok, f"nested too deeply (more than {MAX_LEVEL} levels)")
+            return self._unary()
+        finally:
+            self.level -= 1
+
+    def _unary(self) -> Val:
         if self.is_op("-", "+"):
             op = self.next()
             value = self.unary()

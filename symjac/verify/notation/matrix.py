@@ -122,14 +122,17 @@ def parse_matrix_claim(kind: str, text: str, gradient: bool,
     if len(tokens) == 1:
         raise SymjacError(f"{kind}: empty; write the matrix, e.g. diag(s) - s s^T")
     parser = Parser(kind, tokens, flat=False, stages=stages)
-    columns = parser.parse()
-    first = _lower(kind, columns, gradient, stages)
+    try:
+        columns = parser.parse()
+        first = _lower(kind, columns, gradient, stages)
+    except RecursionError:  # a safety net: the parser bounds the nesting itself
+        raise SymjacError(f"{kind}: too deeply nested") from None
     readings = [first]
     if kind == "matrix" and not maths and not parser.juxtaposed:
         try:
             flat = _lower(kind, Parser(kind, tokens, flat=True, stages=stages).parse(),
                           gradient, stages)
-        except SymjacError:
+        except (SymjacError, RecursionError):
             flat = None  # no meaning with flat arrays: the column reading stands alone
         if flat is not None and flat.index_form != first.index_form:
             note = ("the same text as NumPy code with flat 1-D arrays (n,): `.T` does "
