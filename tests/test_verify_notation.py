@@ -350,8 +350,8 @@ FUZZ = settings(deadline=None, derandomize=True, database=None, max_examples=600
 MATRIX_TOKENS = ["s", "x", "y", "t", "I", "1", "2", "0.5", "n", "diag(", "outer(", "np.", "eye(n)",
                  "ones", "sum(", "exp(", "(", ")", "[", "]", "[:, None]", "[None, :]", "@", "*",
                  "+", "-", "/", "^T", ".T", "'", "^", "**", " ", ",", "=", "==", "s_i", "delta_ij",
-                 ".reshape(-1, 1)", ".sum()", "__import__", "os", "open(", "'a'", "\u1d40", "\u03b4",
-                 "lambda", ":", ";", "\\", "{", "}", "e", "^2"]
+                 ".reshape(-1, 1)", ".sum()", "__import__", "os", "open(", "'a'", "\u1d40",
+                 "\u03b4", "lambda", ":", ";", "\\", "{", "}", "e", "^2"]
 LATEX_TOKENS = ["s", "_i", "_j", "_{ij}", "\\delta", "\\frac{", "}{", "}", "{", "^\\top", "^T",
                 "^2", "^{", "\\sum_k", "\\sum_{k=1}^{n}", "\\operatorname{diag}", "(", ")", "[",
                 "]", "=", "-", "+", "\\cdot", "\\sigma", "e", "x", "\\left(", "\\right)", "|",
