@@ -110,19 +110,17 @@ def _verify_code(function: str, n: int, kind: str, claim: Any,
                  params: Mapping[str, Any] | None, budget: Budget) -> VerifyResult:
     call_limit = min(CALL_LIMIT, budget.seconds or CALL_LIMIT)
     if kind == "numpy" and callable(claim):
-        code: Any = InProcess(claim)
-        code.label = getattr(claim, "__qualname__", repr(claim))
-        code.params = _param_names(claim)
-        return _judge(function, n, kind, code, params, budget, (None, None))
+        return _judge(function, n, kind, InProcess(claim), params, budget, None)
     if not isinstance(claim, str):
         raise SymjacError("numpy must be a callable or 'file.py:NAME'" if kind == "numpy"
                           else "c must be 'file.c:NAME'")
+    code: pycode.Code
     if kind == "numpy":
         path, name = _numpy_spec(claim)
         with Sandbox() as sandbox:  # started now: it imports NumPy while the truth is built
             world = _world(function, n, params)
             code = ChildFunction(sandbox, str(path), name, f"{path}:{name}", call_limit)
-            return _judge(function, n, kind, code, params, budget, (world, sandbox))
+            return _judge(function, n, kind, code, params, budget, world)
     path, name = ccode.parse_spec(claim)
     world = _world(function, n, params)
     c_params = world.c_params()
@@ -131,12 +129,13 @@ def _verify_code(function: str, n: int, kind: str, claim: Any,
             Sandbox() as sandbox:
         code = ccode.ChildC(sandbox, compiled.library, name, f"{path}:{name}", c_params, n,
                             world.is_gradient, call_limit)
-        return _judge(function, n, kind, code, params, budget, (world, sandbox))
+        return _judge(function, n, kind, code, params, budget, world)
 
 
-def _judge(function: str, n: int, kind: str, code: Any, params: Mapping[str, Any] | None,
-           budget: Budget, prepared: tuple[World | None, Sandbox | None]) -> VerifyResult:
-    world = prepared[0] or _world(function, n, params)
+def _judge(function: str, n: int, kind: str, code: pycode.Code,
+           params: Mapping[str, Any] | None, budget: Budget,
+           world: World | None) -> VerifyResult:
+    world = world or _world(function, n, params)
     notes = _notes(world)
     if world.is_gradient:
         call = "NAME(x, t, grad) and writes" if kind == "c" else "f(x, t=t) and returns"
@@ -200,11 +199,3 @@ def _numpy_spec(spec: str) -> tuple[Path, str]:
         raise SymjacError(f"--numpy: {name!r} is not a Python name")
     return path, name
 
-
-def _param_names(func: Callable[..., Any]) -> list[str]:
-    import inspect
-
-    try:
-        return [p.name for p in inspect.signature(func).parameters.values()]
-    except (TypeError, ValueError):
-        return []

@@ -17,6 +17,7 @@ does there.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import json
 import os
@@ -223,6 +224,11 @@ class InProcess:
 
     def __init__(self, func: Callable[..., Any]) -> None:
         self.func = func
+        self.label = getattr(func, "__qualname__", repr(func))
+        try:
+            self.params = [p.name for p in inspect.signature(func).parameters.values()]
+        except (TypeError, ValueError):
+            self.params = []
         self.out = io.StringIO()
         self.count = self.lines = 0
 
