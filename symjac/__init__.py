@@ -45,7 +45,7 @@ _LAZY = {
 }
 # Submodules reachable as attributes (``symjac.api``), as when they were imported eagerly.
 _SUBMODULES = frozenset({"api", "catalog", "cli", "document", "engine", "errors", "files",
-                         "formula", "lang", "old", "pdf", "proof", "targets"})
+                         "lang", "old", "pdf", "proof", "targets"})
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .api import DeriveResult, ProveResult, derive, prove, render

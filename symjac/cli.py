@@ -159,12 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser(
         "verify",
-        help="check a hand-derived Jacobian (a formula or NumPy code) against the true one",
-        description="Check a claimed Jacobian of FUNCTION at size N. A formula is decided "
-        "exactly, entry by entry, then cross-checked numerically; NumPy code is called with "
-        "x flat (N,) and as a column (N, 1) and checked numerically. Exit 0 correct, 1 "
-        "refuted (with the differing entries, a counterexample and a diagnosis), 2 bad "
-        "input or not decided.",
+        help="check a hand-derived Jacobian (a formula, matrix, LaTeX, NumPy or C) against "
+        "the true one",
+        description="Check a claimed Jacobian of FUNCTION at size N. Text (a formula, matrix "
+        "notation or LaTeX) is parsed safely and decided exactly, entry by entry, then "
+        "cross-checked numerically; code (NumPy or C) runs in a child process with limits, "
+        "is called with x flat (N,), as a column (N, 1), a row (1, N) and a batch, and is "
+        "checked numerically. Exit 0 correct, 1 refuted (with the differing entries, a "
+        "counterexample and a diagnosis), 2 bad input or no verdict.",
     )
     v.add_argument("function", metavar="FUNCTION", help="a catalog name (see `symjac list`)")
     v.add_argument("-n", type=_size, required=True, metavar="N",
@@ -172,18 +174,30 @@ def build_parser() -> argparse.ArgumentParser:
     claim = v.add_mutually_exclusive_group(required=True)
     claim.add_argument("--formula", metavar="EXPR",
                        help="one entry J[i, j] in x[k], y[k], s[k], t[k] (the target of "
-                       "softmax_cross_entropy), delta(i, j), n, T (the temperature), numbers, "
-                       "+ - * / **, exp log sqrt tanh, e.g. \"s[i]*(delta(i, j) - s[j])\"; "
-                       "parsed safely, never run as code")
+                       "softmax_cross_entropy), delta(i, j) or (i == j), sum(EXPR, k), n, T "
+                       "(the temperature), numbers, + - * / ** ^, exp log sqrt tanh sech "
+                       "sigmoid erf ..., e.g. \"s[i]*(delta(i, j) - s[j])\"; parsed safely, "
+                       "never run as code")
+    claim.add_argument("--matrix", metavar="EXPR",
+                       help="the whole matrix, e.g. \"diag(s) - s s^T\", \"I - 1 s^T\" or "
+                       "\"s*(I - s.T)\" (NumPy broadcasting; vectors are columns, and NumPy "
+                       "syntax is also read with flat arrays); parsed safely, never run")
+    claim.add_argument("--latex", metavar="TEXT",
+                       help="the entry or the matrix in LaTeX, e.g. "
+                       "\"s_i(\\delta_{ij} - s_j)\"; parsed safely, never run")
     claim.add_argument("--numpy", metavar="FILE.py:NAME",
-                       help="a Python function NAME(x) returning the N x N Jacobian "
-                       "(softmax_cross_entropy: NAME(x, t=t) returning the N gradient "
-                       "entries); FILE.py is imported, which RUNS ITS CODE: use only files "
-                       "you trust")
+                       help="a Python function NAME(x) returning the N x N Jacobian (or J's "
+                       "diagonal; softmax_cross_entropy: NAME(x, t=t) returning the N "
+                       "gradient entries); FILE.py is imported in a child process, which RUNS "
+                       "ITS CODE: use only files you trust")
+    claim.add_argument("--c", metavar="FILE.c:NAME",
+                       help="a C function void NAME(const double *x, double *jac) (parameters "
+                       "between, as in the generated kernels); FILE.c is compiled with the "
+                       "system compiler and RUN in a child process: use only files you trust")
     v.add_argument("--time-limit", type=_seconds, default=60.0, metavar="SECONDS",
                    help="stop deciding a formula after this long (default 60): what was not "
                    "decided leaves the verdict 'not proved' (exit 2) unless an entry was "
-                   "already refuted")
+                   "already refuted; one call of the code may take this long (10 s at most)")
     v.add_argument("--json", action="store_true", help="print one JSON object instead of prose")
     return parser
 
@@ -285,6 +299,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     progress = _Progress()
     try:
         result = verify(args.function, args.n, formula=args.formula, numpy=args.numpy,
+                        matrix=args.matrix, latex=args.latex, c=args.c,
                         time_limit=args.time_limit, progress=progress)
     finally:
         progress.clear()
@@ -297,11 +312,31 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print("symjac: not proved: the claim is numerically consistent but could not be "
               "decided exactly", file=sys.stderr)
     elif result.verdict == "unusable":
-        wanted = (f"{args.n} x {args.n} result" if result.truth_label == "J_ij"
-                  else f"gradient of {args.n} numbers")
-        print(f"symjac: error: {one_line(shorten(result.claim))} returned no {wanted} for "
-              "either input shape", file=sys.stderr)
+        print(f"symjac: no verdict: {one_line(shorten(result.claim))}: "
+              f"{one_line(result.reason)}", file=sys.stderr)
     return result.exit_code
+
+
+# Options whose value is text that may start with "-" (a formula such as "-s[i]*s[j]").
+_TEXT_OPTIONS = ("--formula", "--matrix", "--latex")
+
+
+def _join_text_values(argv: list[str]) -> list[str]:
+    """``--formula -s[i]`` -> ``--formula=-s[i]``: argparse would take the value for an
+    option. Only when the value is not itself one of verify's options."""
+    out, k = [], 0
+    options = {"-n", "--numpy", "--c", "--json", "--time-limit", "--debug", "-h", "--help",
+               *_TEXT_OPTIONS}
+    while k < len(argv):
+        arg = argv[k]
+        if (arg in _TEXT_OPTIONS and k + 1 < len(argv) and argv[k + 1].startswith("-")
+                and argv[k + 1].split("=")[0] not in options):
+            out.append(f"{arg}={argv[k + 1]}")
+            k += 2
+            continue
+        out.append(arg)
+        k += 1
+    return out
 
 
 COMMANDS = {"list": _cmd_list, "derive": _cmd_derive, "prove": _cmd_prove,
@@ -313,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv or bool(os.environ.get("SYMJAC_DEBUG"))
     argv = [a for a in argv if a != "--debug"]  # accepted anywhere, also after the command
+    argv = _join_text_values(argv)
     committed = _committed()
     try:
         args = build_parser().parse_args(argv)

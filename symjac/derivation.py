@@ -167,3 +167,13 @@ def _closed_form(function: Function, jac: Jacobian) -> ClosedForm | None:
             raise CheckFailed(f"{function.name}: the closed form {text} is not the derived "
                               f"Jacobian {name}")
     return ClosedForm(text, claim)
+
+
+def _attach_display() -> None:
+    """Jupyter shows a Derivation as its rendered document (imported only when used)."""
+    from .document.jupyter import attach
+
+    attach(Derivation)
+
+
+_attach_display()

@@ -1,7 +1,7 @@
 """Fuzzing the formula parser and ``symjac verify --formula`` (hypothesis, derandomised).
 
 Random ASCII, random Unicode, random sequences of formula tokens (valid and hostile), and
-random well-formed expression trees are fed to :func:`symjac.formula.parse_formula` and to
+random well-formed expression trees are fed to :func:`symjac.verify.notation.formula.parse_formula` and to
 the command line in this process (``symjac.cli.main``). Whatever comes in, the result is a
 parsed formula or a one-line SymjacError (parser), or exit 0/1/2 with no traceback and no
 "internal error" (CLI), within a second. A handful of generated formulas also run as real
@@ -36,7 +36,7 @@ from symjac.api import as_size
 from symjac.cli import main
 from symjac.errors import SymjacError, one_line, shorten_path
 from symjac.files import write_atomically
-from symjac.formula import MAX_LENGTH, parse_formula
+from symjac.verify.notation.formula import MAX_LENGTH, parse_formula
 
 LIMIT = 1.0  # seconds for any one formula, parsed or verified
 CANARY = "symjac_fuzz_canary"

@@ -50,6 +50,11 @@ class AllN:
     def checks(self) -> tuple[CheckRow, ...]:
         return self.document.checks
 
+    @property
+    def steps(self) -> tuple[CheckRow, ...]:
+        """Every numbered equation, each checked for symbolic n."""
+        return self.document.checks
+
     def _repr_markdown_(self) -> str:
         from ..document.render import ipython_display
 

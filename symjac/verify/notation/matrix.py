@@ -1,0 +1,165 @@
+"""``--matrix`` text (NumPy or maths matrix notation) -> tokens -> Readings.
+
+Accepted: the vectors x y s t (columns, as in maths), numbers, ``n``, ``I``, ``ones``,
+``+ - * / @ ** ^``, juxtaposition (``s s^T``), transposes ``^T .T ' ᵀ``, ``[:, None]``,
+``.reshape(-1, 1)``, the functions of :mod:`.functions` and ``diag outer sum eye dot``,
+with or without ``np.``; entries such as ``s_i`` and ``delta_ij``; a leading ``J =``.
+Anything else is refused with its column.
+
+Text that reads as NumPy code (no juxtaposition, no ``^``, no ``'``) is also read with the
+vectors as flat 1-D NumPy arrays, where ``.T`` does nothing: ``s*(I - s.T)`` is right for
+columns and wrong for flat arrays, and both readings are judged.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Mapping
+
+from ...errors import SymjacError
+from . import Reading
+from .formula import Formula
+from .functions import ALIASES, FUNCTIONS, TWO_ARGUMENTS
+from .mathparse import CALLS, Parser, Tok, Val
+from .source import MATRIX, Source, check_brackets, normalise
+
+MAX_LENGTH = 2000
+NUMPY_NAMES = frozenset((*FUNCTIONS, *ALIASES, *TWO_ARGUMENTS, *CALLS, "sqrt", "newaxis"))
+_NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OPERATORS = ("**", "==", "!=", "<=", ">=", "<", ">", "=", "@", "+", "-", "*", "/", "^",
+              "(", ")", "[", "]", ",", ".", ":")
+
+
+def tokenize(source: Source, start: int = 0) -> list[Tok]:
+    """Matrix text (normalised) from offset ``start`` -> tokens, with the user's columns."""
+    text, tokens, pos = source.text, [], start
+    while pos < len(text):
+        char = text[pos]
+        col = source.column(pos)
+        if char in " \t":
+            pos += 1
+            continue
+        number = _NUMBER.match(text, pos)
+        if char.isdigit() or (char == "." and number is not None):
+            tokens.append(Tok("num", number.group(0), col))
+            pos = number.end()
+            continue
+        name = _NAME.match(text, pos)
+        if name is not None:
+            word, pos = name.group(0), name.end()
+            if word in ("np", "numpy") and text.startswith(".", pos):
+                attr = _NAME.match(text, pos + 1)
+                if attr is None or attr.group(0) not in NUMPY_NAMES:
+                    what = attr.group(0) if attr is not None else ""
+                    raise source.error(f'{word}.{what} is not supported (column {col})')
+                word, pos = attr.group(0), attr.end()
+                word = "None" if word == "newaxis" else word
+            tokens.append(Tok("name", word, col))
+            continue
+        follows = text[pos + 2:pos + 3]
+        if text.startswith(".T", pos) and not (follows.isalnum() or follows == "_"):
+            tokens.append(Tok("T", ".T", col))
+            pos += 2
+            continue
+        if char == "'":
+            tokens.append(Tok("T", "'", col))
+            pos += 1
+            continue
+        if char == "^":
+            rest = text[pos + 1:].lstrip(" ")
+            after = len(text) - len(rest)
+            if rest.startswith("T") and not _NAME.match(rest[1:2] or " "):
+                tokens.append(Tok("T", "^T", col))
+                pos = after + 1
+                continue
+        op = next((o for o in _OPERATORS if text.startswith(o, pos)), None)
+        if op is None:
+            raise source.error(f"character {char!r} at column {col} is not allowed")
+        tokens.append(Tok("op", op, col))
+        pos += len(op)
+    tokens.append(Tok("end", "", source.column(len(text))))
+    return tokens
+
+
+def right_hand_side(source: Source, opening: str = "([{", closing: str = ")]}") -> int:
+    """Offset where the expression starts: after a top-level ``=`` (``J = ...``), or 0."""
+    depth, found = 0, []
+    text = source.text
+    for k, char in enumerate(text):
+        if char in opening:
+            depth += 1
+        elif char in closing:
+            depth -= 1
+        elif char == "=" and depth == 0 and text[k - 1:k] not in ("=", "<", ">", "!") \
+                and text[k + 1:k + 2] != "=":
+            found.append(k)
+    if len(found) > 1:
+        where = ", ".join(str(source.column(k)) for k in found)
+        raise source.error(f"several '=' (columns {where}): verify one expression at a time")
+    return found[0] + 1 if found else 0
+
+
+def parse_matrix_claim(kind: str, text: str, gradient: bool,
+                       stages: Mapping[str, str]) -> tuple[Reading, ...]:
+    """Matrix or LaTeX text -> its readings (one, or two for NumPy-style text)."""
+    if not isinstance(text, str):
+        raise SymjacError(f"{kind}: expected text, got {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise SymjacError(f"{kind}: too long ({len(text)} characters, limit {MAX_LENGTH})")
+    if kind == "latex":
+        from .latex import tokenize_latex
+
+        tokens = tokenize_latex(text)
+        maths = True
+    else:
+        source = normalise(text, "matrix", MATRIX)
+        check_brackets(source)
+        tokens = tokenize(source, right_hand_side(source))
+        maths = any(t.kind == "T" and t.text != ".T" or t.kind == "op" and t.text == "^"
+                    for t in tokens)
+    if len(tokens) == 1:
+        raise SymjacError(f"{kind}: empty; write the matrix, e.g. diag(s) - s s^T")
+    parser = Parser(kind, tokens, flat=False, stages=stages)
+    try:
+        columns = parser.parse()
+        first = _lower(kind, columns, gradient, stages)
+    except RecursionError:  # a safety net: the parser bounds the nesting itself
+        raise SymjacError(f"{kind}: too deeply nested") from None
+    readings = [first]
+    if kind == "matrix" and not maths and not parser.juxtaposed:
+        try:
+            flat = _lower(kind, Parser(kind, tokens, flat=True, stages=stages).parse(),
+                          gradient, stages)
+        except (SymjacError, RecursionError):
+            flat = None  # no meaning with flat arrays: the column reading stands alone
+        if flat is not None and flat.index_form != first.index_form:
+            note = ("the same text as NumPy code with flat 1-D arrays (n,): `.T` does "
+                    "nothing to them, they broadcast as rows, and @ of two of them is their "
+                    "dot product")
+            readings = [Reading(f"{kind}, vectors as columns (n, 1)", first.formula,
+                                first.index_form, first.vector),
+                        Reading(f"{kind}, vectors as flat NumPy arrays (n,)", flat.formula,
+                                flat.index_form, flat.vector, note)]
+    return tuple(readings)
+
+
+def _lower(kind: str, value: Val, gradient: bool, stages: Mapping[str, str]) -> Reading:
+    """The index formula J[i, j] of a parsed value (a vector: its diagonal, or the row)."""
+    vector = not value.scalar and not (value.rows == "n" and value.cols == "n")
+    if gradient and not value.scalar and not vector:
+        raise SymjacError(f"{kind}: this is an n x n matrix, but the derivative of a scalar "
+                          "function is a gradient, one row: write a vector, e.g. s - t")
+    if vector and gradient:
+        text = value.entry("j", "j")
+    elif vector:
+        text = f"delta(i, j)*({value.entry('i', 'i')})"
+    else:
+        text = value.entry("i", "j")
+    try:
+        tidy = ast.unparse(ast.parse(text, mode="eval"))  # parsed, never run: the
+    except (SyntaxError, RecursionError, MemoryError, ValueError):  # brackets tidied
+        raise SymjacError(f"{kind}: too complex to read") from None
+    formula = Formula(tidy, tuple(sorted(stages.items())), what=kind, lowered=True)
+    return Reading(kind, formula, tidy, vector)
