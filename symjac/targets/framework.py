@@ -58,6 +58,7 @@ class KernelParam:
     # the target t: x's shape); one vector of n for the whole batch (like a gain g)
     doc: str
     positive: bool = False  # must be > 0 (the temperature)
+    default: str | None = None  # a scalar's default value, printed (eps = 1e-05)
 
 
 @dataclass(frozen=True)
@@ -117,23 +118,31 @@ def kernel_module(derivation, target: str) -> KernelModule:
             header=tuple(custom_header(derivation)[:-1]), regenerate=call(spec.dtype),
             other_dtype=f"{_stem(name, derivation.n, other)}_{target}.py ({call(other)})",
         )
-    from ..old.codegen import header_lines
+    from .c import header_lines
 
     fn = derivation.function
+    header = header_lines(derivation)
+    base = header[1].removeprefix("Regenerate with: ").replace(" --dtype float32", "")
+    docs = getattr(fn.entry, "params", {}) or {}
 
     def command(dtype: str) -> str:
         flag = " --dtype float32" if dtype == "float32" else ""
-        return f"symjac derive {fn.name} -n {derivation.n}{flag} --target {target}"
+        return f"{base}{flag} --target {target}"
+
+    def kind(p) -> str:
+        return ("shared" if p.shared else "row") if p.vector else "scalar"
 
     return KernelModule(
         function=fn.name, n=derivation.n, out_size=derivation.n, dtype=spec.dtype,
         stem=spec.stem,
-        params=tuple(KernelParam(p.name, "row" if p.kind == "vector" else "scalar", p.doc,
-                                 p.positive) for p in fn.params),
-        scalar_output=derivation.gradient is not None,
-        backward=derivation.backward_from_output,
+        params=tuple(KernelParam(p.name, kind(p), getattr(docs.get(p.name), "doc", "") or "",
+                                 p.positive,
+                                 None if p.default is None else repr(float(p.default)))
+                     for p in derivation.kernels.params),
+        scalar_output=derivation.scalar_output,
+        backward=derivation.kernels.backward is not None,
         hvp=False,
-        header=tuple(header_lines(derivation)[:1]),  # its second line: the C's command
+        header=tuple(header[:1]),  # its second line: the C's command
         regenerate=command(spec.dtype),
         other_dtype=f"{_stem(fn.name, derivation.n, other)}_{target}.py ({command(other)})",
     )
@@ -240,8 +249,8 @@ def torch_context(m: KernelModule) -> dict:
         "torch_dtype": f"torch.{m.dtype}",
         # the op's schema comes from the annotations: the parameters after x
         "op_params": "".join(f", {annotated(p)}" for p in m.params),
-        "keywords": ", *" + "".join(f", {annotated(p)}" for p in m.params)
-                    if m.params else "",
+        "keywords": ", *" + "".join(f", {annotated(p)}{_default(p, ' = ')}"
+                                    for p in m.params) if m.params else "",
         # the parameters as a C kernel takes them (tensors made contiguous before)
         "c_args": "".join(f", {p.name}" if p.kind == "scalar" else f", {p.name}.data_ptr()"
                           for p in m.params),
@@ -273,13 +282,18 @@ def jax_context(m: KernelModule) -> dict:
         "items": _mapped_items(m),
         "handlers": _handlers(m, ctx["grad_kernel"]),
         "tensor_shapes": _tensor_shapes(m),
-        "keywords": ", *" + "".join(f", {p.name}" for p in m.params) if m.params else "",
+        "keywords": ", *" + "".join(f", {p.name}{_default(p, '=')}" for p in m.params)
+                    if m.params else "",
         # custom_vjp's fwd with symbolic zeros takes (value, perturbed) pairs
         "primal_names": [f"{name}_" for name in ["x", *(p.name for p in m.params)]],
         "primal_values": ", ".join(f"{name}_.value"
                                    for name in ["x", *(p.name for p in m.params)]),
     })
     return ctx
+
+
+def _default(p: KernelParam, sep: str) -> str:
+    return "" if p.default is None else f"{sep}{p.default}"
 
 
 def _mapped_items(m: KernelModule) -> str:
