@@ -218,17 +218,8 @@ def prove(function: str | Function, *, out: str | Path | None = None, pdf: bool 
 
 def _all_n(fn: Function) -> tuple[object, str]:
     """The all-n proof of ``fn`` and its LaTeX."""
-    try:
-        from .proof.alln import prove as prove_all_n
-    except ImportError:  # (the generated all-n proof: until it lands, the catalog's own)
-        from .proof import prove as prove_legacy
-
-        if fn.source != "catalog":
-            raise SymjacError("the all-n proof of functions outside the catalog is not "
-                              "available yet") from None
-        document = prove_legacy(fn.name)
-        return document, document.tex
     from .document.render import to_latex
+    from .proof.alln import prove as prove_all_n
 
     result = prove_all_n(fn)
     return result, to_latex(result.document)

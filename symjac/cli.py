@@ -24,6 +24,8 @@ from .errors import SymjacError, one_line, plural, quoted, shorten
 N_MAX = 8192
 """Largest -n; the same as :data:`symjac.derivation.N_MAX` (a test checks), kept here so
 that parsing the command line does not import SymPy."""
+VERIFY_N_MAX = 256
+"""Largest -n for verify, which judges claims entry by entry."""
 FUNCTION_HELP = ("a catalog name (see `symjac list`) or a function file (a path: it exists, "
                  "or contains / or a dot); or give the program inline with --define")
 
@@ -45,8 +47,8 @@ def _function_of(args: argparse.Namespace) -> Any:
             raise SymjacError("--name goes with --define (a file's name is its stem, or its "
                               "'name = ...' statement)")
         if args.function is None:
-            raise SymjacError("no function given: name a catalog function or a file, or "
-                              "give --define TEXT --name NAME")
+            raise SymjacError("no FUNCTION given: name a catalog function or a function "
+                              "file, or give --define TEXT --name NAME")
         return args.function
     if args.function is not None:
         raise SymjacError(f"give either FUNCTION ({quoted(args.function)}) or --define, "
@@ -87,13 +89,18 @@ def _say(text: str = "", end: str = "\n") -> None:
         raise _ReportLost(exc) from None
 
 
-def _size(text: str) -> int:
+def _size(text: str, limit: int = N_MAX) -> int:
     """-n: ASCII digits only (``int`` would also take "٥", "1_0", " 5" and "+5")."""
     digits = text.lstrip("0")
-    if (not (text.isascii() and text.isdigit()) or len(digits) > len(str(N_MAX))
-            or not 1 <= int(digits or "0") <= N_MAX):
-        raise SymjacError(f"-n must be a whole number from 1 to {N_MAX}, got {quoted(text)}")
+    if (not (text.isascii() and text.isdigit()) or len(digits) > len(str(limit))
+            or not 1 <= int(digits or "0") <= limit):
+        raise SymjacError(f"-n must be a whole number from 1 to {limit}, got {quoted(text)}")
     return int(digits)
+
+
+def _verify_size(text: str) -> int:
+    """verify's -n: up to VERIFY_N_MAX (claims are judged entry by entry)."""
+    return _size(text, VERIFY_N_MAX)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _function_options(d)
     d.add_argument("-n", type=_size, required=True, metavar="N",
-                   help=f"input size, a whole number from 1 to {N_MAX}")
+                   help=f"input size, a whole number from 1 to {N_MAX} (the entries are "
+                   "also proved one by one up to 256)")
     d.add_argument("-o", "--out", default="generated", metavar="DIR",
                    help="output directory (default: generated/)")
     d.add_argument("--target", default="latex,numpy,c", metavar="LIST",
@@ -168,9 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
         "checked numerically. Exit 0 correct, 1 refuted (with the differing entries, a "
         "counterexample and a diagnosis), 2 bad input or no verdict.",
     )
-    v.add_argument("function", metavar="FUNCTION", help="a catalog name (see `symjac list`)")
-    v.add_argument("-n", type=_size, required=True, metavar="N",
-                   help=f"input size, a whole number from 1 to {N_MAX}")
+    _function_options(v)
+    v.add_argument("-n", type=_verify_size, required=True, metavar="N",
+                   help=f"input size, a whole number from 1 to {VERIFY_N_MAX}")
     claim = v.add_mutually_exclusive_group(required=True)
     claim.add_argument("--formula", metavar="EXPR",
                        help="one entry J[i, j] in x[k], y[k], s[k], t[k] (the target of "
@@ -298,7 +306,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     progress = _Progress()
     try:
-        result = verify(args.function, args.n, formula=args.formula, numpy=args.numpy,
+        result = verify(_function_of(args), args.n, formula=args.formula, numpy=args.numpy,
                         matrix=args.matrix, latex=args.latex, c=args.c,
                         time_limit=args.time_limit, progress=progress)
     finally:

@@ -61,6 +61,10 @@ class Spec:
     dtype: Literal["float64", "float32"] = "float64"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.function, Function):  # a catalog name or a file's path
+            from .api import resolve
+
+            object.__setattr__(self, "function", resolve(self.function))
         object.__setattr__(self, "n", as_size(self.n))
         if self.dtype not in DTYPES:
             raise SymjacError(f"unknown dtype {quoted(str(self.dtype))}; choose float64 or "

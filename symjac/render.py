@@ -103,7 +103,7 @@ def template_errors(templates: Path | None) -> Iterator[None]:
 
 
 def render(template: str, templates: str | Path | None = None, **context: Any) -> str:
-    """Render ``templates/<template>`` (e.g. ``"c/kernel.c.jinja"``) with ``context``.
+    """Render ``templates/<template>`` (e.g. ``"c/vector.c.jinja"``) with ``context``.
 
     Args:
         templates: a user directory whose templates override the shipped ones (checked

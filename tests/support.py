@@ -68,7 +68,7 @@ class CKernels:
         arrays = [self._arr(a) for a in inputs]
         args.append(self._ptr(arrays[0]))
         for p in self.params:
-            value = params[p.name]
+            value = params.get(p.name, None if p.default is None else float(p.default))
             if p.kind == "scalar":
                 args.append(self.ctype(value))
             else:

@@ -267,10 +267,10 @@ def test_the_generated_files_say_which_kernel_is_accurate_how(build, function):
     built = build(function, 3)
     stem = built.derivation.spec.stem
     header = " ".join(built.texts[f"{stem}.h"].replace(" * ", " ").split())
-    assert ("row-major. Every entry is accurate relative to itself, also where y "
+    assert ("row-major; every entry accurate relative to itself, also where y "
             "saturates.") in header
     for text in (header, " ".join(built.np.backward.__doc__.split())):
-        assert "J comes from y alone" in text, text
+        assert "Near saturation J is exact only to the rounding of y" in text, text
 
 
 def test_sigmoid_backward_from_y_versus_vjp_from_x(build):

@@ -29,7 +29,7 @@ def test_derive_writes_the_four_files(tmp_path):
 def test_derive_counts_in_correct_english(tmp_path, n, entries):
     proc = run_cli("derive", "softmax", "-n", str(n), "--target", "c", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert f"softmax n={n}: {entries} (" in proc.stdout
+    assert f"softmax n={n}: J derived for all n; {entries} at n = {n} (" in proc.stdout
 
 
 def test_plural():
@@ -59,13 +59,16 @@ def test_float32_file_names_and_target_subset(tmp_path):
 def test_list_shows_catalog(tmp_path):
     proc = run_cli("list", cwd=tmp_path)
     assert proc.returncode == 0
-    assert "softmax" in proc.stdout and "s_i (delta_ij - s_j)" in proc.stdout
+    assert "softmax" in proc.stdout and "s[i]*(delta(i, j) - s[j])" in proc.stdout
+    assert "layer_norm" in proc.stdout and "diagonal minus rank two, symmetric" in proc.stdout
 
 
 BAD = [
-    (["derive", "softmax", "-n", "0"], "-n must be a whole number from 1 to 256"),
+    (["derive", "softmax", "-n", "0"], "-n must be a whole number from 1 to 8192"),
     (["derive", "softmax", "-n", "-3"], "-n must be a whole number"),
-    (["derive", "softmax", "-n", "257"], "-n must be a whole number"),
+    (["derive", "softmax", "-n", "8193"], "-n must be a whole number"),
+    (["verify", "softmax", "-n", "257", "--formula", "s[i]"], "-n must be a whole number "
+                                                              "from 1 to 256"),
     (["derive", "softmax", "-n", "five"], "-n must be a whole number"),
     (["derive", "softmax", "-n", "2.5"], "-n must be a whole number"),
     (["derive", "softmax"], "required: -n"),
@@ -123,7 +126,7 @@ def test_python_api_matches_cli(tmp_path):
     result = symjac.derive("softmax", 3, out_dir=tmp_path / "api")
     run_cli("derive", "softmax", "-n", "3", "-o", "cli", cwd=tmp_path)
     assert snapshot(tmp_path / "api") == snapshot(tmp_path / "cli")
-    assert result.derivation.structure == "diagonal plus rank one"
+    assert result.derivation.structure == "diagonal minus rank one, symmetric"
 
 
 def test_prove_writes_the_all_n_proof(tmp_path):
@@ -131,7 +134,7 @@ def test_prove_writes_the_all_n_proof(tmp_path):
     assert proc.returncode == 0, proc.stderr
     tex = (tmp_path / "generated" / "softmax_proof.tex").read_text()
     assert "steps checked symbolically for general n" in proc.stdout
-    assert r"\delta" in tex and "Regenerate: symjac prove softmax" in tex
+    assert r"\delta" in tex and "(symjac prove softmax)" in tex
 
 
 @pytest.mark.parametrize("out", ["proofs/", "proofs/deeper/", "proofs"])
@@ -143,7 +146,7 @@ def test_prove_into_a_folder(tmp_path, out):
     assert proc.returncode == 0, proc.stderr
     written = tmp_path / out / "softmax_proof.tex"
     assert f"wrote {os.path.join(out, 'softmax_proof.tex')}" in proc.stdout
-    assert "Regenerate: symjac prove softmax" in written.read_text()
+    assert "(symjac prove softmax)" in written.read_text()
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == [written]
 
 
@@ -163,7 +166,7 @@ def test_prove_and_out_bad_input(tmp_path, args, message):
 def test_n_is_ascii_digits_with_leading_zeros_allowed():
     from symjac.cli import build_parser
 
-    for text, n in [("5", 5), ("0005", 5), ("256", 256), ("1", 1)]:
+    for text, n in [("5", 5), ("0005", 5), ("256", 256), ("8192", 8192), ("1", 1)]:
         assert build_parser().parse_args(["derive", "softmax", "-n", text]).n == n
 
 
@@ -272,7 +275,7 @@ def test_api_refuses_what_is_not_an_integer(tmp_path, n):
 
     for bad in (n, np.float64(4.0)):
         with pytest.raises(SymjacError, match=r"n must be a whole number \(an int\) from 1 "
-                           r"to 256, got .* \(\w+\)$"):
+                           r"to 8192, got .* \(\w+\)$"):
             symjac.derive("softmax", bad, out_dir=tmp_path)
         with pytest.raises(SymjacError, match=r"n must be a whole number \(an int\)"):
             symjac.derivation("softmax", bad)
@@ -322,7 +325,7 @@ def test_bad_input_to_dev_full_is_still_the_input_error(tmp_path):
     proc = _full_stdout("derive", "softmax", "-n", "0", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
-        "symjac: error: -n must be a whole number from 1 to 256, got '0'"]
+        "symjac: error: -n must be a whole number from 1 to 8192, got '0'"]
 
 
 class _BrokenStdout:
@@ -345,4 +348,4 @@ def test_prove_with_a_failing_stdout_in_process(tmp_path, monkeypatch, capsys):
     assert status == 2
     assert err == ("symjac: error: the files were written, but the report could not be "
                    "printed: Input/output error\n")
-    assert "Regenerate: symjac prove softmax" in (tmp_path / "p.tex").read_text()
+    assert "(symjac prove softmax)" in (tmp_path / "p.tex").read_text()

@@ -17,7 +17,7 @@ from test_catalog import REFS
 
 import symjac
 from symjac.api import render
-from symjac.old.codegen import UNROLL_MAX_N
+from symjac.targets.c import UNROLL_MAX_N
 
 FLAGS = [["-O2"], ["-O3", "-march=native"]]
 SIZES = sorted({2, 5, 12, UNROLL_MAX_N, UNROLL_MAX_N + 1, 16, 17, 32})

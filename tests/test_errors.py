@@ -116,7 +116,7 @@ CASES = [
     Case("derive-missing-n", ["derive", "softmax"], "-n"),
     Case("derive-n-0", ["derive", "softmax", "-n", "0"], "-n must be a whole number from 1 to"),
     Case("derive-n-negative", ["derive", "softmax", "-n", "-3"], "-n"),
-    Case("derive-n-257", ["derive", "softmax", "-n", "257"], "-n must be a whole number"),
+    Case("derive-n-8193", ["derive", "softmax", "-n", "8193"], "-n must be a whole number"),
     Case("derive-n-huge", ["derive", "softmax", "-n", "9" * 30], "-n must be a whole number"),
     Case("derive-n-5000-digits", ["derive", "softmax", "-n", "9" * 5000], "-n must be a whole"),
     Case("derive-n-fraction", ["derive", "softmax", "-n", "2.5"], "-n must be a whole number"),
@@ -127,7 +127,7 @@ CASES = [
     Case("derive-n-hex", ["derive", "softmax", "-n", "0x10"], "-n must be a whole number"),
     # ASCII digits only: int() would take the Arabic-Indic five, "1_0", " 5" and "+5"
     *(Case(f"derive-n-not-ascii-digits-{id}", ["derive", "softmax", "-n", text],
-           f"-n must be a whole number from 1 to 256, got {text!r}", inprocess=True)
+           f"-n must be a whole number from 1 to 8192, got {text!r}", inprocess=True)
       for id, text in [("arabic-indic", "\u0665"), ("underscore", "1_0"), ("space", " 5"),
                        ("plus", "+5"), ("0x5", "0x5"), ("5.0", "5.0"), ("empty", ""),
                        ("superscript", "\u00b2"), ("fullwidth", "\uff15"), ("newline", "5\n")]),
@@ -135,7 +135,9 @@ CASES = [
     Case("derive-missing-function", ["derive", "-n", "5"], "FUNCTION"),
     Case("derive-unknown-function", ["derive", "softmaxx", "-n", "5"], "unknown function"),
     Case("derive-function-case", ["derive", "SOFTMAX", "-n", "5"], "unknown function"),
-    Case("derive-function-path", ["derive", "../../etc/passwd", "-n", "5"], "unknown function"),
+    Case("derive-function-path", ["derive", "../../etc/passwd", "-n", "5"], "cannot read"),
+    Case("derive-function-dir", ["derive", "/", "-n", "5"], "is a directory, not a function"),
+    Case("derive-function-binary", ["derive", "/bin/sh", "-n", "5"], "a function file is a few lines"),
     Case("derive-function-empty", ["derive", "", "-n", "5"], "unknown function"),
     Case("derive-function-newline", ["derive", "soft\nmax", "-n", "5"], "unknown function"),
     Case("derive-function-long", ["derive", LONG, "-n", "5"], "unknown function"),
@@ -384,10 +386,10 @@ def test_internal_error_is_one_line_and_debug_shows_it(tmp_path):
     """A failure that is not a SymjacError (here a broken template) is still one line."""
     code = (
         "import sys\n"
-        "import symjac.api as api\n"
+        "import symjac.targets as targets\n"
         "def broken(*a, **k):\n"
         "    raise ZeroDivisionError('template arithmetic')\n"
-        "api.render_template = broken\n"
+        "targets.render_template = broken\n"
         "from symjac.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )

@@ -18,11 +18,12 @@ import pytest
 import sympy as sp
 from support import CC, STRICT, compile_shared
 
-from symjac.old import codegen
 from symjac.api import render
-from symjac.old.codegen import FUSE_MAX_N, Assign
-from symjac.old.derivation import Spec, derive
-from symjac.old.printers import c_code
+from symjac.derivation import Spec, derive
+from symjac.targets import numpy as numpy_view
+from symjac.targets.c import FUSE_MAX_N, UNROLL_MAX_N
+from symjac.targets.numpy import Assign
+from symjac.targets.printers import c_code
 
 CT = {"float64": ctypes.c_double, "float32": ctypes.c_float}
 NP = {"float64": np.float64, "float32": np.float32}
@@ -265,8 +266,9 @@ def test_masked_sums_print_as_selects_and_dot_products():
     top = sp.Piecewise((e, sp.Eq(x, m)), (0, True))
     arrays = {"x": "x[{k}]", "e": "e[{k}]"}
     assert c_code(top, arrays=arrays, index="k + l") == "((m == x[k + l]) ? (e[k + l]) : (0))"
-    parts = codegen.numpy_context(derive(Spec("softmax", 4)))["parts"]
-    assert Assign("c", 'numpy.einsum("...k,...k->...", e, numpy.equal(m, x))[..., None]') in parts
+    parts = numpy_view.vector_context(derive(Spec("softmax", 4)))["parts"].stages
+    assert Assign("c", 'numpy.einsum("...k,...k->...", e, (numpy.equal(m, x)).astype(DTYPE))'
+                       '[..., None]') in parts
     assert Assign("Z", "c + rest") in parts  # Z from its proved split, no third pass
 
 
@@ -276,5 +278,5 @@ def test_diagonal_sums_share_a_pass_only_at_small_n(n):
     fused = "lane_c[l] += ((m == x[k + l]) ? (e[k + l]) : (0));" in text
     assert fused == (n <= FUSE_MAX_N)
     assert "const double Z = c + rest;" in text
-    if n <= codegen.UNROLL_MAX_N:  # one statement per entry, the diagonal from jacobian_parts
-        assert "    jac[0] = dg[0];\n    jac[1] = -y[0]*y[1];\n" in text
+    if n <= UNROLL_MAX_N:  # one statement per entry, the diagonal from jacobian_parts
+        assert "    jac[0] = dg[0];\n    jac[1] = -a0[0]*b0[1];\n" in text

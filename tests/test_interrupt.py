@@ -151,7 +151,7 @@ def test_import_symjac_does_not_import_sympy():
 def test_public_names_still_work():
     """``__all__``, ``dir()``, ``from symjac import ...`` and the submodule attributes."""
     from symjac import CATALOG, SymjacError, derivation, derive, render, verify  # noqa: F401
-    from symjac.old.derivation import N_MAX
+    from symjac.derivation import N_MAX
 
     assert symjac.__version__ == "0.1.0"
     for name in symjac.__all__:

@@ -12,7 +12,7 @@ from symjac.render import template_root
 def test_templates_are_found_inside_the_package(installed_package):
     root = Path(str(template_root()))
     assert root.resolve().is_dir()
-    assert (root / "c" / "kernel.c.jinja").is_file()
+    assert (root / "c" / "vector.c.jinja").is_file()
     assert str(root).startswith(str(installed_package))
 
 

@@ -75,11 +75,35 @@ class guarded_log(sp.Function):  # noqa: N801
         return base if exp is None else rf"\left({base}\right)^{{{exp}}}"
 
 
-GUARDS = (shifted, recip, guarded_log)
+class xmul(sp.Function):  # noqa: N801
+    """``a * b``, and 0 when a is 0 even where b is -inf: a weight (a target entry, a
+    probability) that is exactly 0 times the logarithm of a masked probability."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return b if argindex == 1 else a
+
+    def _eval_rewrite_as_Mul(self, a, b, **kwargs):
+        return a * b
+
+    def _eval_is_real(self):
+        return all(x.is_real for x in self.args)
+
+    def _latex(self, printer, exp=None):
+        level = sp.printing.precedence.PRECEDENCE["Mul"]
+        a, b = (printer.parenthesize(x, level) for x in self.args)
+        base = rf"{a}\,{b}"
+        return base if exp is None else rf"\left({base}\right)^{{{exp}}}"
+
+
+GUARDS = (shifted, recip, guarded_log, xmul)
 
 
 def unguarded(expr: sp.Expr) -> sp.Expr:
     """``expr`` with the guards written as the plain maths they stand for."""
     return expr.replace(lambda e: isinstance(e, shifted), lambda e: e.args[0] - e.args[1]) \
                .replace(lambda e: isinstance(e, recip), lambda e: 1 / e.args[0]) \
-               .replace(lambda e: isinstance(e, guarded_log), lambda e: sp.log(e.args[0]))
+               .replace(lambda e: isinstance(e, guarded_log), lambda e: sp.log(e.args[0])) \
+               .replace(lambda e: isinstance(e, xmul), lambda e: e.args[0] * e.args[1])

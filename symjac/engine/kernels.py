@@ -48,10 +48,16 @@ RESERVED = _C_WORDS | set(keyword.kwlist) | {
 
 @dataclass(frozen=True)
 class RankTerm:
-    """``a_i b_j`` in kernel symbols (a includes the term's coefficient)."""
+    """``c a_i b_j`` in kernel symbols: ``c`` is the part of the term's coefficient made of
+    parameters only (``-1/T``), which the kernels apply last, to the product, so that a
+    huge 1/T times an exact 0 stays 0; the rest of the coefficient is in ``a``."""
 
     a: sp.Expr
     b: sp.Expr
+    c: sp.Expr = sp.Integer(1)
+
+    def at(self, i_expr: sp.Expr, j_expr: sp.Expr) -> sp.Expr:
+        return self.c * i_expr * j_expr
 
 
 @dataclass(frozen=True)
@@ -129,16 +135,25 @@ def plan(program: Program, jac: Jacobian) -> KernelPlan:
     if jac.gradient is not None:
         return KernelPlan(tuple(stages), params, sp.Integer(0), (), pieces["g"], None, None,
                           tuple(rewrites), moved.maximum.name if moved else "", names)
-    terms = tuple(RankTerm(pieces[f"a{k}"], pieces[f"b{k}"]) for k in range(len(jac.terms)))
+    constants = {p.symbol for p in params if not p.vector} | {program.n}
+    terms = tuple(_term(pieces[f"a{k}"], pieces[f"b{k}"], constants)
+                  for k in range(len(jac.terms)))
     backward = None
     if jac.from_output:
         backward = (jac.diagonal.xreplace(rename),
-                    tuple(RankTerm((t.coeff * t.a).xreplace(rename), t.b.xreplace(rename))
-                          for t in jac.terms))
+                    tuple(_term((t.coeff * t.a).xreplace(rename), t.b.xreplace(rename),
+                                constants) for t in jac.terms))
     accurate, more = _accurate_diagonal(stages, pieces["D"], terms, moved, rename)
     rewrites += more
     return KernelPlan(tuple(stages), params, pieces["D"], terms, None, accurate, backward,
                       tuple(rewrites), moved.maximum.name if moved else "", names)
+
+
+def _term(a: sp.Expr, b: sp.Expr, constants: set[sp.Symbol]) -> RankTerm:
+    """A rank-one term with the parameters-only part of its coefficient kept apart."""
+    c, rest = sp.sympify(a).as_independent(*(sp.sympify(a).free_symbols - constants),
+                                           as_Add=False)
+    return RankTerm(rest, b, c)
 
 
 def _insert_scalars(stages: list[KStage], extra: tuple[KStage, ...]) -> list[KStage]:
@@ -156,18 +171,27 @@ def _shift_records(moved) -> list[Rewrite]:
             for name, before, after, _ in moved.changes]
 
 
+PARAM_RESERVED = _C_WORDS | set(keyword.kwlist) | {
+    "x", "y", "out", "jac", "count", "N", "LANES", "DTYPE", "FUNCTION", "numpy", "math",
+    "numbers"}
+"""Names a parameter may not keep (it is a keyword argument of the generated functions:
+the kernels' own argument names v, u, g give way to it instead)."""
+
+
 def _kernel_names(program: Program, stages: list[KStage]
                   ) -> tuple[dict[sp.Symbol, sp.Symbol], dict[str, str]]:
     """Symbols renamed for the kernels: the output becomes y, others avoid RESERVED."""
     out = program.output.name
     taken = {out} | {st.name for st in stages} | {p.name for p in program.params}
     names: dict[str, str] = {}
-    for name in [st.name for st in stages] + [p.name for p in program.params]:
+    params = {p.name for p in program.params}
+    for name in [p.name for p in program.params] + [st.name for st in stages]:
         if name == out:
             names[name] = "y"
             continue
+        reserved = PARAM_RESERVED if name in params else RESERVED | params
         new = name
-        while new in RESERVED or new in names.values() or (new != name and new in taken):
+        while new in reserved or new in names.values() or (new != name and new in taken):
             new += "_"
         names[name] = new
     rename = {}
@@ -197,7 +221,7 @@ def _accurate_diagonal(stages: list[KStage], D: sp.Expr, terms: tuple[RankTerm, 
         return None, []
     if moved is None or not moved.guarded:
         return None, []
-    jii = D + sum((t.a * t.b for t in terms), sp.Integer(0))
+    jii = D + sum((t.at(t.a, t.b) for t in terms), sp.Integer(0))
     sums = {rename.get(s, s) for s in moved.guarded}
     for st in stages:
         if st.symbol not in sums or st.kind != "reduce" or st.op != "sum":

@@ -31,7 +31,7 @@ import sympy as sp
 from ..errors import CheckFailed
 from ..lang import Program
 from ..proof.zero import is_zero
-from .guards import guarded_log, recip, shifted, unguarded
+from .guards import guarded_log, recip, shifted, unguarded, xmul
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def shift_by_maximum(program: Program, pieces: dict[str, sp.Expr]) -> Shift | No
                     and st.op in ("sum", "mean") and _unfold(st.expr, new_maps).has(shifted))
     new_stages = [_guard(st, guarded) for st in new_stages]
     new_pieces = {k: _guard_expr(v, guarded) for k, v in new_pieces.items()}
-    new_stages, new_pieces = _tidy(new_stages, new_pieces, x, m)
+    new_stages, new_pieces = _tidy(new_stages, new_pieces, x, m, program.vectors)
     return Shift(tuple(new_stages), new_pieces, m, alpha, tuple(changes), guarded)
 
 
@@ -174,8 +174,8 @@ def _already_shifted(program: Program, atoms, maps, alpha, op) -> bool:
     return bool(own)
 
 
-def _tidy(stages: list[KStage], pieces: dict[str, sp.Expr], x: sp.Symbol, m: sp.Symbol
-          ) -> tuple[list[KStage], dict[str, sp.Expr]]:
+def _tidy(stages: list[KStage], pieces: dict[str, sp.Expr], x: sp.Symbol, m: sp.Symbol,
+          vectors: frozenset) -> tuple[list[KStage], dict[str, sp.Expr]]:
     """x - m written as shifted(x, m) wherever x appears with the shift (log-softmax's
     ``x - m - log S``: the difference is formed first, and is -inf for a masked entry),
     and the logarithm of a shifted quotient ``log(e^w / S)`` as ``w - log S`` (a
@@ -202,8 +202,44 @@ def _tidy(stages: list[KStage], pieces: dict[str, sp.Expr], x: sp.Symbol, m: sp.
         return expr
 
     out = [st if st.symbol == m or st.kind == "reduce" and st.op in ("max", "min")
-           else KStage(st.name, st.symbol, st.kind, fix(st.expr), st.op) for st in stages]
-    return out, {k: fix(v) for k, v in pieces.items()}
+           else KStage(st.name, st.symbol, st.kind, _weights(fix(st.expr), vectors), st.op)
+           for st in stages]
+    pieces_out = {k: _weights(fix(v), vectors) for k, v in pieces.items()}
+    # each rewrite here is an identity given the maps' definitions: prove it
+    maps = {st.symbol: st.expr for st in stages if st.kind == "map"}
+    pairs = [(a.expr, b.expr, a.name) for a, b in zip(stages, out) if a.expr != b.expr]
+    pairs += [(pieces[k], pieces_out[k], k) for k in pieces if pieces[k] != pieces_out[k]]
+    for old, new, where in pairs:
+        if not is_zero(unguarded(_unfold(new, maps)) - unguarded(_unfold(old, maps))):
+            raise CheckFailed(f"shifting by the maximum: rewriting {where} did not prove "
+                              "equal")
+    return out, pieces_out
+
+
+def _may_be_minus_inf(expr: sp.Expr) -> bool:
+    """Whether ``expr`` is a shifted exponent or a guarded logarithm (-inf at a masked
+    entry), or a sum containing one, outside any exponential."""
+    if isinstance(expr, (shifted, guarded_log)):
+        return True
+    if isinstance(expr, sp.exp):
+        return False
+    return isinstance(expr, sp.Add) and any(_may_be_minus_inf(a) for a in expr.args)
+
+
+def _weights(expr: sp.Expr, vectors: frozenset) -> sp.Expr:
+    """``w * L`` with L -inf at a masked entry as ``xmul(w, L)``: 0 where the weight, a
+    vector entry, is 0 (a zero target entry, a zero probability), as the limit of w log w
+    is. (A scalar factor such as 1/T is never 0 and stays a plain product.)"""
+    def rule(e: sp.Expr) -> sp.Expr:
+        if not isinstance(e, sp.Mul):
+            return e
+        coeff, factors = e.as_coeff_mul()
+        inf = [f for f in factors if _may_be_minus_inf(f)]
+        rest = [f for f in factors if not _may_be_minus_inf(f)]
+        if len(inf) != 1 or not rest or not sp.Mul(*rest).free_symbols & vectors:
+            return e
+        return coeff * xmul(sp.Mul(*rest), inf[0])
+    return expr.replace(lambda e: isinstance(e, sp.Mul), rule)
 
 
 def _prove(st, rest: sp.Expr, p: sp.Expr, rel: dict, E: sp.Dummy, log_e: sp.Expr,

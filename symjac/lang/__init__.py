@@ -117,4 +117,9 @@ def load(path: str | Path) -> Function:
 
 def is_path(argument: str) -> bool:
     """Whether a FUNCTION argument names a file: an existing path, or one with / or a dot."""
-    return "/" in argument or "." in argument or Path(argument).exists()
+    if "/" in argument or "." in argument:
+        return True
+    try:
+        return argument != "" and Path(argument).exists()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False

@@ -143,6 +143,8 @@ class _Builder:
         if name in RESERVED:
             raise self.fail(f"'{name}' is a reserved name (a function or an index); choose "
                             "another", pos)
+        if name.startswith("_"):
+            raise self.fail(f"'{name}': names start with a letter", pos)
         if name in self.names:
             line = self.names[name][2]
             raise self.fail(f"'{name}' is already defined on line {line}; give the new "

@@ -1,8 +1,3 @@
 """Proofs: the one zero test (:mod:`.zero`), the per-entry proof at a fixed n
-(:mod:`.entries`) and the derivation for symbolic n."""
-
-from . import legacy as _legacy
-
-# (transitional: the hand-written all-n proofs, until the generated ones replace them)
-globals().update({k: v for k, v in vars(_legacy).items() if not k.startswith("__")})
-__all__ = list(_legacy.__all__)
+(:mod:`.entries`), the symbolic-n checker (:mod:`.symbolic`) and the generated all-n proof
+(:mod:`.alln`)."""

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SymjacError
 from ..render import render as render_template
 
 DEFAULT = ("latex", "numpy", "c")
@@ -49,37 +48,12 @@ def _c(d, opts: Options) -> dict[str, str]:
 
 def _document(d, opts: Options):
     """The derivation document (format-neutral) of ``d``."""
-    try:
-        from ..document.build import document
-    except ImportError:  # the per-n builder of the function-language pipeline
-        return _legacy_document(d, opts)
+    from ..document.build import document
+
     return document(d, opts.layout)
 
 
-def _legacy_document(d, opts: Options):
-    from ..document import adapter
-    from ..old.derivation import Spec, derive
-
-    if d.function.source != "catalog":
-        raise SymjacError("documents for functions outside the catalog are not available "
-                          "yet: use --target numpy,c")
-    old = derive(Spec(d.function.name, d.n if d.n <= 256 else 256, d.spec.dtype))
-    return adapter.document_of(old, opts.layout)
-
-
 def _latex(d, opts: Options) -> dict[str, str]:
-    try:
-        from ..document.build import document  # noqa: F401
-    except ImportError:
-        from ..document import derive_context
-        from ..old.derivation import Spec, derive
-
-        if d.function.source != "catalog":
-            raise SymjacError("documents for functions outside the catalog are not "
-                              "available yet: use --target numpy,c") from None
-        old = derive(Spec(d.function.name, d.n if d.n <= 256 else 256, d.spec.dtype))
-        return {f"{d.spec.stem}.tex": render_template("latex/derive.tex.jinja", opts.templates,
-                                                      **derive_context(old))}
     from ..document import render as doc_render
 
     return {f"{d.spec.stem}.tex": doc_render.to_latex(_document(d, opts), opts.templates)}

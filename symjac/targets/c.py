@@ -28,7 +28,7 @@ import sympy as sp
 from .. import __version__
 from ..derivation import DTYPES, Derivation
 from ..engine.kernels import KStage
-from .lower import KernelFunction, function
+from .lower import KernelFunction, backward_function, directional, function
 from .printers import c_code, helpers_used
 
 UNROLL_MAX_N = 15
@@ -67,6 +67,19 @@ class CFunction:
     locals: tuple[str, ...]
     outputs: tuple[tuple[str, str], ...]  # (array, code at k)
     unused: tuple[str, ...]
+
+
+def argument_names(d: Derivation) -> dict[str, str]:
+    """The kernels' vector arguments v (jvp), u (vjp), g (backward), renamed where a
+    parameter of the function has that name (the parameter keeps its own)."""
+    taken = {p.name for p in d.kernels.params}
+    out = {}
+    for name in ("v", "u", "g"):
+        new = name
+        while new in taken:
+            new += "_"
+        out[name] = new
+    return out
 
 
 def header_lines(d: Derivation) -> list[str]:
@@ -161,6 +174,7 @@ def _common(d: Derivation) -> dict:
         "function": d.function.name,
         "structure": d.structure,
         "params": _params(d, ctype),
+        "arg": argument_names(d),
     }
 
 
@@ -177,27 +191,36 @@ def vector_context(d: Derivation) -> dict:
     """View model for ``templates/c/vector.{h,c}.jinja`` (an n x n Jacobian)."""
     plan = d.kernels
     pr = _Printer(d)
+    arg = argument_names(d)
     rank = len(plan.terms)
     y = plan.output.symbol
     forward = pr.function(function(plan, [("y", y)]), written=frozenset({"y"}))
     # forward_into writes y itself: its output statement is the map's own loop
     forward = CFunction(forward.stages, forward.locals, (), forward.unused)
     acc = plan.accurate
-    jii = acc.expr if acc else plan.diagonal + sum((t.a * t.b for t in plan.terms),
+    extra = acc.stages if acc else ()
+    splits = dict(acc.splits) if acc else None
+    jii = acc.expr if acc else plan.diagonal + sum((t.at(t.a, t.b) for t in plan.terms),
                                                    sp.Integer(0))
     ab = [(f"a{r}", t.a) for r, t in enumerate(plan.terms)] + [
         (f"b{r}", t.b) for r, t in enumerate(plan.terms)]
-    parts = function(plan, [("dg", jii), *ab], acc.stages if acc else (),
-                     dict(acc.splits) if acc else None)
-    exprs = [st.expr for st in plan.stages] + [jii, plan.diagonal] + [e for _, e in ab]
-    exprs += [st.expr for st in (acc.stages if acc else ())]
+    parts = function(plan, [("dg", jii), *ab], extra, splits)
+    jvp, vjp = directional(plan, jii, arg, extra, splits)
+    exprs = [st.expr for st in plan.stages] + [jii] + [e for _, e in ab]
+    exprs += [st.expr for st in extra] + [e for kf in (jvp, vjp) for _, e in kf.outputs]
+    ai = [sp.Symbol(f"ai{r}") for r in range(rank)]
+    bj = [sp.Symbol(f"b{r}") for r in range(rank)]
+    row = sum((t.at(a, b) for t, a, b in zip(plan.terms, ai, bj)), sp.Integer(0))
     ctx = {
         **_common(d),
         "forward": forward,
         "parts": pr.function(parts),
-        "pieces": pr.function(function(plan, [("dd", plan.diagonal), *ab])) if rank else None,
+        "jvp": pr.function(jvp, inputs=("x", arg.get("v"))),
+        "vjp": pr.function(vjp, inputs=("x", arg.get("u"))),
         "rank": list(range(rank)),
         "diagonal_only": rank == 0,
+        "jac_row": c_code(row, dtype=d.spec.dtype, arrays={b.name: f"{b.name}[{{k}}]"
+                                                           for b in bj}, index="j"),
         "unroll_max_n": UNROLL_MAX_N,
         "unrolled": _unrolled(d) if d.n <= UNROLL_MAX_N else [],
         "stream": d.n >= STREAM_MIN_N and d.n * ITEMSIZE[DTYPES[d.spec.dtype]] % 16 == 0,
@@ -207,18 +230,16 @@ def vector_context(d: Derivation) -> dict:
         "parts_doc": _wrap(_parts_doc(d), 84),
     }
     if plan.backward is not None:
-        dd, terms = plan.backward
-        back = [("dd", dd)] + [(f"a{r}", t.a) for r, t in enumerate(terms)] + [
-            (f"b{r}", t.b) for r, t in enumerate(terms)]
-        kf = KernelFunction((), tuple(back))
-        ctx["backward"] = pr.function(kf, inputs=("y",))
-        exprs += [e for _, e in back]
+        back = backward_function(plan, arg)
+        ctx["backward"] = pr.function(back, inputs=("y", arg["g"]))
+        exprs += [e for _, e in back.outputs] + [st.expr for st in back.stages]
     return _finish(ctx, exprs)
 
 
 def _unrolled(d: Derivation) -> list[tuple[str, str]]:
     """``jac[i*N + j] = ...`` for every entry: dg on the diagonal, the terms off it."""
-    n, rank = d.n, len(d.kernels.terms)
+    terms = d.kernels.terms
+    n, rank = d.n, len(terms)
     arrays = {f"a{r}": f"a{r}[{{k}}]" for r in range(rank)}
     arrays |= {f"b{r}": f"b{r}[{{k}}]" for r in range(rank)}
     out = []
@@ -227,8 +248,8 @@ def _unrolled(d: Derivation) -> list[tuple[str, str]]:
             if i == j:
                 out.append((f"jac[{i * n + j}]", f"dg[{i}]"))
                 continue
-            expr = sum((sp.Symbol(f"a{r}_{i}") * sp.Symbol(f"b{r}_{j}") for r in range(rank)),
-                       sp.Integer(0))
+            expr = sum((t.at(sp.Symbol(f"a{r}_{i}"), sp.Symbol(f"b{r}_{j}"))
+                        for r, t in enumerate(terms)), sp.Integer(0))
             out.append((f"jac[{i * n + j}]", c_code(expr, dtype=d.spec.dtype, arrays=arrays)))
     return out
 

@@ -75,3 +75,39 @@ def _split(program: list[KStage], extra: tuple[KStage, ...], splits: dict[str, s
             seen.add(st.name)
             unique.append(st)
     return unique
+
+
+def dots(terms, source: str, vector: sp.Symbol) -> tuple[tuple[KStage, ...], list[sp.Symbol]]:
+    """One reduction ``dot_r = sum_k <source>_r[k] * vector[k]`` per rank-one term."""
+    dots = [sp.Symbol(f"dot{r}", real=True) for r in range(len(terms))]
+    stages = tuple(KStage(dot.name, dot, "reduce", getattr(t, source) * vector, "sum")
+                   for dot, t in zip(dots, terms))
+    return stages, dots
+
+
+def directional(plan, jii: sp.Expr, arg: dict[str, str], extra, splits
+                 ) -> tuple[KernelFunction, KernelFunction]:
+    """J v and u^T J as kernel functions: O(n k) reductions, then one factored expression
+    per entry (softmax's y (v - dot): it subtracts before it scales, so a huge 1/T times an
+    exact 0 stays 0)."""
+    v, u = sp.Symbol(arg["v"], real=True), sp.Symbol(arg["u"], real=True)
+    if not plan.terms:  # elementwise: J v = J_ii v, with J_ii to full accuracy
+        return (function(plan, [("out", jii * v)], extra, splits),
+                function(plan, [("out", u * jii)], extra, splits))
+    jdots, jd = dots(plan.terms, "b", v)
+    vdots, vd = dots(plan.terms, "a", u)
+    jout = sp.factor_terms(plan.diagonal * v + sum((t.c * t.a * dot for t, dot in
+                                                    zip(plan.terms, jd)), sp.Integer(0)))
+    vout = sp.factor_terms(u * plan.diagonal + sum((t.c * t.b * dot for t, dot in
+                                                    zip(plan.terms, vd)), sp.Integer(0)))
+    return (function(plan, [("out", jout)], jdots), function(plan, [("out", vout)], vdots))
+
+
+def backward_function(plan, arg: dict[str, str]) -> KernelFunction:
+    """g^T J from the output y alone: the pieces over y (no forward pass)."""
+    dd, terms = plan.backward
+    g = sp.Symbol(arg["g"], real=True)
+    stages, sums = dots(terms, "a", g)
+    out = sp.factor_terms(g * dd + sum((t.c * t.b * dot for t, dot in zip(terms, sums)),
+                                       sp.Integer(0)))
+    return KernelFunction(stages, (("out", out),))

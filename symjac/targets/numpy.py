@@ -15,8 +15,8 @@ import sympy as sp
 
 from ..derivation import Derivation
 from ..engine.kernels import KStage
-from .c import header_lines
-from .lower import KernelFunction, function
+from .c import argument_names, header_lines
+from .lower import backward_function, directional, function
 from .printers import helpers_used, numpy_code
 
 
@@ -69,38 +69,48 @@ def _common(d: Derivation) -> dict:
         "structure": d.structure,
         "closed_form": d.closed.text if d.closed else str(d.jacobian.closed_form()),
         "params": params,
+        "arg": argument_names(d),
     }
 
 
 def vector_context(d: Derivation) -> dict:
     """View model for ``templates/numpy/vector.py.jinja`` (an n x n Jacobian)."""
     plan = d.kernels
+    arg = argument_names(d)
     rank = len(plan.terms)
     acc = plan.accurate
-    jii = acc.expr if acc else plan.diagonal + sum((t.a * t.b for t in plan.terms),
+    extra = acc.stages if acc else ()
+    splits = dict(acc.splits) if acc else None
+    jii = acc.expr if acc else plan.diagonal + sum((t.at(t.a, t.b) for t in plan.terms),
                                                    sp.Integer(0))
     ab = [(f"a{r}", t.a) for r, t in enumerate(plan.terms)] + [
         (f"b{r}", t.b) for r, t in enumerate(plan.terms)]
     forward = function(plan, [("y", plan.output.symbol)])
-    parts = function(plan, [("dg", jii), *ab], acc.stages if acc else (),
-                     dict(acc.splits) if acc else None)
-    exprs = [st.expr for st in plan.stages] + [jii, plan.diagonal] + [e for _, e in ab]
-    exprs += [st.expr for st in (acc.stages if acc else ())]
+    parts = function(plan, [("dg", jii), *ab], extra, splits)
+    jvp, vjp = directional(plan, jii, {**arg, "v": "_v", "u": "_u"}, extra, splits)
+    # J = sum_r c_r a_r b_r^T off the diagonal: the outer products, scaled last
+    outer = sum((t.at(sp.Symbol(f"A{r}"), sp.Symbol(f"B{r}")) for r, t in
+                 enumerate(plan.terms)), sp.Integer(0))
+    names = {f"A{r}": f"a{r}[..., :, None]" for r in range(rank)}
+    names |= {f"B{r}": f"b{r}[..., None, :]" for r in range(rank)}
+    exprs = [st.expr for st in plan.stages] + [jii] + [e for _, e in ab]
+    exprs += [st.expr for st in extra] + [e for kf in (jvp, vjp) for _, e in kf.outputs]
+    exprs += [st.expr for kf in (jvp, vjp) for st in kf.stages]
     ctx = {
         **_common(d),
         "rank": list(range(rank)),
         "forward": _function(d, forward),
         "parts": _function(d, parts),
-        "pieces": _function(d, function(plan, [("dd", plan.diagonal), *ab])) if rank else None,
+        "outer": numpy_code(outer, d.spec.dtype, names) if rank else "",
+        "jvp": _function(d, jvp),
+        "vjp": _function(d, vjp),
         "backward": None,
         "accurate": acc is not None,
     }
     if plan.backward is not None:
-        dd, terms = plan.backward
-        back = [("dd", dd)] + [(f"a{r}", t.a) for r, t in enumerate(terms)] + [
-            (f"b{r}", t.b) for r, t in enumerate(terms)]
-        ctx["backward"] = _function(d, KernelFunction((), tuple(back)))
-        exprs += [e for _, e in back]
+        back = backward_function(plan, {**arg, "g": "_g"})
+        ctx["backward"] = _function(d, back)
+        exprs += [e for _, e in back.outputs] + [st.expr for st in back.stages]
     ctx["helpers"] = helpers_used(exprs) + (["erf"] if any(
         sp.sympify(e).has(sp.erf, sp.erfc) for e in exprs) else [])
     return ctx

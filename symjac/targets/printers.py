@@ -23,13 +23,14 @@ from sympy.codegen.cfunctions import expm1, log1p
 from sympy.printing.c import C99CodePrinter
 from sympy.printing.numpy import NumPyPrinter
 
-from ..engine.guards import guarded_log, recip, shifted
+from ..engine.guards import guarded_log, recip, shifted, xmul
 from ..errors import SymjacError
 from ..lang.functions import relu, sigmoid, softplus
 
 HELPERS = {
     sigmoid: "sigmoid", softplus: "softplus", relu: "relu", sp.sech: "sech",
-    shifted: "shifted", recip: "recip", guarded_log: "glog", sp.Heaviside: "step",
+    shifted: "shifted", recip: "recip", guarded_log: "glog", xmul: "xmul",
+    sp.Heaviside: "step",
 }
 """SymPy function -> helper name (C: ``symjac_<name>``, float ``symjac_<name>f``; NumPy:
 ``_<name>``)."""
@@ -171,6 +172,9 @@ class CPrinter(_Common, C99CodePrinter):
     def _print_guarded_log(self, expr):
         return self._helper("glog", expr.args)
 
+    def _print_xmul(self, expr):
+        return self._helper("xmul", expr.args)
+
     def _print_Heaviside(self, expr):
         return self._helper("step", expr.args[:1])
 
@@ -224,6 +228,9 @@ class NumpyPrinter(_Common, NumPyPrinter):
 
     def _print_guarded_log(self, expr):
         return self._helper("glog", expr.args)
+
+    def _print_xmul(self, expr):
+        return self._helper("xmul", expr.args)
 
     def _print_Heaviside(self, expr):
         return self._helper("step", expr.args[:1])

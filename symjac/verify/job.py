@@ -35,7 +35,7 @@ CLAIM_OPTIONS = {"formula": "--formula EXPR", "matrix": "--matrix EXPR",
                  "c": "--c FILE.c:NAME"}
 
 
-def verify(function: str, n: int, *, formula: str | None = None,
+def verify(function: Any, n: int, *, formula: str | None = None,
            numpy: Callable[..., Any] | str | None = None, matrix: str | None = None,
            latex: str | None = None, c: str | None = None,
            params: Mapping[str, float] | None = None,
@@ -44,7 +44,8 @@ def verify(function: str, n: int, *, formula: str | None = None,
     """Check a claimed Jacobian of catalog ``function`` at size ``n``.
 
     Args:
-        function: a catalog name (``symjac list``).
+        function: a catalog name (``symjac list``), a function file, or a function from
+            :func:`symjac.function`.
         n: the size, 1..N_MAX.
         formula: one entry ``J[i, j]`` in index notation: x[k], y[k], s[k], t[k],
             delta(i, j), (i == j), sum(EXPR, k), n, numbers, + - * / ** ^, exp log sqrt
@@ -80,7 +81,10 @@ def verify(function: str, n: int, *, formula: str | None = None,
         options = ", ".join(CLAIM_OPTIONS.values())
         raise SymjacError(f"verify needs exactly one of {options}")
     kind = given[0]
-    check_function(function, n)  # validates the name and n
+    from ..api import resolve
+
+    function = resolve(function)  # a catalog name, a function file or symjac.function(...)
+    check_function(function, n)  # validates the function and n
     if kind in KINDS:
         return _verify_text(function, n, kind, claims[kind], params, budget)
     return _verify_code(function, n, kind, claims[kind], params, budget)
@@ -100,7 +104,7 @@ def _verify_text(function: str, n: int, kind: str, text: Any,
                   "(i is 0), with t[k] for the target",)
     shapes, deciding, checks = verify_readings(world, readings, budget, params)
     verdict = overall(tuple(deciding))
-    return VerifyResult(function=function, n=n, kind=kind, claim=text,
+    return VerifyResult(function=function.name, n=n, kind=kind, claim=text,
                         truth=world.closed_form_text, verdict=verdict, shapes=tuple(shapes),
                         checks=checks, notes=notes, gradient=world.is_gradient,
                         seconds=time.perf_counter() - budget.start)
@@ -155,7 +159,7 @@ def _judge(function: str, n: int, kind: str, code: pycode.Code,
         more = "at least " if printed.at_least else ""
         reason += f"; it wrote {more}{printed.characters} characters of output meanwhile"
     notes += tuple(getattr(code, "notes", ()))
-    return VerifyResult(function=function, n=n, kind=kind, claim=code.label,
+    return VerifyResult(function=function.name, n=n, kind=kind, claim=code.label,
                         truth=world.closed_form_text, verdict=verdict, shapes=tuple(verdicts),
                         checks=checks, notes=notes, gradient=world.is_gradient, reason=reason,
                         printed=printed, seconds=time.perf_counter() - budget.start)
