@@ -1,2 +1,2 @@
-"""The first pipeline (catalog objects, derivation, codegen, printers, custom functions),
-kept while the function-language pipeline replaces it stage by stage."""
+"""The first pipeline (catalog objects, derivation, codegen, printers), kept while the
+function-language pipeline replaces it stage by stage."""
