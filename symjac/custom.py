@@ -46,7 +46,7 @@ NAME_MAX = 40
 """Longest accepted name (it titles the document and prefixes every C symbol)."""
 DEPTH_MAX = 200
 """Deepest nesting of an output expression (every later stage walks it)."""
-FIND_MAX_ENTRIES = 64 * 64
+FIND_MAX_ENTRIES = 32 * 32
 """Up to this many entries, a J whose structure the chain rule does not show is multiplied
 out and searched for a diagonal or rank-one form; above it, such a J is refused."""
 SOURCE = "custom"
@@ -356,11 +356,11 @@ def _derive(spec: Spec, f: CustomFunction, deadline: Deadline) -> CustomDerivati
             raise SymjacError(f"{f.name}: output y_{i} with real inputs {problem}")
     # [outputs] -> [their CSE and partials]; a large J the chain rule shows no structure
     # of is refused here, before its entries are paid for
-    chain = chain_rule.differentiate(outputs, xs, deadline)
-    why = coupling(chain)
+    named = chain_rule.name_subexpressions(outputs, xs, deadline)
+    why = coupling(named)
     if why and f.m * f.n > FIND_MAX_ENTRIES:
         check_dense(f.name, f.m, f.n, f.m * f.n, why)
-    chain_rule.differentiate_temps(chain, deadline)
+    chain = chain_rule.differentiate(named, deadline)
     conventions = _check_derivatives(f.name, chain)
     # [chain rule] -> Structure: read off the chain rule, or found in the entries
     found = chain_structure(chain) or find_structure(chain.matrix(deadline), chain.depends,

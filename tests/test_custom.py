@@ -624,8 +624,8 @@ def test_a_wrong_derivative_is_caught_by_the_check(n):
     x = tuple(chain_rule.indexed("x", k) for k in range(n))
     outputs = tuple(normsq_outputs(x))
     deadline = Deadline("normsq", None)
-    chain = chain_rule.differentiate_temps(chain_rule.differentiate(outputs, x, deadline),
-                                           deadline)
+    chain = chain_rule.differentiate(chain_rule.name_subexpressions(outputs, x, deadline),
+                                     deadline)
     proof = prove("normsq", outputs, chain, chain_structure(chain), deadline)
     assert proof.proved == (n * n if n == 3 else 0)
     # d w / d x_1 for the temporary w that every output reads (1 / sum_k x_k^2)

@@ -99,38 +99,43 @@ class ChainRule:
         """Whether :meth:`matrix` has run (a structured J never needs it)."""
         return "_matrix" in vars(self)
 
+
+
+@dataclass(frozen=True)
+class Named:
+    """The outputs' CSE program: temporaries (``w_k = value``), the outputs in them, and
+    the inputs each temporary depends on. Enough to see how the outputs couple
+    (:func:`symjac.explicit.structure.coupling`) before anything is differentiated."""
+
+    inputs: tuple[sp.Symbol, ...]
+    temps: tuple[tuple[sp.Symbol, sp.Expr], ...]
+    reduced: tuple[sp.Expr, ...]
+    depends: Mapping[sp.Symbol, frozenset]
+
     def wide(self, i: int) -> list[sp.Symbol]:
-        """The symbols through which output i depends on inputs other than x_i."""
+        """The symbols output i reads that depend on inputs other than x_i."""
         xi = self.inputs[i] if i < len(self.inputs) else None
-        return [s for s, _ in self.partials[i]
-                if (s != xi if s in self.index else self.depends[s] - {xi})]
+        index = set(self.inputs)
+        return sorted((s for s in self.reduced[i].free_symbols
+                       if (s != xi if s in index else self.depends[s] - {xi})), key=str)
 
 
-def differentiate(outputs: Sequence[sp.Expr], xs: Sequence[sp.Symbol],
-                  deadline: Deadline) -> ChainRule:
-    """The outputs' CSE program and each output's partials ``d y_i / d s`` by the symbols s
-    it reads; the temporaries' derivatives follow in :func:`differentiate_temps`.
-
-    Enough to see how the outputs couple (:meth:`ChainRule.wide`) before paying for the
-    temporaries' derivatives, which cost O(n) per temporary that sums over the inputs.
-    """
+def name_subexpressions(outputs: Sequence[sp.Expr], xs: Sequence[sp.Symbol],
+                        deadline: Deadline) -> Named:
+    """The outputs' repeated subexpressions named ``w0, w1, ...`` (a sum over all inputs
+    that every output uses is one of them), and each one's inputs: linear time."""
     exprs = list(outputs)
     deadline.check("naming the common subexpressions")
     temps, reduced = cse(exprs + inner_sums(exprs), prefix="w")
-    reduced = reduced[:len(exprs)]
     depends: dict[sp.Symbol, frozenset] = {}
     for s, value in temps:
         depends[s] = frozenset().union(*(depends.get(t, {t}) for t in value.free_symbols))
-    rank, named = _ranks(xs, temps)
-    partials = []
-    for i, e in enumerate(reduced):
-        deadline.check("differentiating the outputs", i, len(reduced))
-        partials.append(tuple(_partials(e, rank, named)))
-    return ChainRule(tuple(xs), tuple(temps), tuple(reduced), tuple(partials), {}, depends)
+    return Named(tuple(xs), tuple(temps), tuple(reduced[:len(exprs)]), depends)
 
 
-def differentiate_temps(chain: ChainRule, deadline: Deadline) -> ChainRule:
-    """Fill ``chain.grads``: each temporary differentiated once, by SymPy's ``diff`` of its
+def differentiate(named: Named, deadline: Deadline) -> ChainRule:
+    """The chain rule over the CSE program: each output's partials ``d y_i / d s`` by the
+    symbols s it reads, and each temporary differentiated once, by SymPy's ``diff`` of its
     value with the earlier temporaries held as symbols::
 
         d w_k / d x_j = d value_k / d x_j + sum_l (d value_k / d w_l) (d w_l / d x_j)
@@ -139,12 +144,18 @@ def differentiate_temps(chain: ChainRule, deadline: Deadline) -> ChainRule:
     ``d S / d x_j`` for all j costs O(n) once. A derivative that equals a temporary's value
     is written as that temporary (``d e^{x_k} / d x_k = w_k``).
     """
-    rank, named = _ranks(chain.inputs, chain.temps)
+    rank, by_value = _ranks(named.inputs, named.temps)
+    partials = []
+    for i, e in enumerate(named.reduced):
+        deadline.check("differentiating the outputs", i, len(named.reduced))
+        partials.append(tuple(_partials(e, rank, by_value)))
+    chain = ChainRule(named.inputs, named.temps, named.reduced, tuple(partials), {},
+                      named.depends)
     grads = chain.grads
     assert isinstance(grads, dict)
     for k, (s, value) in enumerate(chain.temps):
         deadline.check("differentiating the common subexpressions", k, len(chain.temps))
-        grads[s] = combine(_partials(value, rank, named), chain.index, grads)
+        grads[s] = combine(_partials(value, rank, by_value), chain.index, grads)
     return chain
 
 

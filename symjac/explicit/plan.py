@@ -13,8 +13,10 @@ A program is CSE temporaries, then stores into output arrays (``y[3]``, ``jac[1,
 
 Bounds: a dense J is written out entry by entry only up to :data:`DENSE_MAX_ENTRIES`
 nonzero entries (the catalog's unrolling threshold, n = 15, squared) or a single row or
-column, and no plan may need more than :data:`CODE_MAX` operations (about a second of
-``cc -O2``, measured with ``benchmarks/custom_scaling.py``).
+column, and the C must compile in about a second at ``-O2``: gcc's time grows with the
+statements of a function and with every inlined ``symjac_exp``, so a plan costs its
+statements plus :data:`EXP_COST` per exponential, at most :data:`COMPILE_COST_MAX`
+(measured: ``benchmarks/custom_scaling.py --compile``).
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from .structure import DIAGONAL, RANK_ONE, Structure
 
 DENSE_MAX_ENTRIES = UNROLL_MAX_N**2
 """Most nonzero entries a dense J is written out with (one statement each)."""
-CODE_MAX = 60_000
-"""Most operations (nodes of the printed expressions) the kernels may hold in all."""
+COMPILE_COST_MAX = 5000
+"""Most statements (plus EXP_COST per exponential) the kernels may hold: ~1 s of cc -O2
+(gcc 12 on a shared 2-core machine: 2900 statements 1.4 s, softmax-like 4300 1.2-2.1 s)."""
+EXP_COST = 2
 FULL_CSE_MAX_OPS = 20_000
 """Kernels up to this size get SymPy's full ``cse`` (shorter code); larger ones only the
 repeated subexpressions (linear time)."""
@@ -73,7 +77,8 @@ class CustomPlan:
     jacobian: Program | None  # the entries of a dense J
     jvp: Program | None  # dense only
     vjp: Program | None  # dense only
-    operations: int
+    statements: int  # temporaries and stores, in all the kernels
+    cost: int  # what bounds the compile time: statements + EXP_COST per exponential
     params: tuple = ()
     backward: None = None
 
@@ -97,7 +102,7 @@ def check_dense(name: str, m: int, n: int, nonzero: int, why: str) -> None:
 def plan(name: str, outputs: Sequence[sp.Expr], chain: ChainRule, st: Structure,
          deadline: Deadline) -> CustomPlan:
     """The kernels' programs of a derivation (module docstring); refuses a plan that is
-    larger than :data:`CODE_MAX`."""
+    costlier to compile than :data:`COMPILE_COST_MAX`."""
     m, n = len(outputs), len(chain.inputs)
     v = [indexed("v", k) for k in range(n)]
     u = [indexed("u", k) for k in range(m)]
@@ -130,13 +135,16 @@ def plan(name: str, outputs: Sequence[sp.Expr], chain: ChainRule, st: Structure,
         vjp = Program(jacobian.temps, tuple(
             (("out", j), sp.Add(*(u[i] * named[i, j] for i in range(m) if (i, j) in named)))
             for j in range(n)))
-    result = CustomPlan(st.kind, forward, parts, pieces, jacobian, jvp, vjp, 0)
-    ops = sum(_size(e) for p in result.programs() for e in p.expressions())  # as printed
-    if ops > CODE_MAX:
+    programs = [p for p in (forward, parts, pieces, jacobian) if p is not None]
+    programs += [p for p in (jvp, vjp) if p is not None]
+    statements = sum(len(p.temps) + len(p.stores) for p in programs)
+    cost = statements + EXP_COST * sum(_exps(e) for p in programs for e in p.expressions())
+    if cost > COMPILE_COST_MAX:
         raise SymjacError(
-            f"{name}: its kernels would hold {ops} operations, more than the {CODE_MAX} "
-            "that compile in about a second (cc -O2); use fewer inputs or simpler outputs")
-    return CustomPlan(st.kind, forward, parts, pieces, jacobian, jvp, vjp, ops)
+            f"{name}: its C would take more than about a second to compile (cc -O2): "
+            f"{statements} statements (compile cost {cost}, at most {COMPILE_COST_MAX}); "
+            "use fewer inputs or simpler outputs")
+    return CustomPlan(st.kind, forward, parts, pieces, jacobian, jvp, vjp, statements, cost)
 
 
 def _vectors(st: Structure) -> list[tuple[Target, sp.Expr]]:
@@ -173,6 +181,16 @@ def _kinks(expr: sp.Expr) -> sp.Expr:
         return sp.Piecewise((-1, u < 0), (0, sp.Eq(u, 0)), (1, u > 0), (u, True))
 
     return expr.replace(sp.Heaviside, step).replace(sp.sign, sign)
+
+
+def _exps(expr: sp.Basic) -> int:
+    """Exponentials in ``expr`` as printed (each occurrence is a call)."""
+    count, stack = 0, [expr]
+    while stack:
+        node = stack.pop()
+        count += isinstance(node, sp.exp)
+        stack.extend(node.args)
+    return count
 
 
 def _size(expr: sp.Basic, memo: dict | None = None) -> int:

@@ -16,7 +16,7 @@ import sympy as sp
 
 from ..proof.zero import quick_zero
 from .budget import Deadline
-from .chain import ChainRule, indexed
+from .chain import ChainRule, Named, indexed
 
 DIAGONAL, RANK_ONE, DENSE = "diagonal", "diagonal plus rank one", "dense"
 
@@ -100,12 +100,13 @@ def chain_structure(chain: ChainRule) -> Structure | None:
         checked=off, by_chain_rule=True)
 
 
-def coupling(chain: ChainRule) -> str | None:
+def coupling(named: Named) -> str | None:
     """Why the chain rule cannot show a diagonal or rank-one J, or None when it may.
 
-    Needs only the outputs' partials (no temporary differentiated): a run can give up on
-    a large dense J before it pays for its entries.
+    Reads only which symbols the outputs' CSE program uses (nothing is differentiated):
+    a run can give up on a large dense J before it pays for its entries.
     """
+    chain = named
     m, n = len(chain.reduced), len(chain.inputs)
     if m != n:
         return f"the Jacobian is {m} x {n}, not square"
