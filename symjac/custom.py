@@ -305,7 +305,7 @@ class CustomJacobian:
                          st.symmetric, st.zeros, st.checked, st.by_chain_rule)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # (the short repr and notebook display: Derivation's)
 class CustomDerivation(Derivation):
     """A :class:`~symjac.derivation.Derivation` of a custom function: ``jacobian`` is a
     :class:`CustomJacobian`, ``kernels`` a :class:`symjac.explicit.plan.CustomPlan`,

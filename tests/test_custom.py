@@ -10,6 +10,7 @@ test_custom_documents.py.
 
 from __future__ import annotations
 
+import ast
 import ctypes
 import dataclasses
 import importlib.util
@@ -704,6 +705,23 @@ def test_bad_input_is_one_line(args, message):
     assert "\n" not in str(info.value)
 
 
+def test_prove_and_verify_are_for_the_function_language():
+    f = make("normsq", 3)
+    for call in (lambda: symjac.prove(f), lambda: symjac.verify(f, 3, formula="0")):
+        with pytest.raises(SymjacError, match="normsq is a symjac.custom function: it is "
+                           "derived at its 3 inputs") as info:
+            call()
+        assert "symjac.function" in str(info.value)
+
+
+def test_a_derivation_displays_like_any_other():
+    d = symjac.derivation(make("normsq", 3))
+    assert isinstance(d, symjac.Derivation) and isinstance(d, symjac.CustomDerivation)
+    assert repr(d) == "<Derivation normsq n=3 float64: diagonal plus rank one>"
+    assert "No named closed form is claimed." in d._repr_markdown_()
+    assert r"\section{The entries}" in d._repr_latex_()
+
+
 def test_other_bad_input():
     f = make("mysoftplus", 2)
     with pytest.raises(SymjacError, match="unknown dtype"):
@@ -712,3 +730,26 @@ def test_other_bad_input():
         derive_custom(Spec("softplus", 2))
     with pytest.raises(SymjacError, match="unknown function 'normsq'"):
         symjac.derivation("normsq", 3)  # a custom name is not a catalog name
+
+
+def test_the_readme_example_runs_as_shown(tmp_path):
+    """README, "Your own function": the example pasted into a fresh process prints the
+    structure and a Jacobian that match J written here by hand."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Your own function")[1].split("\n## ")[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S)[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(symjac.__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    first, *rest = proc.stdout.splitlines()
+    assert first == "dense"
+    printed = np.array([[float(v) for v in re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", line)]
+                        for line in rest])
+    x0, x1, x2 = 0.5, -1.0, 2.0  # y = (x0 x1, e^x1 sin x2, x0^2 + x2^2)
+    expected = np.array([[x1, x0, 0], [0, np.exp(x1) * np.sin(x2), np.exp(x1) * np.cos(x2)],
+                         [2 * x0, 0, 2 * x2]])
+    np.testing.assert_allclose(printed, expected, rtol=1e-7, atol=1e-12)
+    comment = re.search(r"jacobian\(.*\)\)\s+# (\[\[.*\]\])", code)[1]
+    np.testing.assert_allclose(np.array(ast.literal_eval(comment)), expected, atol=5e-5)

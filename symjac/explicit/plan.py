@@ -34,10 +34,12 @@ from .structure import DIAGONAL, RANK_ONE, Structure
 
 DENSE_MAX_ENTRIES = UNROLL_MAX_N**2
 """Most nonzero entries a dense J is written out with (one statement each)."""
-COMPILE_COST_MAX = 5000
-"""Most statements (plus EXP_COST per exponential) the kernels may hold: ~1 s of cc -O2
-(gcc 12 on a shared 2-core machine: 2900 statements 1.4 s, softmax-like 4300 1.2-2.1 s)."""
-EXP_COST = 2
+COMPILE_COST_MAX = 3000
+"""Most statements (plus EXP_COST per exponential) the kernels may hold: about a second of
+cc -O2 (gcc 12, CPU seconds on a busy 2-core machine: cost 1420 0.5 s, 2440 1.1 s,
+2830 1.3 s; 3670 1.6 s, 4880 2.1 s are refused)."""
+EXP_COST = 3
+"""An inlined symjac_exp costs gcc about as much as three statements."""
 FULL_CSE_MAX_OPS = 20_000
 """Kernels up to this size get SymPy's full ``cse`` (shorter code); larger ones only the
 repeated subexpressions (linear time)."""
