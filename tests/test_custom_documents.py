@@ -150,6 +150,10 @@ def test_large_documents_stay_small():
     tex = symjac.render(derived("normsq_n64"), ("latex",))["normsq_n64.tex"]
     assert len(tex.encode()) < 20 * 1024
     assert r"\vdots" in tex and r"x_{2}^{2} + \dots + x_{63}^{2}" in tex
+    # a dense J at n = 12: the entries of 3 rows and 3 columns, not 144
+    dense = symjac.render(derived("gauss_n12"), ("latex",))["gauss_n12.tex"]
+    entries = re.findall(r"\\frac\{\\partial y_\{\d+\}\}\{\\partial x_\{\d+\}\} &=", dense)
+    assert 1 <= len(entries) <= 9
 
 
 def _matrix(doc, title: str) -> np.ndarray:

@@ -293,7 +293,7 @@ def _entries(w: Writer, s: CustomSubject, t: _Texts) -> None:
            "are SymPy's derivative.", lead="No named closed form is claimed.")
     elided = s.m > len(t.rows) - (None in t.rows) or s.n > len(t.cols) - (None in t.cols)
     what = {DIAGONAL: "The diagonal", RANK_ONE: r"The vectors $a$, $b$ and the diagonal "
-            r"part $D$ of $J = \operatorname{diag}(D) + a b^{\mathsf T}$",
+            r"part $D$ of $\partial y_i / \partial x_j = \delta_{ij} D_i + a_i b_j$",
             DENSE: "The entries that are not zero"}[s.kind]
     if elided and s.kind == DENSE:
         rows = ", ".join(r"\dots" if i is None else str(i + 1) for i in t.rows)
@@ -315,9 +315,10 @@ def _entries(w: Writer, s: CustomSubject, t: _Texts) -> None:
     if t.temps and not t.temps_in_definition:
         w.para(r"with the wide subexpressions they share named $\tau_k$ (SymPy's cse):")
         _display(w, [(tex(sym), v) for sym, v in t.temps], False)
-    form = {DIAGONAL: r"J_{ij} &= \delta_{ij} D_i",
-            RANK_ONE: r"J_{ij} &= \delta_{ij} D_i + a_i b_j",
-            DENSE: r"J_{ij} &= \frac{\partial y_i}{\partial x_j} \text{ as listed}"}[s.kind]
+    # in derivatives, which read the same in either layout
+    form = {DIAGONAL: r"\frac{\partial y_i}{\partial x_j} &= \delta_{ij} D_i",
+            RANK_ONE: r"\frac{\partial y_i}{\partial x_j} &= \delta_{ij} D_i + a_i b_j",
+            DENSE: r"\frac{\partial y_i}{\partial x_j} &= \text{the entries listed}"}[s.kind]
     p = s.proof
     if p.proved == p.entries:
         how = (f"all {p.entries} entries of this form, minus SymPy's Matrix.jacobian of the "
@@ -369,22 +370,25 @@ def _structure(w: Writer, s: CustomSubject, layout: str) -> None:
                "$O(n)$." if s.n > 1 else "A $1 \\times 1$ matrix is diagonal.")
     elif s.kind == RANK_ONE:
         if s.by_chain_rule:
-            w.para(r"For every $i \neq j$ the entry factors as $J_{ij} = a_i b_j$, by the "
-                   "chain rule: every output depends on the other inputs only through one "
-                   r"and the same quantity $w$ (a shared subexpression or an input), so "
-                   r"$J_{ij} = (\partial y_i / \partial w)(\partial w / \partial x_j)$ for "
-                   f"all ${off}$ off-diagonal entries at once. So")
+            w.para(r"For every $i \neq j$ the derivative factors as $\partial y_i / \partial "
+                   r"x_j = a_i b_j$, by the chain rule: every output depends on the other "
+                   r"inputs only through one and the same quantity $w$ (a shared "
+                   r"subexpression or an input), so it is $(\partial y_i / \partial w)"
+                   rf"(\partial w / \partial x_j)$ for all ${off}$ pairs at once. So")
         else:
-            w.para(r"For every $i \neq j$ the entry factors as $J_{ij} = a_i b_j$: each of "
-                   f"the ${off}$ off-diagonal entries was compared with $a_i b_j$ (the same "
-                   "factors, or a difference that expands to $0$). So")
-        w.show([r"J &= \operatorname{diag}(D) + a b^{\mathsf T}, \qquad "
-                r"D_i = J_{ii} - a_i b_i"])
-        w.para(r"and $J v = D \circ v + a\,(b^{\mathsf T} v)$ and $u^{\mathsf T} J = u "
-               r"\circ D + b\,(a^{\mathsf T} u)$ cost $O(n)$ without forming $J$.")
+            w.para(r"For every $i \neq j$ the derivative factors as $\partial y_i / \partial "
+                   rf"x_j = a_i b_j$: each of the ${off}$ off-diagonal entries was compared "
+                   "with $a_i b_j$ (the same factors, or a difference that expands to $0$). So")
+        outer = r"a b^{\mathsf T}" if layout == "numerator" else r"b a^{\mathsf T}"
+        w.show([rf"J &= \operatorname{{diag}}(D) + {outer}, \qquad "
+                r"D_i = \frac{\partial y_i}{\partial x_i} - a_i b_i"])
+        w.para(r"and the products with a vector, $D \circ v + a\,(b^{\mathsf T} v)$ (the "
+               r"derivative along $v$) and $u \circ D + b\,(a^{\mathsf T} u)$ (the gradient "
+               r"of $u^{\mathsf T} y$), cost $O(n)$ without forming $J$.")
     else:
         w.para("Some off-diagonal entries are not $0$, and symjac found no factorisation "
-               r"$J_{ij} = a_i b_j$ of them (the search is exact but not exhaustive), so "
+               r"$\partial y_i / \partial x_j = a_i b_j$ of them (the search is exact but not "
+               "exhaustive), so "
                "$J$ is treated as a dense matrix: the kernels compute each nonzero entry, "
                "and $J v$ sums over them.")
     if s.symmetric and s.kind != DIAGONAL:
@@ -528,4 +532,4 @@ def _kernels(w: Writer, s: CustomSubject) -> None:
            "backward pass from the output, which does not determine $J$ in general.")
 
 
-__all__ = ["build", "evaluate", "tex"]
+__all__ = ["build", "tex"]
