@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+from .explicit.budget import TIME_LIMIT  # noqa: E402 - (stdlib only: import stays cheap)
+
 # Public name -> the submodule that defines it, imported when the name is first used.
 _LAZY = {
     "DeriveResult": "api",
@@ -37,15 +39,15 @@ _LAZY = {
     "Spec": "derivation",
     "CheckFailed": "errors",
     "SymjacError": "errors",
-    "CustomDerivation": "old.userfn",
-    "CustomFunction": "old.userfn",
-    "custom": "old.userfn",
+    "CustomDerivation": "custom",
+    "CustomFunction": "custom",
+    "custom": "custom",
     "VerifyResult": "verify",
     "verify": "verify",
 }
 # Submodules reachable as attributes (``symjac.api``), as when they were imported eagerly.
-_SUBMODULES = frozenset({"api", "catalog", "cli", "document", "engine", "errors", "files",
-                         "lang", "old", "pdf", "proof", "targets"})
+_SUBMODULES = frozenset({"api", "catalog", "cli", "document", "engine", "errors", "explicit",
+                         "files", "lang", "old", "pdf", "proof", "targets"})
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .api import DeriveResult, ProveResult, derive, prove, render
@@ -53,20 +55,22 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .derivation import Derivation, Spec
     from .lang import Function
     from .errors import CheckFailed, SymjacError
-    from .old.userfn import CustomDerivation, CustomFunction, custom
+    from .custom import CustomDerivation, CustomFunction, custom
     from .verify import VerifyResult, verify
 
 
 def derivation(function: str | Function | CustomFunction, n: int | None = None,
-               dtype: str = "float64") -> Derivation | CustomDerivation:
+               dtype: str = "float64", *, time_limit: float | None = TIME_LIMIT
+               ) -> Derivation:
     """Derive and prove ``function`` at size ``n`` without writing anything.
 
     ``function`` is a catalog name, a function file, :func:`function` text, or a
-    :func:`custom` function (whose size is its number of inputs).
+    :func:`custom` function (whose size is its number of inputs; its derivation stops
+    with one line after ``time_limit`` seconds, None for no limit).
     """
     from .api import derivation as derive_only
 
-    return derive_only(function, n, dtype)
+    return derive_only(function, n, dtype, time_limit=time_limit)
 
 
 def __getattr__(name: str) -> object:

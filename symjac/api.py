@@ -18,9 +18,9 @@ from . import catalog, lang, targets
 from .derivation import Derivation, Spec, as_size
 from .derivation import derive as derive_spec
 from .errors import SymjacError, quoted, shorten_path
+from .explicit.budget import TIME_LIMIT
 from .files import refuse_read_only, write_atomically
 from .lang import Function
-from .old.userfn import CustomDerivation, CustomFunction
 from .pdf import NO_PDFLATEX, compile_pdf
 from .render import user_templates
 
@@ -39,10 +39,20 @@ class DeriveResult:
     pdf_note: str | None = None  # why no PDF was made, when --pdf was asked for
 
 
-def resolve(function: str | Function) -> Function:
-    """A catalog name, a function file's path or a :class:`~symjac.lang.Function`."""
+def resolve(function: str | Function, *, custom: bool = False) -> Function:
+    """A catalog name, a function file's path or a :class:`~symjac.lang.Function`; with
+    ``custom``, also a :func:`symjac.custom` function (which only derive takes)."""
     if isinstance(function, Function):
         return function
+    from .custom import CustomFunction
+
+    if isinstance(function, CustomFunction):
+        if custom:
+            return function  # type: ignore[return-value]
+        raise SymjacError(f"{function.name} is a symjac.custom function: it is derived at its "
+                          f"{function.n} inputs (symjac.derive), with no all-n proof and no "
+                          "verify; write it in the function language (symjac.function) for "
+                          "those")
     if not isinstance(function, str):
         raise SymjacError(f"a function is a catalog name, a file or symjac.function(...), "
                           f"got {type(function).__name__}")
@@ -75,7 +85,7 @@ def _check_layout(layout: str) -> None:
                           "(J_ij = dy_i/dx_j) or denominator (its transpose)")
 
 
-def render(derivation: Derivation | CustomDerivation,
+def render(derivation: Derivation,
            chosen: tuple[str, ...] = DEFAULT_TARGETS, *, templates: str | Path | None = None,
            layout: str = "numerator") -> dict[str, str]:
     """Render the chosen targets to ``{file name: text}`` without touching the disk.
@@ -87,32 +97,35 @@ def render(derivation: Derivation | CustomDerivation,
     """
     templates = user_templates(templates)
     _check_layout(layout)
-    if isinstance(derivation, CustomDerivation):  # symjac.custom (transitional path)
-        from .old import userfn
-        from .targets import framework
-
-        if set(chosen) & set(targets.WEB):
-            raise SymjacError("--target markdown and html are not available for custom "
-                              "functions yet")
-        return {**userfn.render(derivation, chosen, templates=templates),
-                **framework.render(derivation, chosen)}
     return targets.render(derivation, chosen, targets.Options(templates, layout))
 
 
-def derivation(function: str | Function | CustomFunction, n: int | None = None,
-               dtype: str = "float64") -> Derivation | CustomDerivation:
-    """Derive and prove ``function`` at size ``n`` without writing anything."""
-    if isinstance(function, CustomFunction):
-        from .old import userfn
+def derivation(function: str | Function, n: int | None = None, dtype: str = "float64", *,
+               time_limit: float | None = TIME_LIMIT) -> Derivation:
+    """Derive and prove ``function`` at size ``n`` without writing anything.
 
-        return userfn.derive(function, n=None if n is None else as_size(n), dtype=dtype)
+    ``time_limit``: seconds a :func:`symjac.custom` function's derivation may take (None:
+    no limit); past it, one line and nothing derived.
+    """
+    fn = resolve(function, custom=True)
+    return derive_spec(Spec(fn, _size(fn, n), dtype), time_limit)
+
+
+def _size(fn: Function, n: object) -> int:
+    """``n``, or the function's own size (a custom function has its number of inputs)."""
+    own = getattr(fn, "n", None)
     if n is None:
-        raise SymjacError("n is needed: the size of x")
-    return derive_spec(Spec(resolve(function), as_size(n), dtype))
+        if own is None:
+            raise SymjacError("n is needed: the size of x")
+        return own
+    size = as_size(n)
+    if own is not None and size != own:
+        raise SymjacError(f"{fn.name} has {own} inputs, but n = {n!r} was asked for")
+    return size
 
 
 def derive(
-    function: str | Function | CustomFunction,
+    function: str | Function,
     n: int | None = None,
     *,
     targets: str | tuple[str, ...] | list[str] | None = None,
@@ -122,21 +135,23 @@ def derive(
     force: bool = False,
     templates: str | Path | None = None,
     layout: str = "numerator",
+    time_limit: float | None = TIME_LIMIT,
 ) -> DeriveResult:
     """Derive, prove and write ``function`` at size ``n`` into ``out_dir``.
 
     ``function`` is a catalog name, a function file, :func:`symjac.function` text, or a
-    :func:`symjac.custom` function (whose size is its number of inputs). Everything is
-    rendered (and with ``pdf``, compiled) in memory first; files are written only when
-    every target succeeded, and all at once. A read-only output file is a user error
-    unless ``force`` is given; a replaced file keeps its mode.
+    :func:`symjac.custom` function (whose size is its number of inputs; ``time_limit``
+    bounds its derivation). Everything is rendered (and with ``pdf``, compiled) in memory
+    first; files are written only when every target succeeded, and all at once. A
+    read-only output file is a user error unless ``force`` is given; a replaced file keeps
+    its mode.
     """
     chosen = parse_targets(targets)
     templates = user_templates(templates)  # user errors before any work
     _check_layout(layout)
     out_dir = _out_dir(out_dir)
     _check_out_dir(out_dir)
-    d = derivation(function, n, dtype)
+    d = derivation(function, n, dtype, time_limit=time_limit)
     texts = render(d, chosen, templates=templates, layout=layout)
     outputs: dict[Path, str | bytes] = {out_dir / name: text for name, text in texts.items()}
     tex = next((out_dir / name for name in texts if name.endswith(".tex")), None)

@@ -25,6 +25,7 @@ import sympy as sp
 from .engine.jacobian import DELTA, Jacobian, at, jacobian
 from .engine.kernels import KernelPlan, plan
 from .errors import CheckFailed, SymjacError, quoted
+from .explicit.budget import TIME_LIMIT
 from .lang import Function
 from .lang.entry import index_formula
 from .proof.entries import EntryProof, prove_entries
@@ -115,6 +116,12 @@ class Derivation:
     def structure(self) -> str:
         return self.jacobian.structure
 
+    @property
+    def kernel_kind(self) -> str:
+        """The kernels' template family: "vector" (an n x n J) or "scalar" (a gradient);
+        a symjac.custom derivation says "custom"."""
+        return "scalar" if self.scalar_output else "vector"
+
     def entry(self, i: int, j: int) -> sp.Expr:
         """J_ij at 0-based indices in the per-index symbols (``y_3``)."""
         return self.jacobian.entry(i, j)
@@ -128,8 +135,15 @@ def analyse(function: Function) -> tuple[Jacobian, KernelPlan, ClosedForm | None
     return jac, plan(function.program, jac), closed
 
 
-def derive(spec: Spec) -> Derivation:
-    """Derive ``spec.function`` at ``spec.n``: J for all n, every entry proved at n."""
+def derive(spec: Spec, time_limit: float | None = TIME_LIMIT) -> Derivation:
+    """Derive ``spec.function`` at ``spec.n``: J for all n, every entry proved at n.
+
+    A function given as SymPy expressions (``symjac.custom``) derives itself through its
+    own stages, within ``time_limit`` seconds (None: no limit).
+    """
+    own = getattr(spec.function, "derive", None)
+    if own is not None:
+        return own(spec, time_limit)
     jac, kernels, closed = analyse(spec.function)
     proof = prove_entries(jac, spec.n) if spec.n <= N_MAX_ENTRIES else None
     return Derivation(spec, jac, kernels, proof, closed)

@@ -1,13 +1,16 @@
-"""The user's own function (symjac.custom) through the whole pipeline.
+"""The user's own function (symjac.custom) through the one pipeline: the kernels.
 
-References are written here, independently of symjac: hand-derived Jacobians in NumPy
-and central finite differences of hand-written forward passes. The generated NumPy and C
-(compiled with the strict flags, called through ctypes) must match them to ~1e-12
-(float64) and ~1e-5 (float32) relative to the largest entry.
+References are written here, independently of symjac: hand-derived Jacobians in NumPy,
+central finite differences of hand-written forward passes, and SymPy's Matrix.jacobian of
+the outputs as written. The generated NumPy and C (compiled with the strict flags, called
+through ctypes) must match them to ~1e-12 (float64) and ~1e-5 (float32) relative to the
+largest entry. The bounds (time, sizes) are in test_custom_bounds.py, the documents in
+test_custom_documents.py.
 """
 
 from __future__ import annotations
 
+import ast
 import ctypes
 import dataclasses
 import importlib.util
@@ -21,12 +24,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sympy as sp
-from support import compile_shared, require_pdflatex
+from support import compile_shared
 
 import symjac
-from symjac.old import userfn
+from symjac.custom import derive as derive_custom
+from symjac.derivation import Spec
 from symjac.errors import CheckFailed, SymjacError
-from symjac.old.userfn import derive as derive_custom
+from symjac.explicit import chain as chain_rule
+from symjac.explicit.budget import Deadline
+from symjac.explicit.proof import prove
+from symjac.explicit.structure import chain_structure, find_structure
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
 SIZES = [1, 2, 5, 12]
@@ -97,7 +104,7 @@ def gauss_jac(x):
 
 FUNCTIONS = {
     "normsq": (normsq_outputs, normsq_ref, normsq_jac),
-    "softplus": (softplus_outputs, softplus_ref, softplus_jac),
+    "mysoftplus": (softplus_outputs, softplus_ref, softplus_jac),
     "scaled": (scaled_outputs, scaled_ref, scaled_jac),
     "gauss": (gauss_outputs, gauss_ref, gauss_jac),
 }
@@ -106,7 +113,7 @@ EXPECTED_STRUCTURE = {
     # n = 1 is always diagonal; every 2 x 2 matrix is diagonal plus rank one.
     "normsq": {1: "diagonal", 2: "diagonal plus rank one", 5: "diagonal plus rank one",
                12: "diagonal plus rank one"},
-    "softplus": dict.fromkeys(SIZES, "diagonal"),
+    "mysoftplus": dict.fromkeys(SIZES, "diagonal"),
     # y_i = x_i sum_k x_k: J_ij = x_i * 1 off the diagonal.
     "scaled": {1: "diagonal", 2: "diagonal plus rank one", 5: "diagonal plus rank one",
                12: "diagonal plus rank one"},
@@ -309,13 +316,17 @@ def test_numpy_out_and_shape_errors(build):
 
 
 def test_structured_products_are_linear_in_n(build):
-    """Diagonal and diagonal-plus-rank-one J v never touch n^2 entries."""
-    for function in ("softplus", "normsq"):
+    """Diagonal and diagonal-plus-rank-one J v never touch n^2 entries: a loop over the
+    pieces (n statements each), never one statement per entry of J."""
+    for function in ("mysoftplus", "normsq"):
         b = build(function, 12)
         c = b.texts[f"{function}_n12.c"]
         body = c.split(f"{function}_n12_jvp(")[1].split("\n}\n")[0]
-        assert len(re.findall(r"\bv\[\d+\]", body)) <= 2 * 12
+        assert len(re.findall(r"\bv\[\d+\]", body)) == 0
         assert not re.search(r"\bjac\b", body)
+        assert len(re.findall(r"^\s+(dg|dd|a|b)\[\d+\] = ", c, re.M)) <= 6 * 12
+        jacobian = c.split(f"{function}_n12_jacobian(")[1].split("\n}\n")[0]
+        assert not re.search(r"jac\[\d+", jacobian)  # a loop, not one store per entry
 
 
 # -- structure ------------------------------------------------------------------------------
@@ -325,12 +336,14 @@ def test_structured_products_are_linear_in_n(build):
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
 def test_structure_is_found_in_the_derivative(function, n):
     d = symjac.derivation(make(function, n))
-    assert d.structure.kind == EXPECTED_STRUCTURE[function][n]
+    assert d.jacobian.form.kind == EXPECTED_STRUCTURE[function][n]
+    assert d.structure.startswith(d.jacobian.form.kind)
     assert d.proof.method == "closed form = SymPy's derivative (no named closed form claimed)"
-    if d.structure.kind == "diagonal plus rank one":
-        st = d.structure
+    assert d.proof.proved == (n * n if n * n <= 64 else 0) and d.proof.numeric
+    if d.jacobian.form.kind == "diagonal plus rank one":
+        st = d.jacobian.parts
         x = np.random.default_rng(n).normal(size=n)
-        point = dict(zip(d.inputs, x))
+        point = dict(zip(d.jacobian.inputs, x))
         a = np.array([float(e.subs(point)) for e in st.a])
         bb = np.array([float(e.subs(point)) for e in st.b])
         dd = np.array([float(e.subs(point)) for e in st.diagonal])
@@ -342,8 +355,8 @@ def test_a_user_written_softmax_is_found_symmetric_diagonal_plus_rank_one(build)
     total = sum(sp.exp(v) for v in x)
     f = symjac.custom("mysoftmax", [sp.exp(v) / total for v in x], x)
     b = build("mysoftmax", 4, f=f)
-    assert b.derivation.structure.kind == "diagonal plus rank one"
-    assert b.derivation.structure.symmetric
+    assert b.derivation.structure == "diagonal plus rank one, symmetric"
+    assert b.derivation.jacobian.form.symmetric
     p = np.array([0.25, -1.0, 2.3, -0.2])
     s = np.exp(p) / np.sum(np.exp(p))
     for k in (b.np, b.c):
@@ -352,7 +365,7 @@ def test_a_user_written_softmax_is_found_symmetric_diagonal_plus_rank_one(build)
 
 def test_generated_c_runs_clean_under_sanitizers(build, tmp_path):
     """ASan + UBSan over every kernel, single and batched (SPEC section 5)."""
-    cases = [("normsq", 5), ("softplus", 5), ("gauss", 5), ("normsq", 1)]
+    cases = [("normsq", 5), ("mysoftplus", 5), ("gauss", 5), ("normsq", 1)]
     for function, n in cases:
         b = build(function, n)
         stem, m = b.derivation.spec.stem, b.derivation.m
@@ -396,14 +409,15 @@ def test_zero_pattern_and_rectangular_functions(build, tmp_path):
     x = symbols(3)
     cyc = symjac.custom("cyc", [x[k] * sp.exp(x[(k + 1) % 3]) for k in range(3)], x)
     d = symjac.derivation(cyc)
-    assert d.structure.kind == "dense" and d.structure.zeros == 3
-    assert d.structure.a == () and not d.structure.symmetric
+    assert d.structure == "dense" and d.jacobian.form.zeros == 3
+    assert d.jacobian.form.a == () and not d.jacobian.form.symmetric
     # m = 2 outputs of n = 3 inputs: a 2 x 3 Jacobian.
     rect = symjac.custom("rect", [x[0] * x[1] + sp.sin(x[2]) + sp.pi / 4,
                                   sp.log(1 + x[0] ** 2) * sp.cos(x[1]) * sp.Float(0.5)
                                   - x[0] / (1 + x[2] ** 2) ** 2], x)
     b = build("rect", 3, f=rect)
-    assert b.derivation.structure.kind == "dense" and b.derivation.jacobian.shape == (2, 3)
+    assert b.derivation.structure == "dense" and b.derivation.shape == (2, 3)
+    assert b.derivation.jacobian.matrix().shape == (2, 3)
 
     def ref(p):
         return np.stack([p[..., 0] * p[..., 1] + np.sin(p[..., 2]) + np.pi / 4,
@@ -435,8 +449,8 @@ def test_kinks_follow_sympys_conventions_without_warnings(build):
         "kinks", [sp.Abs(v) + sp.Max(0, v) + sp.Piecewise((sp.log(v), v > 0), (0, True))
                   for v in x], x)
     b = build("kinks", 3, f=kinks)
-    assert b.derivation.structure.kind == "diagonal"
-    assert b.derivation.conventions == ("sign", "heaviside", "piecewise")
+    assert b.derivation.structure == "diagonal"
+    assert b.derivation.jacobian.conventions == ("sign", "heaviside", "piecewise")
     p = np.array([-1.0, 0.0, 2.0])  # log(-1) in the branch not taken: no warning (error)
     # d/dx: sign(x) + H(x) (H(0) = 1/2) + (1/x for x > 0, else 0)
     expected = np.diag([-1.0, 0.5, 1.0 + 1.0 + 0.5])
@@ -451,7 +465,7 @@ def test_powers_in_denominators_are_printed_with_parentheses():
     x = symbols(2)
     f = symjac.custom("quot", [2 / x[0] ** 2, -4 * x[1] / (x[1] ** 2 + 1) ** 3], x)
     texts = symjac.render(symjac.derivation(f), ("numpy", "c"))
-    c = texts["quot_n2.c"].split("quot_n2_forward(")[1]
+    c = texts["quot_n2.c"].split("forward_into(")[1]
     assert "y[0] = 2/(x[0]*x[0]);" in c
     assert "y[1] = -4*x[1]/((x[1]*x[1] + 1)*(x[1]*x[1] + 1)*(x[1]*x[1] + 1));" in c
     assert "y[..., 0] = 2/(x[..., 0]*x[..., 0])" in texts["quot_n2.py"]
@@ -496,15 +510,15 @@ def two_outputs(x):  # m = 2 outputs of n inputs
 
 
 CHAIN_FUNCTIONS = {
-    "normsq": normsq_outputs, "softplus": softplus_outputs, "scaled": scaled_outputs,
+    "normsq": normsq_outputs, "mysoftplus": softplus_outputs, "scaled": scaled_outputs,
     "gauss": gauss_outputs, "unit": unit_outputs, "mysoftmax": mysoftmax_outputs,
-    "logsumexp": logsumexp_outputs, "twosums": two_sums_outputs,
+    "mylse": logsumexp_outputs, "twosums": two_sums_outputs,
     "centred": centred_outputs, "byfirst": by_first_outputs, "twoout": two_outputs,
 }
 CHAIN_STRUCTURE_N7 = {
-    "normsq": "diagonal plus rank one", "softplus": "diagonal",
+    "normsq": "diagonal plus rank one", "mysoftplus": "diagonal",
     "scaled": "diagonal plus rank one", "gauss": "dense", "unit": "diagonal plus rank one",
-    "mysoftmax": "diagonal plus rank one", "logsumexp": "dense", "twosums": "dense",
+    "mysoftmax": "diagonal plus rank one", "mylse": "dense", "twosums": "dense",
     "centred": "diagonal plus rank one", "byfirst": "diagonal plus rank one",
     "twoout": "dense",
 }
@@ -540,19 +554,19 @@ def test_chain_rule_equals_matrix_jacobian_at_random_points(function, n):
     reference = sp.Matrix(outputs).jacobian(x)  # the reference: not the code under test
     d = symjac.derivation(symjac.custom(function, outputs, x))
     if n == 7:
-        assert d.structure.kind == CHAIN_STRUCTURE_N7[function]
-    ours = d.jacobian_in_inputs()
+        assert d.jacobian.form.kind == CHAIN_STRUCTURE_N7[function]
+    ours = d.jacobian.matrix_in_inputs()
     assert ours.shape == reference.shape == (len(outputs), n)
     for i in range(d.m):
         for j in range(n):
-            assert d.entry(i, j) == d.jacobian[i, j]
+            assert d.entry(i, j) == d.jacobian.matrix()[i, j]
     rng = random.Random(f"{function}{n}")
     for _ in range(2):
         exact = {v: sp.Rational(rng.choice([-1, 1]) * rng.randint(100, 2500), 1000) for v in x}
-        point = {**exact, **{d.inputs[k]: exact[x[k]] for k in range(n)}}
+        point = {**exact, **{d.jacobian.inputs[k]: exact[x[k]] for k in range(n)}}
         expected = values(reference, point)
         assert_same_numbers(values(ours, point), expected, "J")
-        st = d.structure
+        st = d.jacobian.parts
         if st.kind == "diagonal plus rank one":
             a, b = values(sp.Matrix(st.a), point), values(sp.Matrix(st.b), point)
             built = values(sp.diag(*st.diagonal), point) + a * b.T
@@ -568,19 +582,19 @@ def test_inputs_named_like_the_kernel_symbols_in_another_order():
     a, b = sp.symbols("x_0 x_1", real=True)
     outputs = [a * sp.exp(b), b**2 + a]
     d = symjac.derivation(symjac.custom("swap", outputs, [b, a]))
-    expected = sp.Matrix(outputs).jacobian([b, a]).xreplace(dict(zip([b, a], d.inputs)))
-    assert d.jacobian_in_inputs() == expected
+    expected = sp.Matrix(outputs).jacobian([b, a]).xreplace(dict(zip([b, a], d.jacobian.inputs)))
+    assert d.jacobian.matrix_in_inputs() == expected
 
 
 def chain_ops(d) -> int:
     """Operations in what the derivation built: temporaries, partials, their derivatives."""
-    chain = d.chain
+    chain = d.jacobian.chain
     exprs = ([v for _, v in chain.temps] + [p for row in chain.partials for _, p in row]
              + [g for grad in chain.grads.values() for g in grad.values()])
     return sum(sp.count_ops(e) for e in exprs)
 
 
-@pytest.mark.parametrize("function", ["normsq", "mysoftmax", "unit", "scaled", "softplus"])
+@pytest.mark.parametrize("function", ["normsq", "mysoftmax", "unit", "scaled", "mysoftplus"])
 def test_derivation_work_grows_at_most_quadratically(function):
     """A structural guard, not a timing: from n = 16 to n = 64 (4x) the entries stay the
     same size, what the chain rule built and the CSE'd Jacobian program grow at most
@@ -592,11 +606,12 @@ def test_derivation_work_grows_at_most_quadratically(function):
         x = symbols(n)
         d = symjac.derivation(symjac.custom(function, CHAIN_FUNCTIONS[function](x), x))
         symjac.render(d, ("numpy", "c", "latex"))
-        assert "jacobian" not in vars(d.chain), "a structured J was multiplied out"
+        assert not d.jacobian.chain.multiplied_out, "a structured J was multiplied out"
         entry_ops[n] = max(sp.count_ops(d.entry(i, j))
                            for i in (0, n // 2, n - 1) for j in (0, n // 3, n - 1))
         built_ops[n] = chain_ops(d)
-        program_ops[n] = sum(sp.count_ops(e) for e in userfn.programs(d).jacobian.expressions())
+        program_ops[n] = sum(sp.count_ops(e) for p in d.kernels.programs()
+                             for e in p.expressions())
     assert entry_ops[64] <= entry_ops[16], entry_ops
     assert built_ops[64] <= 16 * 1.25 * built_ops[16], built_ops
     assert program_ops[64] <= 16 * 1.25 * program_ops[16], program_ops
@@ -605,96 +620,39 @@ def test_derivation_work_grows_at_most_quadratically(function):
 @pytest.mark.parametrize("n", [3, 20])
 def test_a_wrong_derivative_is_caught_by_the_check(n):
     """The check behind every derivation refutes a chain rule that is off by 1e-12 in
-    one derivative: against Matrix.jacobian (n = 3) and against the difference
-    quotient of the outputs (n = 20)."""
-    x = tuple(userfn.indexed("x", k) for k in range(n))
+    one derivative: by the zero test against Matrix.jacobian (n = 3) and against the
+    difference quotient of the outputs (n = 20)."""
+    x = tuple(chain_rule.indexed("x", k) for k in range(n))
     outputs = tuple(normsq_outputs(x))
-    chain = userfn.differentiate(outputs, x)
-    userfn.check_jacobian("normsq", outputs, chain, userfn.chain_structure(chain))
+    deadline = Deadline("normsq", None)
+    chain = chain_rule.differentiate(chain_rule.name_subexpressions(outputs, x, deadline),
+                                     deadline)
+    proof = prove("normsq", outputs, chain, chain_structure(chain), deadline)
+    assert proof.proved == (n * n if n == 3 else 0)
     # d w / d x_1 for the temporary w that every output reads (1 / sum_k x_k^2)
     wide = next(s for s, _ in chain.partials[0] if len(chain.grads.get(s, ())) == n)
     grads = {**chain.grads, wide: {**chain.grads[wide],
                                    1: chain.grads[wide][1] * (1 + sp.Rational(1, 10**12))}}
     wrong = dataclasses.replace(chain, grads=grads)
-    structure = userfn.chain_structure(wrong) or userfn.find_structure(wrong.jacobian)
+    structure = chain_structure(wrong) or find_structure(wrong.matrix(), wrong.depends,
+                                                         deadline)
     with pytest.raises(CheckFailed, match="a bug in symjac"):
-        userfn.check_jacobian("normsq", outputs, wrong, structure)
-
-
-def test_large_document_stays_small():
-    """n = 64: the document lists a bounded number of entries and names the long sum."""
-    d = symjac.derivation(make("normsq", 64))
-    tex = symjac.render(d, ("latex",))["normsq_n64.tex"]
-    assert len(tex.encode()) < 16 * 1024
-    assert r"\vdots" in tex
-
-
-# -- the document ----------------------------------------------------------------------
-
-
-def compile_tex(tex: str, tmp_path: Path, name: str) -> str:
-    exe = require_pdflatex()
-    (tmp_path / f"{name}.tex").write_text(tex)
-    proc = subprocess.run([exe, "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
-                          cwd=tmp_path, capture_output=True, text=True, errors="replace",
-                          timeout=300)
-    log = (tmp_path / f"{name}.log").read_text(errors="replace")
-    assert proc.returncode == 0, log[-3000:]
-    return log
-
-
-DOCUMENTS = [("normsq", 2), ("normsq", 12), ("softplus", 1), ("softplus", 5), ("gauss", 5),
-             ("gauss", 12), ("scaled", 40)]
-
-
-@pytest.mark.latex
-@pytest.mark.parametrize(("function", "n"), DOCUMENTS)
-def test_document_compiles_without_overfull_boxes(tmp_path, function, n):
-    d = symjac.derivation(make(function, n))
-    tex = symjac.render(d, ("latex",))[f"{function}_n{n}.tex"]
-    log = compile_tex(tex, tmp_path, f"{function}_n{n}")
-    assert "Overfull \\hbox" not in log
-
-
-@pytest.mark.latex
-def test_document_of_rectangular_and_kinked_functions_compiles(tmp_path):
-    a, b, c = sp.symbols("alpha beta c_long_name")
-    rect = symjac.custom("my_rect", [a * b + sp.exp(c) * sp.tanh(a - b) ** 2,
-                                     sp.Piecewise((sp.sqrt(a), a > 0), (sp.Abs(b), True))],
-                         [a, b, c])
-    tex = symjac.render(symjac.derivation(rect), ("latex",))["my_rect_n3.tex"]
-    assert r"\alpha" in tex and r"my\_rect" in tex
-    log = compile_tex(tex, tmp_path, "my_rect")
-    assert "Overfull \\hbox" not in log
-
-
-def test_document_is_honest_about_the_closed_form():
-    d = symjac.derivation(make("normsq", 3))
-    tex = symjac.render(d, ("latex",))["normsq_n3.tex"]
-    assert "No named closed form is claimed" in tex
-    assert "closed form = SymPy's derivative (no named closed form claimed)" in tex
-    assert r"J = \operatorname{diag}(D) + a b^{\mathsf T}" in tex
-    assert "by the chain rule: every\noutput depends on the other inputs only through" in tex
-    assert r"checked against SymPy's" in tex
-    soft = symjac.render(symjac.derivation(make("softplus", 3)), ("latex",))["softplus_n3.tex"]
-    assert "so the Jacobian is diagonal" in soft
-    # Large sizes are elided: the document lists a bounded number of entries.
-    big = symjac.render(symjac.derivation(make("gauss", 12)), ("latex",))["gauss_n12.tex"]
-    assert big.count(r"\fit{\frac{\partial y") <= 16 and r"\vdots" in big
+        prove("normsq", outputs, wrong, structure, deadline)
 
 
 # -- API, files, determinism, bad input -----------------------------------------------------
 
 
 def test_derive_writes_the_catalog_file_names(tmp_path):
-    f = make("softplus", 4)
+    f = make("mysoftplus", 4)
     result = symjac.derive(f, out_dir=tmp_path)
     assert sorted(p.name for p in result.files) == [
-        "softplus_n4.c", "softplus_n4.h", "softplus_n4.py", "softplus_n4.tex"]
+        "mysoftplus_n4.c", "mysoftplus_n4.h", "mysoftplus_n4.py", "mysoftplus_n4.tex"]
     result = symjac.derive(f, 4, out_dir=tmp_path, targets="c", dtype="float32")
-    assert sorted(p.name for p in result.files) == ["softplus_n4_f32.c", "softplus_n4_f32.h"]
-    header = (tmp_path / "softplus_n4_f32.h").read_text()
-    assert "void softplus_n4_f32_jvp(const float *x, const float *v, float *out);" in header
+    assert sorted(p.name for p in result.files) == ["mysoftplus_n4_f32.c",
+                                                    "mysoftplus_n4_f32.h"]
+    header = (tmp_path / "mysoftplus_n4_f32.h").read_text()
+    assert "void mysoftplus_n4_f32_jvp(const float *x, const float *v, float *out);" in header
     assert "backward" not in header.split("#ifndef")[1]  # no backward from the output
     with pytest.raises(SymjacError, match="has 4 inputs, but n = 5"):
         symjac.derive(f, 5, out_dir=tmp_path)
@@ -747,11 +705,51 @@ def test_bad_input_is_one_line(args, message):
     assert "\n" not in str(info.value)
 
 
+def test_prove_and_verify_are_for_the_function_language():
+    f = make("normsq", 3)
+    for call in (lambda: symjac.prove(f), lambda: symjac.verify(f, 3, formula="0")):
+        with pytest.raises(SymjacError, match="normsq is a symjac.custom function: it is "
+                           "derived at its 3 inputs") as info:
+            call()
+        assert "symjac.function" in str(info.value)
+
+
+def test_a_derivation_displays_like_any_other():
+    d = symjac.derivation(make("normsq", 3))
+    assert isinstance(d, symjac.Derivation) and isinstance(d, symjac.CustomDerivation)
+    assert repr(d) == "<Derivation normsq n=3 float64: diagonal plus rank one>"
+    assert "No named closed form is claimed." in d._repr_markdown_()
+    assert r"\section{The entries}" in d._repr_latex_()
+
+
 def test_other_bad_input():
-    f = make("softplus", 2)
+    f = make("mysoftplus", 2)
     with pytest.raises(SymjacError, match="unknown dtype"):
         symjac.derivation(f, dtype="float16")
     with pytest.raises(SymjacError, match="expected a CustomFunction"):
-        derive_custom("softplus")
+        derive_custom(Spec("softplus", 2))
     with pytest.raises(SymjacError, match="unknown function 'normsq'"):
         symjac.derivation("normsq", 3)  # a custom name is not a catalog name
+
+
+def test_the_readme_example_runs_as_shown(tmp_path):
+    """README, "Your own function": the example pasted into a fresh process prints the
+    structure and a Jacobian that match J written here by hand."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Your own function")[1].split("\n## ")[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S)[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(symjac.__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    first, *rest = proc.stdout.splitlines()
+    assert first == "dense"
+    printed = np.array([[float(v) for v in re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", line)]
+                        for line in rest])
+    x0, x1, x2 = 0.5, -1.0, 2.0  # y = (x0 x1, e^x1 sin x2, x0^2 + x2^2)
+    expected = np.array([[x1, x0, 0], [0, np.exp(x1) * np.sin(x2), np.exp(x1) * np.cos(x2)],
+                         [2 * x0, 0, 2 * x2]])
+    np.testing.assert_allclose(printed, expected, rtol=1e-7, atol=1e-12)
+    comment = re.search(r"jacobian\(.*\)\)\s+# (\[\[.*\]\])", code)[1]
+    np.testing.assert_allclose(np.array(ast.literal_eval(comment)), expected, atol=5e-5)

@@ -432,10 +432,11 @@ def test_a_paragraph_with_only_a_lead_has_no_trailing_space():
 
 
 
-def test_custom_functions_take_templates_and_refuse_the_web_targets_for_now(tmp_path):
+def test_custom_functions_take_templates_and_the_web_targets(tmp_path):
     x = sp.symbols("x0:3", real=True)
     d = symjac.derivation(symjac.custom("sq", [v**2 for v in x], x))
     targets = ("latex", "c")
     assert symjac.render(d, targets, templates=tmp_path) == symjac.render(d, targets)
-    with pytest.raises(symjac.SymjacError, match="not available for custom functions yet"):
-        symjac.render(d, ("markdown",))
+    web = symjac.render(d, ("markdown", "html"))
+    assert sorted(web) == ["sq_n3.html", "sq_n3.md", "sq_n3.svg"]
+    assert "No named closed form is claimed." in web["sq_n3.md"]

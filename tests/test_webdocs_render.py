@@ -26,7 +26,9 @@ from webdocs import (
 )
 
 import symjac
-from symjac.old.catalog import CATALOG
+from symjac.catalog import catalog
+
+CATALOG = catalog()
 from symjac.document.katex import katex, vendor_dir
 from symjac.document.model import Equation, Section
 from symjac.document.render import ipython_display, to_html, to_markdown

@@ -9,6 +9,7 @@ below are the only places that know where the pieces live, so a new derivation t
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -97,10 +98,12 @@ def subject_of_function(function) -> Subject:
     return _subject(function, jac, kernels, closed)
 
 
-def subject_of_derivation(derivation) -> Subject:
+def subject_of_derivation(derivation) -> Subject | CustomSubject:
     """The Subject of a :class:`symjac.derivation.Derivation` (reads ``.function``,
-    ``.jacobian``, ``.kernels``, ``.closed``)."""
+    ``.jacobian``, ``.kernels``, ``.closed``); of a symjac.custom one, its CustomSubject."""
     f = derivation.function
+    if f.source == "custom":  # SymPy expressions of n inputs: no program, no all-n steps
+        return subject_of_custom(derivation)
     cached = subject_of_function(f)
     if cached.jacobian is derivation.jacobian and cached.kernels is derivation.kernels:
         return cached
@@ -127,3 +130,76 @@ def _subject(function, jac, kernels, closed) -> Subject:
         params=params,
         catalog=entry is not None,
     )
+
+
+@dataclass(frozen=True, eq=False)
+class CustomSubject:
+    """What the document of a ``symjac.custom`` function reads (:mod:`.custom`).
+
+    Expressions for display are in the user's own symbols (``inputs``); for numbers, in
+    the kernels' symbols ``x`` (x_0 .. x_{n-1}) and the chain rule's temporaries
+    ``chain_temps``, which keep a sum shared by every entry one object.
+
+    Attributes:
+        kind, structure: "diagonal", "diagonal plus rank one" or "dense"; the same in
+            words as reported (", symmetric").
+        proof: a :class:`symjac.explicit.proof.CustomProof`.
+        temps: how many subexpressions the chain rule named.
+        part: ``part("a", i)``: D_i ("D"), a_i or b_i in the user's symbols.
+        entry: ``entry(i, j)``: J_ij in the user's symbols.
+        form: ``form(i, j)``: J_ij as the kernels compute it, in ``x`` and the temporaries.
+    """
+
+    name: str
+    stem: str
+    regenerate: str
+    inputs: tuple[sp.Symbol, ...]
+    outputs: tuple[sp.Expr, ...]
+    kind: str
+    structure: str
+    by_chain_rule: bool
+    symmetric: bool
+    zeros: int
+    conventions: tuple[str, ...]
+    proof: object
+    temps: int
+    x: tuple[sp.Symbol, ...]
+    y: tuple[sp.Expr, ...]
+    chain_temps: tuple[tuple[sp.Symbol, sp.Expr], ...]
+    part: Callable[[str, int], sp.Expr]
+    entry: Callable[[int, int], sp.Expr]
+    form: Callable[[int, int], sp.Expr]
+
+    @property
+    def m(self) -> int:
+        return len(self.outputs)
+
+    @property
+    def n(self) -> int:
+        return len(self.inputs)
+
+
+def subject_of_custom(derivation) -> CustomSubject:
+    """The CustomSubject of a :class:`symjac.custom.CustomDerivation`: reads
+    ``.function`` (name, inputs, outputs), ``.jacobian`` (a CustomJacobian: ``inputs``,
+    ``outputs``, ``chain``, ``form``, ``parts``, ``conventions``, ``in_inputs``),
+    ``.proof`` and ``.spec``."""
+    from ..explicit.proof import form_entry
+    from ..targets.c import regenerate
+
+    f, jac = derivation.function, derivation.jacobian
+    back = dict(zip(jac.inputs, f.inputs))  # print in the user's own symbols
+    st = jac.form
+
+    def part(name: str, i: int) -> sp.Expr:
+        values = {"D": st.diagonal, "a": st.a, "b": st.b}[name]
+        return jac.in_inputs(values[i]).xreplace(back)
+
+    return CustomSubject(
+        name=f.name, stem=derivation.spec.stem, regenerate=regenerate(derivation),
+        inputs=f.inputs, outputs=f.outputs, kind=st.kind, structure=jac.structure,
+        by_chain_rule=st.by_chain_rule, symmetric=st.symmetric, zeros=st.zeros,
+        conventions=jac.conventions, proof=derivation.proof, temps=len(jac.temps),
+        x=jac.inputs, y=jac.outputs, chain_temps=jac.temps, part=part,
+        entry=lambda i, j: jac.in_inputs(jac.entry(i, j)).xreplace(back),
+        form=lambda i, j: form_entry(jac.chain, st, i, j))

@@ -8,6 +8,7 @@ adding an entry here.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,19 +29,32 @@ class Options:
     layout: str = "numerator"  # the documents' layout of J (--layout)
 
 
-def _numpy(d, opts: Options) -> dict[str, str]:
-    from . import numpy as view
+VIEWS = {
+    ("c", "vector"): ("c", "vector_context"), ("c", "scalar"): ("c", "scalar_context"),
+    ("c", "custom"): ("custom", "c_context"),
+    ("numpy", "vector"): ("numpy", "vector_context"),
+    ("numpy", "scalar"): ("numpy", "scalar_context"),
+    ("numpy", "custom"): ("custom", "numpy_context"),
+}
+"""(target, kernel kind) -> (module of this package, its view-model function). The kind is
+what a derivation names (``Derivation.kernel_kind``), and the templates are
+``<target>/<kind>.*.jinja``."""
 
-    kind = "scalar" if d.scalar_output else "vector"
-    ctx = view.scalar_context(d) if d.scalar_output else view.vector_context(d)
+
+def _view(target: str, kind: str) -> Callable:
+    module, name = VIEWS[(target, kind)]
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def _numpy(d, opts: Options) -> dict[str, str]:
+    kind = d.kernel_kind
+    ctx = _view("numpy", kind)(d)
     return {f"{d.spec.stem}.py": render_template(f"numpy/{kind}.py.jinja", opts.templates, **ctx)}
 
 
 def _c(d, opts: Options) -> dict[str, str]:
-    from . import c as view
-
-    kind = "scalar" if d.scalar_output else "vector"
-    ctx = view.scalar_context(d) if d.scalar_output else view.vector_context(d)
+    kind = d.kernel_kind
+    ctx = _view("c", kind)(d)
     stem = d.spec.stem
     return {f"{stem}.h": render_template(f"c/{kind}.h.jinja", opts.templates, **ctx),
             f"{stem}.c": render_template(f"c/{kind}.c.jinja", opts.templates, **ctx)}

@@ -92,48 +92,25 @@ class KernelModule:
 def kernel_module(derivation, target: str) -> KernelModule:
     """The adapter: everything the framework templates read from a derivation.
 
-    Reads a catalog :class:`~symjac.derivation.Derivation` (``spec``, ``function.name``,
-    ``function.params``, ``gradient``, ``backward_from_output``) or a
-    :class:`~symjac.userfn.CustomDerivation` (``spec``, ``function.name``, ``m``; no
-    parameters, no backward). No catalog function has a shared parameter or hvp kernels
-    yet; the templates support both.
+    Reads a :class:`~symjac.derivation.Derivation` (catalog, function language or
+    ``symjac.custom``): ``spec``, ``n``, ``shape`` (a custom function's m outputs),
+    ``scalar_output``, ``function.name`` and ``function.entry`` (parameter docs),
+    ``kernels.params`` and ``kernels.backward``; the header and the regenerate command
+    from :mod:`symjac.targets.c`. No function has a shared parameter or hvp kernels yet;
+    the templates support both.
     """
-    from ..old.userfn import CustomDerivation
+    from .c import header_lines, regenerate
 
     spec = derivation.spec
     other = "float32" if spec.dtype == "float64" else "float64"
-    if isinstance(derivation, CustomDerivation):
-        from ..old.userfn import header_lines as custom_header
-
-        name = derivation.function.name
-
-        def call(dtype: str) -> str:
-            extra = ', dtype="float32"' if dtype == "float32" else ""
-            return (f'symjac.derive(symjac.custom("{name}", outputs, inputs), '
-                    f'targets="{target}"{extra})')
-
-        return KernelModule(
-            function=name, n=derivation.n, out_size=derivation.m, dtype=spec.dtype,
-            stem=spec.stem, params=(), scalar_output=False, backward=False, hvp=False,
-            header=tuple(custom_header(derivation)[:-1]), regenerate=call(spec.dtype),
-            other_dtype=f"{_stem(name, derivation.n, other)}_{target}.py ({call(other)})",
-        )
-    from .c import header_lines
-
     fn = derivation.function
-    header = header_lines(derivation)
-    base = header[1].removeprefix("Regenerate with: ").replace(" --dtype float32", "")
     docs = getattr(fn.entry, "params", {}) or {}
-
-    def command(dtype: str) -> str:
-        flag = " --dtype float32" if dtype == "float32" else ""
-        return f"{base}{flag} --target {target}"
 
     def kind(p) -> str:
         return ("shared" if p.shared else "row") if p.vector else "scalar"
 
     return KernelModule(
-        function=fn.name, n=derivation.n, out_size=derivation.n, dtype=spec.dtype,
+        function=fn.name, n=derivation.n, out_size=derivation.shape[0], dtype=spec.dtype,
         stem=spec.stem,
         params=tuple(KernelParam(p.name, kind(p), getattr(docs.get(p.name), "doc", "") or "",
                                  p.positive,
@@ -142,9 +119,10 @@ def kernel_module(derivation, target: str) -> KernelModule:
         scalar_output=derivation.scalar_output,
         backward=derivation.kernels.backward is not None,
         hvp=False,
-        header=tuple(header[:1]),  # its second line: the C's command
-        regenerate=command(spec.dtype),
-        other_dtype=f"{_stem(fn.name, derivation.n, other)}_{target}.py ({command(other)})",
+        header=tuple(header_lines(derivation)[:1]),  # the rest: the C's command
+        regenerate=regenerate(derivation, spec.dtype, target),
+        other_dtype=(f"{_stem(fn.name, derivation.n, other)}_{target}.py "
+                     f"({regenerate(derivation, other, target)})"),
     )
 
 

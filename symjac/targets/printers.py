@@ -36,6 +36,7 @@ HELPERS = {
 ``_<name>``)."""
 
 _MUL = sp.printing.precedence.PRECEDENCE["Mul"]
+_ADD = sp.printing.precedence.PRECEDENCE["Add"]
 
 
 def helpers_used(exprs) -> list[str]:
@@ -47,6 +48,17 @@ def helpers_used(exprs) -> list[str]:
             if e.has(func):
                 found.add(name)
     return [name for name in HELPERS.values() if name in found]
+
+
+def check_constants(exprs, dtype: str) -> None:
+    """A user error unless every number in ``exprs`` is a finite number of ``dtype`` (what
+    the printers below require; checked before anything is printed)."""
+    seen: set = set()
+    for e in exprs:
+        for node in sp.preorder_traversal(sp.sympify(e)):
+            if node.is_Number and node not in seen:
+                seen.add(node)
+                _check_number(node, dtype)
 
 
 def _check_number(value: sp.Expr, dtype: str) -> None:
@@ -80,7 +92,9 @@ class _Common:
         return super()._print_Pow(expr, **kwargs)
 
     def parenthesize(self, item: sp.Basic, level: int, strict: bool = False) -> str:
-        if _small_power(item) and level >= _MUL:
+        # A product with a negative coefficient prints its factors at Add's precedence:
+        # -4*x/(u*u*u) must keep its parentheses too
+        if _small_power(item) and level >= _ADD:
             return f"({self._print(item)})"
         return super().parenthesize(item, level, strict)
 
@@ -255,6 +269,18 @@ class NumpyPrinter(_Common, NumPyPrinter):
             code = f"numpy.where({self._print(c)}, {self._print(e)}, {code})"
         return code
 
+    def _nested(self, function: str, args) -> str:
+        code = self._print(args[-1])
+        for a in reversed(args[:-1]):
+            code = f"numpy.{function}({self._print(a)}, {code})"
+        return code
+
+    def _print_Max(self, expr: sp.Max) -> str:  # elementwise, broadcasting, NaN stays NaN
+        return self._nested("maximum", expr.args)
+
+    def _print_Min(self, expr: sp.Min) -> str:
+        return self._nested("minimum", expr.args)
+
 
 def c_code(expr: sp.Expr, **printer_args) -> str:
     """``expr`` as C99 (see :class:`CPrinter` for the arguments)."""
@@ -267,5 +293,5 @@ def numpy_code(expr: sp.Expr, dtype: str = "float64",
     return NumpyPrinter(dtype, names).doprint(expr)
 
 
-__all__ = ["CPrinter", "HELPERS", "NumpyPrinter", "c_code", "helpers_used", "numpy_code",
-           "expm1", "log1p"]
+__all__ = ["CPrinter", "HELPERS", "NumpyPrinter", "c_code", "check_constants", "helpers_used",
+           "numpy_code", "expm1", "log1p"]

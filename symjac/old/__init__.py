@@ -1,2 +1,0 @@
-"""The first pipeline (catalog objects, derivation, codegen, printers, custom functions),
-kept while the function-language pipeline replaces it stage by stage."""
