@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 import symjac
-from symjac.proof import prove_tex
+from symjac.api import _all_n, resolve
 
 GOLDEN = Path(__file__).resolve().parent.parent / "generated"
 CASES = [("softmax", 5, "float64")]
 
 
-PROOFS = ["softmax"]
+PROOFS = ["softmax", "layer_norm"]
 
 
 def _cases():
@@ -31,7 +31,7 @@ def _cases():
         yield pytest.param(lambda f=function, n=n, d=dtype: symjac.render(
             symjac.derivation(f, n, d), ("markdown",)), id=f"markdown-{function}-{n}-{dtype}")
     for function in PROOFS:
-        yield pytest.param(lambda f=function: {f"{f}_proof.tex": prove_tex(f)},
+        yield pytest.param(lambda f=function: {f"{f}_proof.tex": _all_n(resolve(f))[1]},
                            id=f"prove-{function}")
 
 

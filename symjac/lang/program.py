@@ -220,7 +220,8 @@ class _Builder:
                             f"{self.pending[node.id]})", node.pos)
         if node.id in UNARY or node.id in REDUCTIONS:
             raise self.fail(f"'{node.id}' is a function: write {node.id}(...)", node.pos)
-        known = ["x", "n", *self.names]
+        lifted = {st.name for st in self.stages if st.lifted}
+        known = ["x", "n", *(name for name in self.names if name not in lifted)]
         close = difflib.get_close_matches(node.id, known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else (
             f"; defined so far: {', '.join(known)}")

@@ -221,8 +221,8 @@ def vector_context(d: Derivation) -> dict:
     splits = dict(acc.splits) if acc else None
     jii = acc.expr if acc else plan.diagonal + sum((t.at(t.a, t.b) for t in plan.terms),
                                                    sp.Integer(0))
-    ab = [(f"a{r}", t.a) for r, t in enumerate(plan.terms)] + [
-        (f"b{r}", t.b) for r, t in enumerate(plan.terms)]
+    ab = [(f"{side}{r}", getattr(t, side)) for r, t in enumerate(plan.terms)
+          for side in ("a", "b")]  # (a0, b0, a1, b1, ...: the order the templates unpack)
     parts = function(plan, [("dg", jii), *ab], extra, splits)
     jvp, vjp = directional(plan, jii, arg, extra, splits)
     exprs = [st.expr for st in plan.stages] + [jii] + [e for _, e in ab]

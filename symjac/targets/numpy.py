@@ -83,8 +83,8 @@ def vector_context(d: Derivation) -> dict:
     splits = dict(acc.splits) if acc else None
     jii = acc.expr if acc else plan.diagonal + sum((t.at(t.a, t.b) for t in plan.terms),
                                                    sp.Integer(0))
-    ab = [(f"a{r}", t.a) for r, t in enumerate(plan.terms)] + [
-        (f"b{r}", t.b) for r, t in enumerate(plan.terms)]
+    ab = [(f"{side}{r}", getattr(t, side)) for r, t in enumerate(plan.terms)
+          for side in ("a", "b")]  # (a0, b0, a1, b1, ...: the order the templates unpack)
     forward = function(plan, [("y", plan.output.symbol)])
     parts = function(plan, [("dg", jii), *ab], extra, splits)
     jvp, vjp = directional(plan, jii, {**arg, "v": "_v", "u": "_u"}, extra, splits)
