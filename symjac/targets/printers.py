@@ -35,6 +35,7 @@ HELPERS = {
 ``_<name>``)."""
 
 _MUL = sp.printing.precedence.PRECEDENCE["Mul"]
+_ADD = sp.printing.precedence.PRECEDENCE["Add"]
 
 
 def helpers_used(exprs) -> list[str]:
@@ -79,7 +80,8 @@ class _Common:
         return super()._print_Pow(expr, **kwargs)
 
     def parenthesize(self, item: sp.Basic, level: int, strict: bool = False) -> str:
-        if _small_power(item) and level >= _MUL:
+        # a product with a minus sign asks at the level of a sum: -s/T**2 is -s/(T*T)
+        if _small_power(item) and level >= _ADD:
             return f"({self._print(item)})"
         return super().parenthesize(item, level, strict)
 
