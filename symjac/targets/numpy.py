@@ -79,8 +79,8 @@ def vector_context(d: Derivation) -> dict:
     acc = plan.accurate
     jii = acc.expr if acc else plan.diagonal + sum((t.a * t.b for t in plan.terms),
                                                    sp.Integer(0))
-    ab = [(f"a{r}", t.a) for r, t in enumerate(plan.terms)] + [
-        (f"b{r}", t.b) for r, t in enumerate(plan.terms)]
+    # a0, b0, a1, b1, ...: the order the template unpacks them in (its arrays() macro)
+    ab = [pair for r, t in enumerate(plan.terms) for pair in ((f"a{r}", t.a), (f"b{r}", t.b))]
     forward = function(plan, [("y", plan.output.symbol)])
     parts = function(plan, [("dg", jii), *ab], acc.stages if acc else (),
                      dict(acc.splits) if acc else None)
@@ -97,8 +97,8 @@ def vector_context(d: Derivation) -> dict:
     }
     if plan.backward is not None:
         dd, terms = plan.backward
-        back = [("dd", dd)] + [(f"a{r}", t.a) for r, t in enumerate(terms)] + [
-            (f"b{r}", t.b) for r, t in enumerate(terms)]
+        back = [("dd", dd)] + [pair for r, t in enumerate(terms)
+                               for pair in ((f"a{r}", t.a), (f"b{r}", t.b))]
         ctx["backward"] = _function(d, KernelFunction((), tuple(back)))
         exprs += [e for _, e in back]
     ctx["helpers"] = helpers_used(exprs) + (["erf"] if any(
