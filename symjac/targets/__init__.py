@@ -31,17 +31,21 @@ class Options:
 
 def _numpy(d, opts: Options) -> dict[str, str]:
     from . import numpy as view
+    from . import second
 
     kind = "scalar" if d.scalar_output else "vector"
     ctx = view.scalar_context(d) if d.scalar_output else view.vector_context(d)
+    ctx = second.numpy_context(d, ctx)  # hvp and hessian (templates/numpy/second.py.jinja)
     return {f"{d.spec.stem}.py": render_template(f"numpy/{kind}.py.jinja", opts.templates, **ctx)}
 
 
 def _c(d, opts: Options) -> dict[str, str]:
     from . import c as view
+    from . import second
 
     kind = "scalar" if d.scalar_output else "vector"
     ctx = view.scalar_context(d) if d.scalar_output else view.vector_context(d)
+    ctx = second.c_context(d, ctx)  # hvp and hessian (templates/c/second.*.jinja)
     stem = d.spec.stem
     return {f"{stem}.h": render_template(f"c/{kind}.h.jinja", opts.templates, **ctx),
             f"{stem}.c": render_template(f"c/{kind}.c.jinja", opts.templates, **ctx)}
