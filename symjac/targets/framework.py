@@ -95,8 +95,8 @@ def kernel_module(derivation, target: str) -> KernelModule:
     Reads a catalog :class:`~symjac.derivation.Derivation` (``spec``, ``function.name``,
     ``function.params``, ``gradient``, ``backward_from_output``) or a
     :class:`~symjac.userfn.CustomDerivation` (``spec``, ``function.name``, ``m``; no
-    parameters, no backward). No catalog function has a shared parameter or hvp kernels
-    yet; the templates support both.
+    parameters, no backward, no second derivatives). The function-language C has the hvp
+    kernels, so its modules differentiate twice.
     """
     from ..old.userfn import CustomDerivation
 
@@ -141,7 +141,7 @@ def kernel_module(derivation, target: str) -> KernelModule:
                      for p in derivation.kernels.params),
         scalar_output=derivation.scalar_output,
         backward=derivation.kernels.backward is not None,
-        hvp=False,
+        hvp=True,  # the C has _hvp_batch and _jvp_batch (templates/c/second.c.jinja)
         header=tuple(header[:1]),  # its second line: the C's command
         regenerate=command(spec.dtype),
         other_dtype=f"{_stem(fn.name, derivation.n, other)}_{target}.py ({command(other)})",

@@ -27,7 +27,7 @@ import sympy as sp
 
 from ..engine.kernels import KernelPlan
 from ..lang import Param
-from .c import CFunction, _Printer
+from .c import CFunction, _Printer, _wrap
 from .lower import function
 from .numpy import PyFunction, _function
 from .printers import HELPERS, helpers_used
@@ -95,11 +95,32 @@ def c_context(d, ctx: dict) -> dict:
         "pieces_decl": decl,  # second_pieces' parameters after x, in the plan's names
         "pieces": pieces,
         "diagonal": diagonal,  # dg = H_jj from x, or None
-        "structure": d.second.structure,
-        "kinked": d.second.kinked,
+        "doc": _wrap(_pieces_doc(d, view), 86),
+        "hessian_doc": _wrap(_hessian_doc(d, view), 86),
     }
     _merge_helpers(out, view, c=True)
     return out
+
+
+def _pieces_doc(d, view: SecondView) -> str:
+    what = "H, the Hessian of y" if view.scalar_output else "the Hessian of u . y"
+    terms = "".join(f" + a{r}[j] b{r}[k]" for r in range(view.rank))
+    return (f"Second derivatives: {what} is delta_jk dd[j]{terms} (structure: "
+            f"{d.second.structure}); second_pieces fills dd and the rank-one arrays from x"
+            + ("." if view.scalar_output else " and u."))
+
+
+def _hessian_doc(d, view: SecondView) -> str:
+    n = d.n
+    if view.scalar_output:
+        text = f"out = H(x), {n}x{n} row-major, H[j][k] = d2 y / dx_j dx_k; symmetric."
+    else:
+        text = (f"out = T(x), {n}x{n}x{n} row-major, T[i][j][k] = d2 y_i / dx_j dx_k; "
+                "symmetric in j and k.")
+    if d.second.kinked:
+        text += (" Where the first derivative jumps (a kink) the second does not exist; "
+                 "0 is written there, the value on either side.")
+    return text
 
 
 def _merge_helpers(ctx: dict, view: SecondView, c: bool) -> None:
@@ -137,7 +158,6 @@ def numpy_context(d, ctx: dict) -> dict:
         "spread": ", ".join(spread),
         "pieces": pieces,
         "diagonal": diagonal,
-        "structure": d.second.structure,
         "kinked": d.second.kinked,
     }
     _merge_helpers(out, view, c=False)
