@@ -76,7 +76,7 @@ def second_derivatives(f, x, p) -> np.ndarray:
     with mpmath.workdps(50):
         h = mpmath.mpf("1e-12")
         xs = [mpmath.mpf(float(v)) for v in x]
-        pp = {k: ([mpmath.mpf(float(w)) for w in v] if isinstance(v, (list, np.ndarray))
+        pp = {k: ([mpmath.mpf(float(w)) for w in v] if isinstance(v, list | np.ndarray)
                   else mpmath.mpf(v)) for k, v in p.items()}
 
         def at(j, a, k, b):
@@ -198,7 +198,7 @@ def test_a_larger_size_in_loop_form(build):
     """n = 17: the kernels' loops (no unrolling), the Hessian's per-entry proof skipped
     above SECOND_ENTRIES_MAX_N (the all-n proof stands for it)."""
     b = build("softmax", 17)
-    assert b.derivation.second.proof is None and 17 > SECOND_ENTRIES_MAX_N
+    assert b.derivation.second.proof is None and SECOND_ENTRIES_MAX_N < 17
     check_module(b, REFERENCES["softmax"], 17, 1e-9)
 
 
