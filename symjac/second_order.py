@@ -83,11 +83,19 @@ def analyse_second(function: Function) -> tuple[Second, KernelPlan, ClosedForm |
     return sec, plan(sec.program, sec.jacobian), _hessian_closed_form(function, sec)
 
 
+@functools.lru_cache(maxsize=64)
+def second_entries(function: Function, n: int) -> EntryProof | None:
+    """Every entry of the Hessian proved at n, or None above SECOND_ENTRIES_MAX_N (shared
+    by the kernels' derivation and the documents)."""
+    if n > SECOND_ENTRIES_MAX_N:
+        return None
+    return prove_entries(analyse_second(function)[0].jacobian, n)
+
+
 def second_order(d: Derivation) -> SecondOrder:
     """The adapter: the second derivatives of a Derivation (reads ``.function``, ``.n``)."""
     sec, kernels, closed = analyse_second(d.function)
-    proof = prove_entries(sec.jacobian, d.n) if d.n <= SECOND_ENTRIES_MAX_N else None
-    return SecondOrder(d.n, sec, kernels, proof, closed)
+    return SecondOrder(d.n, sec, kernels, second_entries(d.function, d.n), closed)
 
 
 def _hessian_closed_form(function: Function, sec: Second) -> ClosedForm | None:

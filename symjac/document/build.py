@@ -20,7 +20,7 @@ from typing import Literal
 
 from .. import __version__
 from ..errors import SymjacError
-from . import chain, pern, results
+from . import chain, pern, results, second
 from .model import Document
 from .subject import Subject, subject_of_derivation
 from .writer import Writer
@@ -63,6 +63,7 @@ def build(s: Subject, n: int, proof, layout: str = "numerator") -> Document:
     results.properties(w, s, layout)
     results.stability(w, s)
     pern.worked_example(w, s, layout, n)
+    second.section(w, s, layout, n)
     sections, checks = w.result()
     kind = "gradient" if s.scalar_output else "Jacobian"
     flag = "" if layout == "numerator" else " --layout denominator"
