@@ -10,11 +10,12 @@ own first-order output.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 
 import mpmath
 import numpy as np
 import pytest
-from support import Built
+from support import CC, STRICT, Built
 
 import symjac
 from symjac import catalog
@@ -347,3 +348,67 @@ def test_numpy_out_and_validation(build):
     assert ce.np.hvp(x[0], np.ones(4), t=np.full(4, 0.25), out=h) is h
     with pytest.raises(TypeError):
         ce.np.hessian(x, t=np.array(["a"] * 4))
+
+
+# -- the C under sanitizers -----------------------------------------------------------------
+
+DRIVER = r"""
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "{stem}.h"
+#define N {n}
+#define M {m}  /* values per Hessian: N*N (a loss) or N*N*N */
+
+static {ctype} *heap(size_t count) {{ return malloc(count * sizeof({ctype})); }}
+
+int main(void)
+{{
+    const size_t count = 3;
+    {ctype} *x = heap(count * N), *u = heap(count * N), *v = heap(count * N);
+    {ctype} *out = heap(count * N), *hess = heap(count * M), *par = heap(count * N);
+    size_t k;
+    int bad = 0;
+    for (k = 0; k < count * N; ++k) {{
+        x[k] = (k % 3 == 0) ? 1e4 : (k % 3 == 1 ? -1e4 : ({ctype})k / 7);
+        u[k] = ({ctype})(k % 5) - 2; v[k] = ({ctype})(k % 4) - 1.5; par[k] = 0.25;
+    }}
+    {hvp_batch};
+    {hessian_batch};
+    {hvp_one};
+    {hessian_one};
+    for (k = 0; k < count * N; ++k) bad |= !isfinite(out[k]);
+    for (k = 0; k < count * M; ++k) bad |= !isfinite(hess[k]);
+    free(x); free(u); free(v); free(out); free(hess); free(par);
+    return bad;
+}}
+"""
+
+
+@pytest.mark.parametrize("function", ["softmax", "softmax_cross_entropy", "layer_norm",
+                                      "rms_norm", "relu", "entropy"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_asan_ubsan_on_extreme_inputs(build, tmp_path, function, dtype):
+    """hvp, hessian and their batches on exactly sized heap buffers at |x| = 1e4, under
+    -fsanitize=address,undefined: no invalid access, no undefined behaviour, all finite."""
+    n = 5
+    b = build(function, n, dtype)
+    d, stem = b.derivation, b.derivation.spec.stem
+    ctype = "double" if dtype == "float64" else "float"
+    params = "".join(", par" if p.vector else f", ({ctype})0.5" for p in d.kernels.params)
+    weights = "" if d.scalar_output else "u, "
+    src = DRIVER.format(
+        stem=stem, n=n, m=n * n if d.scalar_output else n * n * n, ctype=ctype,
+        hvp_batch=f"{stem}_hvp_batch(count, x{params}, {weights}v, out)",
+        hessian_batch=f"{stem}_hessian_batch(count, x{params}, hess)",
+        hvp_one=f"{stem}_hvp(x{params}, {weights}v, out)",
+        hessian_one=f"{stem}_hessian(x{params}, hess)")
+    (b.dir / "driver.c").write_text(src)
+    exe = tmp_path / "driver"
+    cmd = [CC, *STRICT, "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+           "-g", f"-I{b.dir}", str(b.dir / "driver.c"), str(b.dir / f"{stem}.c"), "-o",
+           str(exe), "-lm"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
