@@ -63,7 +63,7 @@ def build(s: Subject, n: int, proof, layout: str = "numerator") -> Document:
     results.properties(w, s, layout)
     results.stability(w, s)
     pern.worked_example(w, s, layout, n)
-    second.section(w, s, layout, n)
+    second.summary(w, s, layout, n)  # the derivation itself: the all-n proof's section
     sections, checks = w.result()
     kind = "gradient" if s.scalar_output else "Jacobian"
     flag = "" if layout == "numerator" else " --layout denominator"

@@ -70,9 +70,8 @@ class _Within:
         return getattr(self._w, name)
 
 
-def section(w: Writer, s: Subject, layout: str, n: int | None = None) -> None:
-    """The second derivatives of ``s``, for symbolic n (and proved entry by entry at
-    ``n`` when given and small enough)."""
+def section(w: Writer, s: Subject, layout: str) -> None:
+    """The second derivatives of ``s``, derived for symbolic n (the all-n proof's)."""
     ss = second_subject(s)
     if ss is None:
         return
@@ -119,24 +118,58 @@ def section(w: Writer, s: Subject, layout: str, n: int | None = None) -> None:
         results.matrix_form(inner, s2, layout)
         results.properties(inner, s2, layout)
     results.stability(inner, s2)
-    if n is not None:
-        _at_n(w, ss, n)
+
+
+def summary(w: Writer, s: Subject, layout: str, n: int) -> None:
+    """The per-n document's section: the second-order program, its structure and closed
+    form, proved entry by entry at this n (n <= SECOND_ENTRIES_MAX_N); the derivation
+    step by step, each step checked for symbolic n, is the all-n proof's (``symjac prove``)."""
+    ss = second_subject(s)
+    if ss is None:
+        return
+    s2, p2 = ss.subject, ss.subject.program
+    out = "{" + symbol_tex(s.program.output.name) + "}"
+    last = "{" + symbol_tex(p2.output.name) + "}"
+    w.section(HEADING)
+    new = [st for st in p2.stages if st.name in ss.new]
+    if ss.weight:
+        u = "{" + symbol_tex(ss.weight) + "}"
+        w.para(rf"The second derivatives are the Jacobian of the backward pass $w = "
+               rf"J^{{\mathsf{{T}}}} {u}$ for fixed weights ${u}$, a function of $x$ of the "
+               rf"same kind: $\partial {last}_i / \partial x_j = \sum_m {u}_m \, "
+               rf"\partial^2 {out}_m / \partial x_i \partial x_j$, the Hessian of "
+               rf"${u} \cdot {out}$ (with ${u}$ the $m$-th unit vector, that of ${out}_m$). "
+               "Its stages, after those of the function:")
+    else:
+        w.para(rf"The second derivatives are the Jacobian of the gradient, a function of $x$ "
+               rf"of the same kind: the Hessian $H_{{ij}} = \partial^2 {out} / \partial x_i "
+               rf"\partial x_j = \partial {last}_i / \partial x_j$. The gradient's stages, "
+               "after those of the function:")
+    w.show([chain.stage_tex(s2, st) for st in new])
+    if ss.kinked:
+        w.para("The first derivative has a step: the second derivatives hold away from its "
+               "jump (0 on either side); at the jump there is none, and the kernels give 0.")
+    what = "H" if not ss.weight else r"\partial w / \partial x"
+    w.para(f"Its structure: {s2.jacobian.structure}. The derivation for every $n$, each step "
+           f"checked for symbolic $n$, is in the all-n proof (symjac prove {s.name}); here "
+           f"${what}$ is stated and proved at $n = {n}$.")
+    _at_n(w, ss, n)
 
 
 def _at_n(w: Writer, ss: SecondSubject, n: int) -> None:
     """The per-entry proof of the second derivatives at this n, or why there is none."""
     from ..second_order import SECOND_ENTRIES_MAX_N, second_entries
 
-    proof = second_entries(ss.function, n)
-    if proof is None:
-        w.para(f"At $n = {n}$ (above {SECOND_ENTRIES_MAX_N}) the second derivatives rest on "
-               "the steps above, each checked for symbolic $n$.")
-        return
     closed = latex(ss.subject.notation.generic(ss.subject.jacobian.closed_form()))
     lhs = r"\frac{\partial w_i}{\partial x_j}" if ss.weight else "H_{ij}"
-    w.para(f"At $n = {n}$ each of the ${n * n}$ entries was also recomputed from the "
-           "definition, with the inputs as separate symbols, and proved equal to the closed "
-           "form:")
+    proof = second_entries(ss.function, n)
+    if proof is None:
+        w.para(f"At $n = {n}$ (above {SECOND_ENTRIES_MAX_N}) the closed form rests on the "
+               "derivation for every $n$:")
+        w.show([f"{lhs} &= {closed}"])
+        return
+    w.para(f"At $n = {n}$ each of the ${n * n}$ entries was recomputed from the definition, "
+           "with the inputs as separate symbols, and proved equal to the closed form:")
     w.numbered([f"{lhs} &= {closed}"], [rf"every $i, j \le {n}$"],
                f"the second derivatives at n = {n}, entry by entry",
                f"{proof.entries} entries recomputed and reduced to 0 ({proof.backend})",
