@@ -665,3 +665,190 @@ void softmax_n5_backward_batch(size_t count, const double *y, const double *g, d
         softmax_n5_backward(y + b * N, g + b * N, out + b * N);
     }
 }
+
+/*
+ * Second derivatives: the Hessian of u . y is delta_jk dd[j] + a0[j] b0[k] + a1[j] b1[k]
+ * (structure: diagonal plus rank two, symmetric); second_pieces fills dd and the rank-
+ * one arrays from x and u.
+ */
+static void second_pieces(const double *x, const double *u, double *dd, double *a0, double *b0, double *a1, double *b1)
+{
+    size_t k;
+    double e[N];
+    double s[N];
+    double m;
+    {
+        double lane[LANES];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            lane[l] = x[0];
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                const double candidate = x[k + l];
+                lane[l] = candidate > lane[l] ? candidate : lane[l];
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            const double candidate = x[k + l];
+            lane[l] = candidate > lane[l] ? candidate : lane[l];
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                lane[l] = lane[l + w] > lane[l] ? lane[l + w] : lane[l];
+            }
+        }
+        m = lane[0];
+    }
+    for (k = 0; k < N; ++k) {
+        e[k] = symjac_exp(symjac_shifted(x[k], m));
+    }
+    double Z;
+    {
+        double lane[LANES];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            lane[l] = 0.0;
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                lane[l] += e[k + l];
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            lane[l] += e[k + l];
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                lane[l] += lane[l + w];
+            }
+        }
+        Z = lane[0];
+    }
+    for (k = 0; k < N; ++k) {
+        s[k] = e[k]*symjac_recip(Z);
+    }
+    double p;
+    {
+        double lane[LANES];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            lane[l] = 0.0;
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                lane[l] += s[k + l]*u[k + l];
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            lane[l] += s[k + l]*u[k + l];
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                lane[l] += lane[l + w];
+            }
+        }
+        p = lane[0];
+    }
+    for (k = 0; k < N; ++k) {
+        dd[k] = s[k]*(-p + u[k]);
+        a0[k] = s[k]*(2*p - u[k]);
+        a1[k] = s[k];
+        b0[k] = s[k];
+        b1[k] = s[k]*u[k];
+    }
+
+}
+
+void softmax_n5_hvp(const double *x, const double *u, const double *v, double *out)
+{
+    double dd[N], a0[N], b0[N], a1[N], b1[N];
+    size_t k;
+    second_pieces(x, u, dd, a0, b0, a1, b1);
+    double dot0;
+    {
+        double lane[LANES];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            lane[l] = 0.0;
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                lane[l] += b0[k + l] * v[k + l];
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            lane[l] += b0[k + l] * v[k + l];
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                lane[l] += lane[l + w];
+            }
+        }
+        dot0 = lane[0];
+    }
+    double dot1;
+    {
+        double lane[LANES];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            lane[l] = 0.0;
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                lane[l] += b1[k + l] * v[k + l];
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            lane[l] += b1[k + l] * v[k + l];
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                lane[l] += lane[l + w];
+            }
+        }
+        dot1 = lane[0];
+    }
+    for (k = 0; k < N; ++k) {
+        out[k] = dd[k] * v[k] + a0[k] * dot0 + a1[k] * dot1;
+    }
+}
+
+void softmax_n5_hessian(const double *x, double *out)
+{
+    double unit[N];
+    double dd[N], a0[N], b0[N], a1[N], b1[N];
+    size_t i, j, k;
+    for (k = 0; k < N; ++k) {
+        unit[k] = 0.0;
+    }
+    /* The Hessian of y_i is that of u . y at u = e_i. */
+    for (i = 0; i < N; ++i) {
+        double *hess = out + i * N * N;
+        unit[i] = 1.0;
+        second_pieces(x, unit, dd, a0, b0, a1, b1);
+        unit[i] = 0.0;
+        for (j = 0; j < N; ++j) {
+            for (k = 0; k < N; ++k) {
+                hess[j * N + k] = a0[j] * b0[k] + a1[j] * b1[k];
+            }
+            hess[j * N + j] += dd[j];
+        }
+    }
+}
+
+void softmax_n5_hvp_batch(size_t count, const double *x, const double *u, const double *v, double *out)
+{
+    size_t b;
+    for (b = 0; b < count; ++b) {
+        softmax_n5_hvp(x + b * N, u + b * N, v + b * N, out + b * N);
+    }
+}
+
+void softmax_n5_hessian_batch(size_t count, const double *x, double *out)
+{
+    size_t b;
+    for (b = 0; b < count; ++b) {
+        softmax_n5_hessian(x + b * N, out + b * N * N * N);
+    }
+}

@@ -39,6 +39,14 @@ void softmax_n5_jvp_batch(size_t count, const double *x, const double *v, double
 void softmax_n5_vjp_batch(size_t count, const double *x, const double *u, double *out);
 void softmax_n5_backward_batch(size_t count, const double *y, const double *g, double *out);
 
+/* out = (d/dx of u . y) v = sum_i u_i (Hessian of y_i) v (5 values), without forming
+ * any 5x5 matrix: the derivative of u^T J(x) along v (a double backward). */
+void softmax_n5_hvp(const double *x, const double *u, const double *v, double *out);
+/* out = T(x), 5x5x5 row-major, T[i][j][k] = d2 y_i / dx_j dx_k; symmetric in j and k. */
+void softmax_n5_hessian(const double *x, double *out);
+void softmax_n5_hvp_batch(size_t count, const double *x, const double *u, const double *v, double *out);
+void softmax_n5_hessian_batch(size_t count, const double *x, double *out);
+
 #ifdef __cplusplus
 }
 #endif

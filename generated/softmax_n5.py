@@ -150,3 +150,44 @@ def backward(y, g, out=None):
     with numpy.errstate(**_QUIET):
         dot0 = numpy.sum(_g*y, axis=-1, keepdims=True)
         return _store(y*(_g - dot0), out, numpy.broadcast_shapes(_shape(y), _g.shape))
+
+
+def _second_pieces(x, u):
+    """The pieces of the Hessian of u . y: sum_i u_i d2 y_i / dx_j dx_k = delta_jk dd_j + a0_j b0_k + a1_j b1_k."""
+    m = numpy.max(x, axis=-1, keepdims=True)
+    e = numpy.exp(_shifted(x, m))
+    Z = numpy.sum(e, axis=-1, keepdims=True)
+    s = e*_recip(Z)
+    p = numpy.sum(s*u, axis=-1, keepdims=True)
+
+    return s*(-p + u), s*(2*p - u), s, s, s*u,
+
+
+def hvp(x, u, v, out=None):
+    """(d/dx of u . y) v = sum_i u_i (d2 y_i / dx dx) v, shape (..., N), O(N k): no N x N
+    matrix is formed. It is the derivative of the VJP u^T J(x) along v (a double backward).
+    """
+    x = _vector("x", x)
+    u = _vector("u", u)
+    v = _vector("v", v)
+    with numpy.errstate(**_QUIET):
+        dd, a0, a1, b0, b1, = _second_pieces(x, u)
+        result = dd * v + a0 * numpy.sum(b0 * v, axis=-1, keepdims=True) + a1 * numpy.sum(b1 * v, axis=-1, keepdims=True)
+        return _store(result, out, numpy.broadcast_shapes(_shape(x), u.shape,
+                                                          v.shape))
+
+
+def hessian(x, out=None):
+    """T[..., i, j, k] = d2 y_i / dx_j dx_k, shape (..., N, N, N); symmetric in j, k."""
+    x = _vector("x", x)
+    shape = _shape(x)
+    with numpy.errstate(**_QUIET):
+        # the pieces of the Hessian of y_i are those of u . y at u = e_i: axis -2 is i
+        unit = numpy.eye(N, dtype=DTYPE)
+        dd, a0, a1, b0, b1, = (numpy.broadcast_to(a, shape + (N,))
+                           for a in _second_pieces(x[..., None, :], unit))
+        hess = a0[..., :, :, None] * b0[..., :, None, :] + a1[..., :, :, None] * b1[..., :, None, :]
+        hess = numpy.array(numpy.broadcast_to(hess, shape + (N, N)), dtype=DTYPE)
+        diagonal = numpy.einsum("...jj->...j", hess)
+        diagonal += dd
+        return _store(hess, out, shape + (N, N))

@@ -202,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a C function void NAME(const double *x, double *jac) (parameters "
                        "between, as in the generated kernels); FILE.c is compiled with the "
                        "system compiler and RUN in a child process: use only files you trust")
+    v.add_argument("--hessian", action="store_true",
+                   help="the --formula is a second derivative: H[j, k] = d2 y / dx_j dx_k in "
+                   "j and k for a function with a scalar output, T[i, j, k] = d2 y_i / dx_j "
+                   "dx_k for a vector one (sums then over another index, sum(EXPR, m)), e.g. "
+                   "softmax_cross_entropy --hessian --formula \"tsum*s[j]*(delta(j, k) - "
+                   "s[k])\"")
     v.add_argument("--time-limit", type=_seconds, default=60.0, metavar="SECONDS",
                    help="stop deciding a formula after this long (default 60): what was not "
                    "decided leaves the verdict 'not proved' (exit 2) unless an entry was "
@@ -308,7 +314,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     try:
         result = verify(_function_of(args), args.n, formula=args.formula, numpy=args.numpy,
                         matrix=args.matrix, latex=args.latex, c=args.c,
-                        time_limit=args.time_limit, progress=progress)
+                        time_limit=args.time_limit, progress=progress,
+                        hessian=args.hessian)
     finally:
         progress.clear()
     _say(result.to_json() if args.json else result.to_text())
@@ -334,7 +341,7 @@ def _join_text_values(argv: list[str]) -> list[str]:
     option. Only when the value is not itself one of verify's options."""
     out, k = [], 0
     options = {"-n", "--numpy", "--c", "--json", "--time-limit", "--debug", "-h", "--help",
-               *_TEXT_OPTIONS}
+               "--hessian", *_TEXT_OPTIONS}
     while k < len(argv):
         arg = argv[k]
         if (arg in _TEXT_OPTIONS and k + 1 < len(argv) and argv[k + 1].startswith("-")

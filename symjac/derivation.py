@@ -26,7 +26,7 @@ from .engine.jacobian import DELTA, Jacobian, at, jacobian
 from .engine.kernels import KernelPlan, plan
 from .errors import CheckFailed, SymjacError, quoted
 from .explicit.budget import TIME_LIMIT
-from .lang import Function
+from .lang import Function, Program
 from .lang.entry import index_formula
 from .proof.entries import EntryProof, prove_entries
 from .proof.zero import is_zero
@@ -126,6 +126,14 @@ class Derivation:
         """J_ij at 0-based indices in the per-index symbols (``y_3``)."""
         return self.jacobian.entry(i, j)
 
+    @functools.cached_property
+    def second(self):
+        """The second derivatives (:class:`symjac.second_order.SecondOrder`): the Hessian
+        for symbolic n, derived and proved on first use."""
+        from .second_order import second_order
+
+        return second_order(self)
+
 
 @functools.lru_cache(maxsize=64)
 def analyse(function: Function) -> tuple[Jacobian, KernelPlan, ClosedForm | None]:
@@ -150,17 +158,26 @@ def derive(spec: Spec, time_limit: float | None = TIME_LIMIT) -> Derivation:
 
 
 def _closed_form(function: Function, jac: Jacobian) -> ClosedForm | None:
-    """Parse the catalog's closed form and prove it equal to the engine's J_ij.
-
-    Off the diagonal (delta_ij = 0) and on it (delta_ij = 1, j written as i) separately,
-    with the program's vector quantities written out in x (scalars stay symbols).
-    """
-    entry = function.entry
-    text = getattr(entry, "closed_form", None)
+    """Parse the catalog's closed form and prove it equal to the engine's J_ij."""
+    text = getattr(function.entry, "closed_form", None)
     if not text:
         return None
-    program = function.program
-    claim = index_formula(text, program, delta=DELTA, source=f"{function.name} closed form")
+    return prove_closed_form(text, function.program, jac, f"{function.name}: the closed "
+                             f"form {text} is not the derived Jacobian",
+                             source=f"{function.name} closed form")
+
+
+def prove_closed_form(text: str, program: Program, jac: Jacobian, refused: str, *,
+                      source: str, indices: tuple[str, str] = ("i", "j")) -> ClosedForm:
+    """The index formula ``text`` over ``program``'s quantities, proved equal to the
+    derived ``jac``: off the diagonal (delta = 0) and on it (delta = 1, the column index
+    written as the row's) separately, with the vector quantities written out in x
+    (scalars stay symbols). ``indices``: the formula's row and column index names.
+
+    Raises:
+        CheckFailed: ``refused`` and where (off or on the diagonal).
+    """
+    claim = index_formula(text, program, delta=DELTA, source=source, indices=indices)
     derived = jac.generic()
     maps = {s.symbol: s.expr for s in program.stages if s.kind == "map"}
     vectors = program.vectors
@@ -182,8 +199,7 @@ def _closed_form(function: Function, jac: Jacobian) -> ClosedForm | None:
         for _ in range(len(lets) + 1):
             a, b = a.xreplace(lets), b.xreplace(lets)
         if not is_zero(a - b):
-            raise CheckFailed(f"{function.name}: the closed form {text} is not the derived "
-                              f"Jacobian {name}")
+            raise CheckFailed(f"{refused} {name}")
     return ClosedForm(text, claim)
 
 

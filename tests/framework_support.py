@@ -1,4 +1,4 @@
-"""Test support for the torch and jax targets: generate, import, and reference hvp kernels.
+"""Test support for the torch and jax targets: generate, import, parameters for any function.
 
 The modules are generated with ``symjac.derive`` into temporary folders and imported by
 path; their C is built into a temporary cache (``SYMJAC_CACHE_DIR``), never the user's.
@@ -6,7 +6,6 @@ path; their C is built into a temporary cache (``SYMJAC_CACHE_DIR``), never the 
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import importlib.util
 import os
@@ -61,61 +60,23 @@ class Generated:
         return self.modules[key]
 
 
-# Reference second-order kernels written by hand (the generated C has no hvp yet), to test
-# the modules' second-order path: hvp(x, u, v) = (d/dx of u . y) v.
-#   softmax: with s = softmax(x), a = J v = s (v - s . v):  hvp = a (u - u . s) - s (u . a)
-#   softmax cross-entropy: y = L(x; t), its Hessian (sum t)(diag(s) - s s^T): hvp(x, v) =
-#   (sum t) s (v - s . v) (a scalar y: the module multiplies by u)
-HVP_C = {
-    "softmax": r"""
-void {p}_hvp_batch(size_t count, const double *x, const double *u, const double *v,
-                   double *out)
-{{
-    size_t b, k;
-    for (b = 0; b < count; ++b) {{
-        const double *xb = x + {n} * b, *ub = u + {n} * b, *vb = v + {n} * b;
-        double *o = out + {n} * b;
-        double s[{n}], a[{n}], m = xb[0], z = 0, sv = 0, us = 0, ua = 0;
-        for (k = 1; k < {n}; ++k) m = xb[k] > m ? xb[k] : m;
-        for (k = 0; k < {n}; ++k) {{ s[k] = exp(xb[k] - m); z += s[k]; }}
-        for (k = 0; k < {n}; ++k) {{ s[k] /= z; sv += s[k] * vb[k]; us += ub[k] * s[k]; }}
-        for (k = 0; k < {n}; ++k) {{ a[k] = s[k] * (vb[k] - sv); ua += ub[k] * a[k]; }}
-        for (k = 0; k < {n}; ++k) o[k] = a[k] * (ub[k] - us) - s[k] * ua;
-    }}
-}}
-""",
-    "softmax_cross_entropy": r"""
-void {p}_hvp_batch(size_t count, const double *x, const double *t, const double *v,
-                   double *out)
-{{
-    size_t b, k;
-    for (b = 0; b < count; ++b) {{
-        const double *xb = x + {n} * b, *tb = t + {n} * b, *vb = v + {n} * b;
-        double *o = out + {n} * b;
-        double s[{n}], m = xb[0], z = 0, sv = 0, tsum = 0;
-        for (k = 1; k < {n}; ++k) m = xb[k] > m ? xb[k] : m;
-        for (k = 0; k < {n}; ++k) {{ s[k] = exp(xb[k] - m); z += s[k]; tsum += tb[k]; }}
-        for (k = 0; k < {n}; ++k) {{ s[k] /= z; sv += s[k] * vb[k]; }}
-        for (k = 0; k < {n}; ++k) o[k] = tsum * s[k] * (vb[k] - sv);
-    }}
-}}
-""",
-}
+def param_values(function: str, shape, seed: int = 1) -> dict:
+    """Run-time parameters for any catalog function, as NumPy values by keyword: a scalar
+    without a default is 0.7 (a temperature), a vector given with each x is a probability
+    vector per row (a target), a shared vector is a gain in [0.5, 1.5)."""
+    import numpy as np
 
-
-def with_hvp(function: str, n: int, target: str, out: Path):
-    """The ``target`` module of ``function`` rendered with the view model's hvp flag set,
-    its C completed by the hand-written ``HVP_C`` kernel; imported."""
-    d = symjac.derivation(function, n)
-    texts = symjac.render(d, ("c",))
-    stem = d.spec.stem
-    texts[f"{stem}.c"] += HVP_C[function].format(p=stem, n=n)
-    module = dataclasses.replace(framework.kernel_module(d, target), hvp=True)
-    texts.update(framework.module_files(module, target))
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in texts.items():
-        (out / name).write_text(text)
-    return import_path(out / f"{stem}_{target}.py")
+    rng = np.random.default_rng(seed)
+    out = {}
+    for p in symjac.derivation(function, shape[-1]).kernels.params:
+        if p.vector and p.shared:
+            out[p.name] = rng.uniform(0.5, 1.5, size=shape[-1])
+        elif p.vector:
+            z = np.exp(rng.standard_normal(shape))
+            out[p.name] = z / z.sum(-1, keepdims=True)
+        elif p.default is None:
+            out[p.name] = 0.7
+    return out
 
 
 # A parameter shared by the whole batch (no catalog function has one yet): y = g * softmax(x)

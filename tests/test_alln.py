@@ -61,8 +61,11 @@ def test_found_structure_is_stated_and_proved():
 
 
 def test_properties_only_when_they_hold():
-    """RMSNorm with a gain is not symmetric and its rows do not sum to zero: not claimed."""
+    """RMSNorm with a gain is not symmetric and its rows do not sum to zero: not claimed
+    (of J; its Hessian, in the second derivatives' sections, is symmetric)."""
     text = to_markdown(prove(user_function("my_rms_norm")).document, "r")["r.md"]
+    text, hessian = text.split("Second derivatives", 1)
+    assert "Symmetric" in hessian
     assert "Symmetric" not in text and "Rows sum to zero" not in text
     assert "none is claimed" in text
 

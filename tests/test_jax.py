@@ -16,13 +16,14 @@ from framework_support import (
     FUNCTIONS,
     Generated,
     import_path,
+    param_values,
     require_module,
-    with_hvp,
     with_shared_gain,
 )
 from support import CC, run_cli
 
 import symjac
+from symjac import catalog
 
 N = 8
 TEMPERATURE = 0.7
@@ -220,36 +221,32 @@ def test_float32_without_x64(jax, generated):
     np.testing.assert_allclose(np.asarray(f(x)), np.tanh(x.astype(np.float64)), rtol=1e-6)
 
 
-@pytest.mark.parametrize("function", ["softmax", "softmax_cross_entropy"])
-def test_second_derivatives_raise_one_clear_error(jax, generated, function):
-    f = getattr(generated(function), function)
-    x, p = inputs((2, N)), params(function, (2, N))
-
-    def first(x):
-        return jax.grad(lambda x: f(x, **p).sum() if function != "softmax"
-                        else f(x)[..., 0].sum())(x)
-
-    with pytest.raises(NotImplementedError, match="second derivatives of symjac ops need "
-                                                  "the hvp kernel, not generated yet"):
-        jax.grad(lambda x: first(x).sum())(x)
-    with pytest.raises(NotImplementedError, match="second derivatives of symjac ops"):
-        jax.hessian(lambda x: f(x, **p).sum())(x)
-
-
-@pytest.mark.parametrize("function", ["softmax", "softmax_cross_entropy"])
-def test_second_order_path_with_an_hvp_kernel(jax, tmp_path, function):
-    """With the view model's hvp flag, reverse-over-reverse runs the C hvp (here a
-    hand-written reference kernel) and agrees with finite differences."""
+@pytest.mark.parametrize("function", catalog.names())
+def test_check_grads_second_order(jax, generated, function):
+    """Reverse over reverse (the C hvp and jvp kernels) against finite differences, for
+    every catalog function; ReLU at points away from its kink."""
     from jax.test_util import check_grads
 
-    n = 6
-    f = getattr(with_hvp(function, n, "jax", tmp_path), function)
-    x, p = inputs((2, 3, n)), params(function, (2, 3, n))
+    n = 5
+    f = getattr(generated(function, n), function)
+    x = inputs((2, 3, n))
+    p = param_values(function, x.shape)
     check_grads(lambda x: f(x, **p), (x,), order=2, modes=("rev",))
+
+
+@pytest.mark.parametrize("function", ["softmax", "softmax_cross_entropy", "tanh"])
+def test_second_derivatives_match_jax(jax, generated, function):
+    """The Hessian through the kernels against JAX's own of its own function; forward
+    mode and a third derivative raise one clear error."""
+    f = getattr(generated(function), function)
+    x, p = inputs((2, 3, N)), params(function, (2, 3, N))
     p0 = {k: v[0, 0] if isinstance(v, np.ndarray) else v for k, v in p.items()}
     ours = jax.jacrev(jax.grad(lambda v: (f(v, **p0) ** 3).sum()))(x[0, 0])
     want = jax.hessian(lambda v: (reference(jax, function, v, p0) ** 3).sum())(x[0, 0])
     close(ours, want, 1e-10)
+    third = jax.jacrev(jax.jacrev(jax.grad(lambda v: (f(v, **p0) ** 3).sum())))
+    with pytest.raises(NotImplementedError, match="third derivatives of symjac ops"):
+        third(x[0, 0])
 
 
 def test_parameters_are_not_differentiated(jax, generated):

@@ -18,13 +18,14 @@ from framework_support import (
     FUNCTIONS,
     Generated,
     import_path,
+    param_values,
     require_module,
-    with_hvp,
     with_shared_gain,
 )
 from support import CC, run_cli
 
 import symjac
+from symjac import catalog
 
 N = 8
 TEMPERATURE = 0.7
@@ -165,30 +166,25 @@ def test_opcheck(torch, generated, function):
     torch.library.opcheck(mod._grad, (saved, *p, torch.ones_like(y)))
 
 
-@pytest.mark.parametrize("function", ["softmax", "softmax_cross_entropy"])
-def test_double_backward_raises_one_clear_error(torch, generated, function):
-    mod = generated(function)
-    x = inputs(torch, (2, N)).requires_grad_()
-    p = params(torch, function, x.shape, torch.float64)
-    (g,) = torch.autograd.grad(getattr(mod, function)(x, **p).sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="second derivatives of symjac ops need the hvp "
-                                           "kernel, not generated yet"):
-        g.pow(2).sum().backward()
-    with pytest.raises(RuntimeError, match="second derivatives of symjac ops"):
-        torch.autograd.gradgradcheck(lambda x: getattr(mod, function)(x, **p), (x,))
-
-
-@pytest.mark.parametrize("function", ["softmax", "softmax_cross_entropy"])
-def test_second_order_path_with_an_hvp_kernel(torch, tmp_path, function):
-    """With the view model's hvp flag, the double backward runs the C hvp (here a
-    hand-written reference kernel): gradgradcheck passes, a third derivative raises."""
-    n = 6  # a stem no other test defines an op for
-    mod = with_hvp(function, n, "torch", tmp_path)
+@pytest.mark.parametrize("function", catalog.names())
+def test_gradgradcheck(torch, generated, function):
+    """Second derivatives (the C hvp and jvp kernels) against finite differences of the
+    first, for every catalog function; ReLU at points away from its kink."""
+    n = 5
+    f = getattr(generated(function, n), function)
     x = inputs(torch, (2, 3, n)).requires_grad_()
-    p = params(torch, function, x.shape, torch.float64)
-    f = getattr(mod, function)
-    assert torch.autograd.gradcheck(lambda x: f(x, **p), (x,))
+    p = {k: torch.as_tensor(v) if not isinstance(v, float) else v
+         for k, v in param_values(function, x.shape).items()}
     assert torch.autograd.gradgradcheck(lambda x: f(x, **p), (x,))
+
+
+@pytest.mark.parametrize("function", ["softmax", "softmax_cross_entropy", "tanh"])
+def test_second_derivatives_match_pytorch(torch, generated, function):
+    """Double backward through the op against PyTorch's own autograd of its own function;
+    a third derivative raises one clear error."""
+    f = getattr(generated(function), function)
+    x = inputs(torch, (2, 3, N)).requires_grad_()
+    p = params(torch, function, x.shape, torch.float64)
     (g,) = torch.autograd.grad(f(x, **p).pow(3).sum(), x, create_graph=True)
     (h,) = torch.autograd.grad(g.pow(2).sum(), x, create_graph=True)
     (h_ref,) = torch.autograd.grad(

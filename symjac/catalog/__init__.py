@@ -6,6 +6,9 @@ Each ``*.toml`` file beside this module is a function written in the function la
 * ``closed_form``: the named closed form ``J_ij`` as an index formula over the program's
   quantities (``s[i]*(delta(i, j) - s[j])``); the engine derives J by itself, and the
   derivation proves the two equal;
+* ``hessian`` (optional, functions with a scalar output): the named Hessian closed form
+  ``H[j, k]``, an index formula in j and k (``tsum*s[j]*(delta(j, k) - s[k])``), proved
+  equal to the engine's second derivative as the first-order closed form is;
 * ``title``, ``definition`` (one line for ``symjac list``), ``definition_tex``, ``notes``
   (prose for the documents, inline math in ``$...$``) and, per parameter, ``doc`` and an
   ``example`` value for worked examples;
@@ -42,6 +45,7 @@ class Entry:
     structure: str
     notes: tuple[str, ...] = ()
     params: dict[str, ParamDoc] = field(default_factory=dict)
+    hessian: str = ""
 
 
 def _load(name: str, text: str) -> Function:
@@ -54,6 +58,7 @@ def _load(name: str, text: str) -> Function:
         structure=data["structure"],
         notes=tuple(data.get("notes", ())),
         params={k: ParamDoc(**v) for k, v in data.get("params", {}).items()},
+        hessian=data.get("hessian", ""),
     )
     f = function(data["program"], name=name, source=f"catalog/{name}.toml")
     return Function(f.name, f.program, f.text, "catalog", entry)

@@ -21,7 +21,7 @@ from typing import Literal
 
 from .. import __version__
 from ..errors import SymjacError
-from . import chain, custom, pern, results
+from . import chain, custom, pern, results, second
 from .model import Document
 from .subject import CustomSubject, Subject, subject_of_derivation
 from .writer import Writer
@@ -65,6 +65,7 @@ def build(s: Subject, n: int, proof, layout: str = "numerator") -> Document:
     results.properties(w, s, layout)
     results.stability(w, s)
     pern.worked_example(w, s, layout, n)
+    second.summary(w, s, layout, n)  # the derivation itself: the all-n proof's section
     sections, checks = w.result()
     kind = "gradient" if s.scalar_output else "Jacobian"
     flag = "" if layout == "numerator" else " --layout denominator"

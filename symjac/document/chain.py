@@ -175,22 +175,26 @@ def totals(s: Subject) -> dict[sp.Symbol, sp.Expr]:
             for sym, alpha in c.alpha.items()}
 
 
-def chain_rule(w: Writer, s: Subject) -> None:
-    """Each stage's partial derivatives, each reduction's and scalar's total derivative."""
+def chain_rule(w: Writer, s: Subject, shown: frozenset[str] | None = None) -> None:
+    """Each stage's partial derivatives, each reduction's and scalar's total derivative;
+    only the stages named in ``shown`` when given (the others were derived before: the
+    second derivatives' program repeats the function's own stages)."""
     p, c, nt = s.program, s.jacobian.chain, s.notation
     i, j, _k, x = nt.i, nt.j, nt.k, nt.x
     tot = totals(s)
     scalars = [st for st in p.stages if not st.vector]
     w.section("The derivative through the stages")
-    if scalars:
+    if shown is None and scalars:  # (else the caller introduced the stages)
         w.para("A reduction is a scalar that depends on every input. The chain rule splits "
                "the derivative of each quantity by $x_j$ in two parts: the direct part, "
                "with every scalar it uses held fixed, and the part that goes through those "
                "scalars, each moving with $x_j$ in turn. We take the stages in order.")
-    else:
+    elif shown is None:
         w.para("Every stage acts entry by entry, so each quantity's entry $i$ depends on "
                "$x_i$ alone; the chain rule goes through the stages one at a time.")
     for st in p.stages:
+        if shown is not None and st.name not in shown:
+            continue
         name = symbol_tex(st.name)
         if st.kind == "map":
             loc = c.local.get(st.symbol, 0)
@@ -210,9 +214,13 @@ def chain_rule(w: Writer, s: Subject) -> None:
             if sens:
                 w.para(f"and ${name}_i$ moves with the scalars it uses:")
                 for sym, value in sens.items():
+                    # the other scalars are held fixed too: each moves with x on its own
+                    # (the total derivative adds them up), even where it depends on sym
+                    others = tuple(f for f in fixed if f != sym and f in sens)
                     w.claim(s.context, [Line(
-                        Step(sp.Derivative(entry, sym), nt.at(value, i), "at fixed $x$"),
-                        partial(f"{name}_{{i}}", latex(sym), []))],
+                        Step(sp.Derivative(entry, sym), nt.at(value, i), "at fixed $x$",
+                             others),
+                        partial(f"{name}_{{i}}", latex(sym), list(others)))],
                         f"${name}$ by ${latex(sym)}$")
         elif st.kind == "reduce":
             _reduction(w, s, st, tot)

@@ -47,6 +47,8 @@ class Subject:
         notes: prose paragraphs (inline math in $...$).
         params: per parameter, its description and example value.
         catalog: whether the function is a catalog entry (wording only).
+        function: the Function it was made from, for adapters that derive more from it
+            (the second derivatives: :func:`symjac.document.second.second_subject`).
     """
 
     name: str
@@ -60,6 +62,7 @@ class Subject:
     notes: tuple[str, ...] = ()
     params: dict[str, ParamInfo] = field(default_factory=dict)
     catalog: bool = False
+    function: object | None = None
 
     def __hash__(self) -> int:
         return hash((self.name, self.program))
@@ -129,6 +132,7 @@ def _subject(function, jac, kernels, closed) -> Subject:
         notes=tuple(getattr(entry, "notes", ()) or ()),
         params=params,
         catalog=entry is not None,
+        function=function,
     )
 
 

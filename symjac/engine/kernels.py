@@ -43,6 +43,7 @@ RESERVED = _C_WORDS | set(keyword.kwlist) | {
     "lane", "lanes", "N", "LANES", "candidate", "total", "numpy", "np", "math", "abs",
     "exp", "log", "sqrt", "sum", "max", "min", "row", "one", "zero", "tmp", "grad",
     "forward", "jacobian", "jvp", "vjp", "backward", "hvp", "hessian", "dot", "rest",
+    "unit", "hess",  # the second-order kernels' (templates/*/second.*.jinja)
 }
 
 

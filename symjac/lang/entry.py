@@ -20,15 +20,20 @@ INDICES = ("i", "j")
 
 
 def index_formula(text: str, program: Program, *, delta: sp.Symbol,
-                  source: str = "closed form") -> sp.Expr:
-    """SymPy value of the index formula ``text`` over ``program``'s quantities."""
+                  source: str = "closed form", indices: tuple[str, str] = INDICES) -> sp.Expr:
+    """SymPy value of the index formula ``text`` over ``program``'s quantities.
+
+    ``indices`` are the two index names the formula uses, row then column (a Hessian
+    entry ``H[j, k]`` is written with j and k); they become the generic i and j."""
     node = syntax.parse_expression(text, source)
-    return _Builder(program, delta, source).build(node)
+    return _Builder(program, delta, source, indices).build(node)
 
 
 class _Builder:
-    def __init__(self, program: Program, delta: sp.Symbol, source: str) -> None:
+    def __init__(self, program: Program, delta: sp.Symbol, source: str,
+                 indices: tuple[str, str] = INDICES) -> None:
         self.program, self.delta, self.source = program, delta, source
+        self.indices = dict(zip(indices, INDICES))  # the formula's name -> generic
         self.vectors = {v.name: v for v in program.vectors}
         self.scalars = {s.name: s.symbol for s in program.stages if not s.vector}
         self.scalars.update({p.name: p.symbol for p in program.params if not p.vector})
@@ -52,10 +57,11 @@ class _Builder:
         if isinstance(node, syntax.Subscript):
             if node.name not in self.vectors:
                 raise self.fail(f"'{node.name}' is not a vector of the function", node.pos)
-            if not isinstance(node.index, syntax.Name) or node.index.id not in INDICES:
-                raise self.fail("a vector is indexed by i or j", node.pos)
+            if not isinstance(node.index, syntax.Name) or node.index.id not in self.indices:
+                raise self.fail(f"a vector is indexed by {' or '.join(self.indices)}",
+                                node.pos)
             v = self.vectors[node.name]
-            return sp.Symbol(f"{v.name}_{node.index.id}", **v.assumptions0)
+            return sp.Symbol(f"{v.name}_{self.indices[node.index.id]}", **v.assumptions0)
         if isinstance(node, syntax.Unary):
             value = self.build(node.operand)
             return -value if node.op == "-" else value
@@ -69,8 +75,8 @@ class _Builder:
         if isinstance(node, syntax.Call):
             if node.func == "delta":
                 names = [a.id for a in node.args if isinstance(a, syntax.Name)]
-                if sorted(names) != ["i", "j"] or len(node.args) != 2:
-                    raise self.fail("write delta(i, j)", node.pos)
+                if sorted(names) != sorted(self.indices) or len(node.args) != 2:
+                    raise self.fail(f"write delta({', '.join(self.indices)})", node.pos)
                 return self.delta
             if node.func in ("H", "step") and len(node.args) == 1:
                 return sp.Heaviside(self.build(node.args[0]), 0)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .. import __version__
-from ..document import chain, results
+from ..document import chain, results, second
 from ..document.model import CheckRow, Document
 from ..document.subject import Subject, subject_of_function
 from ..document.writer import Writer
@@ -91,6 +91,7 @@ def prove_subject(s: Subject, layout: str = "numerator") -> AllN:
     results.matrix_form(w, s, layout)
     results.properties(w, s, layout)
     results.stability(w, s)
+    second.section(w, s, layout)
     e2e = end_to_end(s)
     w.section("An independent check")
     if e2e.passed:

@@ -146,8 +146,41 @@ def _rational_zero(expr: sp.Expr) -> bool:
         q = sp.ilcm(*[c.q for _, c in items]) if len(items) > 1 else items[0][1].q
         w = sp.Dummy("w", positive=True)
         replace.update({node: w ** (c * q) for node, c in items})
-    replaced = expr.xreplace(replace)
+    replaced = _roots_as_symbols(expr.xreplace(replace))
     if quick_zero(replaced):
         return True
     numerator = sp.together(replaced).as_numer_denom()[0]
     return quick_zero(numerator)
+
+
+def _roots_as_symbols(expr: sp.Expr) -> sp.Expr:
+    """Every power ``b^(p/q)`` of a sum linear in one of its symbols (``eps + v``) as
+    ``r^p``, by the change of variables ``v = (r^q - rest)/c`` (r > 0 for a root).
+
+    SymEngine's expand does not see that ``(eps + v)^(3/2) = (eps + v) sqrt(eps + v)``,
+    nor that ``(eps + v)^-2`` is ``1/(eps^2 + 2 eps v + v^2)``; in r both are monomials.
+    The change of variables is exact, so an identity in r holds for every b (both sides
+    are the same rational function of the root)."""
+    orders: dict[sp.Expr, int] = {}
+    for node in expr.atoms(sp.Pow):
+        if (isinstance(node.base, sp.Add) and node.exp.is_Rational
+                and (node.exp.is_negative or not node.exp.is_Integer)):
+            orders[node.base] = sp.ilcm(orders.get(node.base, 1), node.exp.q)
+    changed: set[sp.Symbol] = set()
+    if not orders:
+        return expr
+    for base, q in orders.items():
+        if base.free_symbols & changed:
+            continue
+        for s in sorted(base.free_symbols, key=lambda v: v.name):
+            poly = sp.Poly(base, s) if base.is_polynomial(s) else None
+            if poly is None or poly.degree() != 1:
+                continue
+            c, rest = poly.all_coeffs()
+            if c.free_symbols & changed or not c.is_nonzero:
+                continue
+            r = sp.Dummy("r", positive=True) if q > 1 else sp.Dummy("r", nonzero=True)
+            expr = expr.subs(s, (r**q - rest) / c)
+            changed.add(s)
+            break
+    return expr

@@ -47,14 +47,22 @@ def _view(target: str, kind: str) -> Callable:
 
 
 def _numpy(d, opts: Options) -> dict[str, str]:
+    from . import second
+
     kind = d.kernel_kind
     ctx = _view("numpy", kind)(d)
+    if kind != "custom":  # hvp and hessian (templates/numpy/second.py.jinja)
+        ctx = second.numpy_context(d, ctx)
     return {f"{d.spec.stem}.py": render_template(f"numpy/{kind}.py.jinja", opts.templates, **ctx)}
 
 
 def _c(d, opts: Options) -> dict[str, str]:
+    from . import second
+
     kind = d.kernel_kind
     ctx = _view("c", kind)(d)
+    if kind != "custom":  # hvp and hessian (templates/c/second.*.jinja)
+        ctx = second.c_context(d, ctx)
     stem = d.spec.stem
     return {f"{stem}.h": render_template(f"c/{kind}.h.jinja", opts.templates, **ctx),
             f"{stem}.c": render_template(f"c/{kind}.c.jinja", opts.templates, **ctx)}

@@ -96,8 +96,8 @@ def kernel_module(derivation, target: str) -> KernelModule:
     ``symjac.custom``): ``spec``, ``n``, ``shape`` (a custom function's m outputs),
     ``scalar_output``, ``function.name`` and ``function.entry`` (parameter docs),
     ``kernels.params`` and ``kernels.backward``; the header and the regenerate command
-    from :mod:`symjac.targets.c`. No function has a shared parameter or hvp kernels yet;
-    the templates support both.
+    from :mod:`symjac.targets.c`. The function-language C has the hvp kernels, so
+    its modules differentiate twice; a custom function's C does not.
     """
     from .c import header_lines, regenerate
 
@@ -118,7 +118,7 @@ def kernel_module(derivation, target: str) -> KernelModule:
                      for p in derivation.kernels.params),
         scalar_output=derivation.scalar_output,
         backward=derivation.kernels.backward is not None,
-        hvp=False,
+        hvp=derivation.kernel_kind != "custom",  # _hvp_batch, _jvp_batch (c/second.c.jinja)
         header=tuple(header_lines(derivation)[:1]),  # the rest: the C's command
         regenerate=regenerate(derivation, spec.dtype, target),
         other_dtype=(f"{_stem(fn.name, derivation.n, other)}_{target}.py "

@@ -40,7 +40,8 @@ def verify(function: Any, n: int, *, formula: str | None = None,
            latex: str | None = None, c: str | None = None,
            params: Mapping[str, float] | None = None,
            time_limit: float | None = TIME_LIMIT,
-           progress: Callable[[str, int, int], None] | None = None) -> VerifyResult:
+           progress: Callable[[str, int, int], None] | None = None,
+           hessian: bool = False) -> VerifyResult:
     """Check a claimed Jacobian of catalog ``function`` at size ``n``.
 
     Args:
@@ -66,6 +67,9 @@ def verify(function: Any, n: int, *, formula: str | None = None,
             decided by then leave the verdict "unproved" (exit 2), unless an entry
             already refuted the claim.
         progress: called as ``progress(what, done, total)`` during long formula runs.
+        hessian: the formula is a second derivative: ``H[j, k]`` in j and k for a function
+            with a scalar output, ``T[i, j, k] = d2 y_i / dx_j dx_k`` for a vector one
+            (sums then over another index, ``sum(EXPR, m)``); formulas only.
 
     Returns:
         A VerifyResult; ``exit_code`` is 0 correct, 1 refuted, 2 unproved/unusable.
@@ -85,6 +89,13 @@ def verify(function: Any, n: int, *, formula: str | None = None,
 
     function = resolve(function)  # a catalog name, a function file or symjac.function(...)
     check_function(function, n)  # validates the function and n
+    if hessian:
+        if kind != "formula":
+            raise SymjacError("--hessian checks a formula: give the entry with --formula "
+                              "(H[j, k] for a scalar function, T[i, j, k] for a vector one)")
+        from .hessian import verify_hessian
+
+        return verify_hessian(function, n, formula, params, budget, "probability")
     if kind in KINDS:
         return _verify_text(function, n, kind, claims[kind], params, budget)
     return _verify_code(function, n, kind, claims[kind], params, budget)

@@ -189,10 +189,13 @@ class FormulaMatrix:
 
 
 def canonical_numeric(world: World, expr: sp.Expr, point: Point) -> Any:
-    """A canonical expression (in x_k, e_k and the sums' symbols) at ``point``."""
+    """A canonical expression (in x_k, e_k, a target's t_k and the sums' symbols) at
+    ``point``."""
     c = world.canon
     env: dict[sp.Basic, Any] = dict(zip(c.x, point.x))
     env.update({e: point.lib(sp.exp(x), {x: v}) for e, x, v in zip(c.e, c.x, point.x)})
+    if world.t is not None:  # a function's own scalar may be a sum of targets (tsum)
+        env.update(zip(c.t, world.t_values(point.values(world)[0])))
     for symbol, value in c.values.items():
         env[symbol] = point.lib(value, env)
     return point.lib(expr, env)

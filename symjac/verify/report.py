@@ -15,6 +15,8 @@ NUMERIC = ("numpy", "c")
 
 def report(r: VerifyResult) -> str:
     what = "gradient (a 1 x n row)" if r.gradient else "Jacobian"
+    if r.hessian:
+        what = "Hessian" if r.gradient else "second derivatives"
     headline = HEADLINE[r.verdict]
     arguments = {s.argument for s in r.shapes if s.verdict in ("correct", "refuted")}
     if len(arguments) == 1 and "" not in arguments:
@@ -27,7 +29,8 @@ def report(r: VerifyResult) -> str:
         lines.append(f"  reason: {r.reason}")
     lines += [f"  note: {note}" for note in r.notes]
     for s in r.shapes:
-        lines += _shape(s, r.kind in NUMERIC)
+        lines += _shape(s, r.kind in NUMERIC, "T" if r.hessian and not r.gradient
+                        else r.truth_label[0])
     lines += [f"  {c}" for c in r.checks]
     if r.printed is not None:
         p = r.printed
@@ -41,7 +44,11 @@ def report(r: VerifyResult) -> str:
     return "\n".join(lines)
 
 
-def _shape(s: ShapeVerdict, numeric: bool) -> list[str]:
+def _at(entry: tuple[int, ...]) -> str:
+    return ", ".join(str(k) for k in entry)
+
+
+def _shape(s: ShapeVerdict, numeric: bool, letter: str = "J") -> list[str]:
     head = "" if s.shape in ("formula", "matrix", "latex") else f"[{s.shape}] "
     if s.verdict in ("rejected", "skipped"):
         return [f"{head}{s.verdict}: {s.detail}"]
@@ -51,7 +58,7 @@ def _shape(s: ShapeVerdict, numeric: bool) -> list[str]:
     if s.reading:
         lines.append(f"  reading: {s.reading}")
     if s.verdict == "refuted":
-        listed = ", ".join(f"({i}, {j})" for i, j in s.differing)
+        listed = ", ".join(f"({_at(e)})" for e in s.differing)
         more = "" if s.differing_count <= len(s.differing) else ", ..."
         where = " at the counterexample" if numeric else ""
         if s.entries:
@@ -60,20 +67,19 @@ def _shape(s: ShapeVerdict, numeric: bool) -> list[str]:
                 line += f" ({s.differing_elsewhere} differ at some of the points)"
             lines.append(line)
         if s.difference is not None:
-            i, j = s.differing[0]
-            lines.append(f"  claim - truth at ({i}, {j}) = {s.difference}")
+            lines.append(f"  claim - truth at ({_at(s.differing[0])}) = {s.difference}")
         cx = s.counterexample
         if cx is not None:
-            i, j = cx.entry
+            at = f"{'J' if letter == 'd' else letter}[{_at(cx.entry)}]"
             xs = ", ".join(_num(v) for v in cx.x)
             lines.append(f"  counterexample: x = [{xs}]")
             if cx.t is not None:
                 lines.append(f"                  t = [{', '.join(_num(v) for v in cx.t)}]")
             if cx.claimed is None:
-                lines.append(f"    claimed J[{i}, {j}]: {cx.note}")
+                lines.append(f"    claimed {at}: {cx.note}")
             else:
-                lines.append(f"    claimed J[{i}, {j}] = {cx.claimed!r}")
-            lines.append(f"    true    J[{i}, {j}] = {cx.true!r}")
+                lines.append(f"    claimed {at} = {cx.claimed!r}")
+            lines.append(f"    true    {at} = {cx.true!r}")
             if cx.difference is not None:
                 lines.append(f"    difference     = {cx.difference:.3e}")
         if s.diagnosis:

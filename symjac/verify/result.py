@@ -83,12 +83,16 @@ class VerifyResult:
     notes: tuple[str, ...] = ()  # e.g. the parameter values used
     seconds: float = 0.0
     gradient: bool = False  # the truth is a gradient, a 1 x n row
+    hessian: bool = False  # the claim is a second derivative (--hessian)
     reason: str = ""  # unusable: why there is no verdict
     printed: Printed | None = None
 
     @property
     def truth_label(self) -> str:
-        """What the truth is an entry of: ``J_ij``, or ``dL/dx_j`` for a scalar function."""
+        """What the truth is an entry of: ``J_ij``, or ``dL/dx_j`` for a scalar function
+        (second derivatives: ``H_jk``, ``T_ijk``)."""
+        if self.hessian:
+            return "H_jk" if self.gradient else "sum_i u_i T_ijk"
         return "dL/dx_j" if self.gradient else "J_ij"
 
     @property

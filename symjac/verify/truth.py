@@ -304,6 +304,49 @@ class World:
         return self.closed_values(point.values(self), point.x, point.lib, i, j)
 
 
+@dataclass(frozen=True)
+class SecondClosed:
+    """The second derivatives in a world's generic symbols (see :meth:`World.second`).
+
+    ``entry``: a loss's Hessian H_ij, or for a vector function the Hessian of u . y,
+    H(u)_ij, in the closed form's symbols plus ``weight`` (u_i, u_j) and the symbols of
+    ``sums``; ``sums``: each scalar the second derivatives name -> its summand at i (in
+    order: a later one may use an earlier one); ``text``: the closed form as text."""
+
+    entry: sp.Expr
+    weight: tuple[sp.Symbol, sp.Symbol] | None
+    sums: dict[sp.Symbol, sp.Expr]
+    text: str
+    kinked: bool
+
+
+def second_closed(world: World) -> SecondClosed:
+    """The adapter for ``--hessian``: reads the Derivation's second order (engine.second)."""
+    so = world._d.second
+    sec, jac = so.second, so.hessian
+    vectors, alias = sec.program.vectors, world._output_alias
+    own = {st.name for st in world.program.stages}
+    sums: dict[sp.Symbol, sp.Expr] = {}
+    for st in sec.program.stages:  # the lifted sums and the projections sum_k a_k u_k
+        if st.kind == "reduce" and st.name not in own:
+            sums[st.symbol] = plain(at(st.expr, "i", vectors)).xreplace(alias)
+    for sc in jac.scalars:  # sums the second derivation named
+        sums[sc.symbol] = plain(at(sc.expr, "i", vectors)).xreplace(alias)
+    weight = None if sec.weight is None else tuple(
+        at(sec.weight.symbol, k, [sec.weight.symbol]) for k in "ij")
+    text = so.closed.text if so.closed is not None else sp.sstr(jac.closed_form())
+    if weight is not None:  # sum_i u_i T_ijk: the entry (j, k) of H(u), sums over m
+        row = {}
+        for v in vectors:
+            row.update({at(v, "i", [v]): at(v, "j", [v]), at(v, "j", [v]): at(v, "k", [v])})
+        delta = sp.Symbol("delta_jk", integer=True, nonnegative=True)
+        text = sp.sstr(jac.closed_form().xreplace({**row, DELTA: delta}))
+        text += "".join(f"; {sym} = sum_m {sp.sstr(at(sm, 'm', vectors))}"
+                        for sym, sm in ((st.symbol, st.expr) for st in sec.program.stages
+                                        if st.kind == "reduce" and st.name not in own))
+    return SecondClosed(plain(jac.generic()).xreplace(alias), weight, sums, text, so.kinked)
+
+
 def _ratio(program) -> tuple[sp.Symbol, sp.Symbol] | None:
     """(e, Z) for the first sum reduction Z of a positive map e (a normalised exponential:
     s = e/Z), the structure formulas name ``s``."""
@@ -333,9 +376,12 @@ def check_function(function: str | Function, n: int) -> None:
 def name_kinds(function: str | Function) -> dict[str, str]:
     """The function's own names a claim may use and their kinds ("vector" or "scalar"),
     known before the world is built so that bad text fails fast. Names the formula
-    language already gives a meaning (x, y, s, t, n, i, j, k, T) are left out."""
+    language already gives a meaning (x, y, s, t, n, i, j, k, T, its functions such as
+    entropy's H, the step) are left out."""
+    from .notation.builder import RESERVED
+
     fn = _function(function)
-    reserved = {"x", "y", "s", "t", "n", "i", "j", "k", "T", "delta", "e"}
+    reserved = {"x", "y", "s", "t", "n", "i", "j", "k", "T", "delta", "e", *RESERVED}
     out = {}
     for st in fn.program.stages:
         if st.name not in reserved and not st.lifted:

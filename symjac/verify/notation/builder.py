@@ -122,18 +122,21 @@ class Builder:
     """
 
     def __init__(self, parsed: Parsed, env: FormulaEnv | None = None, i: int = 0,
-                 j: int = 0) -> None:
+                 j: int = 0, k: int = 0) -> None:
         self.parsed = parsed
         self.env = env
         self.names: set[str] = set()
         self.ints: dict[str, int] = {}
+        # n and the entry's indices: i, j (a Hessian: j, k, or i, j, k)
+        self.scalars = ("n", *parsed.indices)
         self.bound: list[str] = []  # indices of the sums being built, innermost last
         self.at = ""
         self.vectors = VECTORS + tuple(k for k, v in parsed.stages if v == "vector")
         self.stage_scalars = tuple(k for k, v in parsed.stages if v == "scalar")
         if env is not None:
-            self.ints = {"n": env.n, "i": i, "j": j}
-            self.at = f" at entry ({i}, {j})"
+            values = (i, j, k)[: len(parsed.indices)]
+            self.ints = {"n": env.n, **dict(zip(parsed.indices, values))}
+            self.at = f" at entry ({', '.join(map(str, values))})"
 
     # -- errors and bounds -----------------------------------------------------------------
 
@@ -228,8 +231,8 @@ class Builder:
         """n, i, j, a sum's index, a parameter (T), a scalar of the function, or an entry
         written as one name (s_i, delta_ij); every other bare name is an error."""
         name = node.id
-        if name in SCALARS or name in self.bound:
-            if name in SCALARS:
+        if name in self.scalars or name in self.bound:
+            if name in self.scalars:
                 self.names.add(name)
             if name not in self.ints:
                 return Value(None, 0, False)
@@ -270,11 +273,12 @@ class Builder:
             if value > MAX_LITERAL:
                 raise self._fail(node, "integers must be at most 10**9 in absolute value")
             return value
-        if text in SCALARS or text in self.bound:
-            if text in SCALARS:
+        if text in self.scalars or text in self.bound:
+            if text in self.scalars:
                 self.names.add(text)
             return self.ints.get(text)
-        raise self._fail(node, f'"{text}" is not an index (i, j, n or the index of a sum)')
+        raise self._fail(node, f'"{text}" is not an index ({", ".join(self.scalars[1:])}, n '
+                         'or the index of a sum)')
 
     def _unary(self, node: ast.UnaryOp) -> Value:
         """Unary + and -."""
@@ -382,7 +386,7 @@ class Builder:
         name = func.id
         if name in self.vectors:
             raise self._fail(node, f"{name} takes its index in brackets, e.g. {name}[k]")
-        if name in SCALARS or name in PARAMETERS or name in self.bound:
+        if name in self.scalars or name in PARAMETERS or name in self.bound:
             raise self._fail(node, f"{name} is a number, not a function")
         if name not in RESERVED or name == "range":
             raise self._unknown(func)
@@ -439,8 +443,10 @@ class Builder:
             index, body = "_k", ast.Subscript(body, ast.Name("_k", ast.Load()), ast.Load())
             ast.copy_location(body, where)
             ast.copy_location(body.slice, where)
-        elif index in RESERVED or index in self.bound or index in self.stage_scalars:
-            raise self._fail(where, "the index of a sum must be a new name, e.g. k")
+        elif (index in RESERVED or index in self.bound or index in self.stage_scalars
+              or index in self.scalars):
+            free = next(k for k in ("k", "m", "l", "q") if k not in self.scalars)
+            raise self._fail(where, f"the index of a sum must be a new name, e.g. {free}")
         self.names.add("sum")
         if len(self.bound) >= MAX_SUMS:
             raise self._fail(node, f"sums nested more than {MAX_SUMS} deep")
@@ -499,7 +505,7 @@ class Builder:
                 pending.append(part.operand)
             elif isinstance(part, ast.Constant) and type(part.value) is int:
                 continue
-            elif not (isinstance(part, ast.Name) and (part.id in SCALARS
+            elif not (isinstance(part, ast.Name) and (part.id in self.scalars
                                                       or part.id in self.bound)):
                 return False
         return True
@@ -557,14 +563,16 @@ class Builder:
             elif isinstance(part, ast.Constant) and type(part.value) is int:
                 self._check_literal(part)
                 total += sign * part.value
-            elif isinstance(part, ast.Name) and (part.id in SCALARS or part.id in self.bound):
-                if part.id in SCALARS:
+            elif isinstance(part, ast.Name) and (part.id in self.scalars
+                                                 or part.id in self.bound):
+                if part.id in self.scalars:
                     self.names.add(part.id)
                 known = known and part.id in self.ints
                 total += sign * self.ints.get(part.id, 0)
             else:
                 raise self._fail(
-                    part, "an index may only add and subtract i, j, n and whole numbers"
+                    part, f"an index may only add and subtract {', '.join(self.scalars[1:])}, n "
+                    "and whole numbers"
                 )
         return total if known else None
 

@@ -65,6 +65,7 @@ class Parsed(NamedTuple):
     names: frozenset[str]
     stages: tuple[tuple[str, str], ...]  # (name, "vector" | "scalar") the function offers
     lowered: bool  # an index form symjac wrote: errors cannot point at a column
+    indices: tuple[str, ...] = ("i", "j")  # the entry's indices (a Hessian: j, k or i, j, k)
 
 
 @dataclass(frozen=True)
@@ -80,18 +81,20 @@ class Formula:
     stages: tuple[tuple[str, str], ...] = ()
     what: str = "formula"
     lowered: bool = False
+    indices: tuple[str, ...] = ("i", "j")  # H[j, k] of a loss, T[i, j, k] of a vector f
     _parsed: Parsed = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         """Parse and check ``text``; raises SymjacError."""
         object.__setattr__(self, "_parsed", _parse(self.text, self.stages, self.what,
-                                                   self.lowered))
+                                                   self.lowered, self.indices))
 
-    def entry(self, i: int, j: int, env: FormulaEnv) -> sympy.Expr:
-        """Build ``J[i, j]`` (0-based) with the names bound by ``env``; raises SymjacError."""
-        if i < 0 or j < 0:
+    def entry(self, i: int, j: int, env: FormulaEnv, k: int = 0) -> sympy.Expr:
+        """Build ``J[i, j]`` (0-based; with three indices ``T[i, j, k]``) with the names
+        bound by ``env``; raises SymjacError."""
+        if i < 0 or j < 0 or k < 0:
             raise ValueError(f"entry ({i}, {j}) has a negative index")
-        builder = Builder(self._parsed, env, i, j)
+        builder = Builder(self._parsed, env, i, j, k)
         try:
             return builder.build(self._parsed.body).expr
         except RecursionError:  # a safety net: _check_depth keeps the tree shallow
@@ -109,7 +112,7 @@ class Formula:
         """
         body = self._parsed.body
         vectors = VECTORS + tuple(k for k, v in self._parsed.stages if v == "vector")
-        indices = {"i", "j"}
+        indices = set(self._parsed.indices)
         for node in ast.walk(body):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
                     and node.func.id == "sum":
@@ -163,7 +166,7 @@ def parse_formula(text: str, stages: Mapping[str, str] | None = None) -> Formula
 
 
 def _parse(text: str, stages: tuple[tuple[str, str], ...], what: str,
-           lowered: bool) -> Parsed:
+           lowered: bool, indices: tuple[str, ...] = ("i", "j")) -> Parsed:
     """Text -> checked syntax tree, refusing anything outside the grammar or the limits."""
     if not isinstance(text, str):
         raise SymjacError(f"{what}: expected text, got {type(text).__name__}")
@@ -196,7 +199,7 @@ def _parse(text: str, stages: tuple[tuple[str, str], ...], what: str,
         raise source.error("syntax error at the end (is something missing?)") from None
     except (ValueError, OverflowError, RecursionError, MemoryError):
         raise source.error("too complex to parse") from None
-    parsed = Parsed(tree.body, source, frozenset(), stages, lowered)
+    parsed = Parsed(tree.body, source, frozenset(), stages, lowered, indices)
     _check_depth(parsed)
     builder = Builder(parsed)  # a dry run: checks names, shapes and constant parts
     try:
