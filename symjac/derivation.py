@@ -62,7 +62,7 @@ class Spec:
     dtype: Literal["float64", "float32"] = "float64"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.function, Function):  # a catalog name or a file's path
+        if isinstance(self.function, str):  # a catalog name or a file's path
             from .api import resolve
 
             object.__setattr__(self, "function", resolve(self.function))

@@ -162,8 +162,10 @@ def test_opcheck(torch, generated, function):
     p = list(params(torch, function, x.shape, torch.float64).values())
     torch.library.opcheck(mod._forward, (x, *p))
     y = mod._forward(x.detach(), *p)
-    saved = x.detach() if function == "softmax_cross_entropy" else y  # the C vjp: from x
-    torch.library.opcheck(mod._grad, (saved, *p, torch.ones_like(y)))
+    # the gradient op takes x (the C vjp, and the hvp of a double backward) and y where
+    # the C has a backward from y
+    saved = (x.detach(),) if function == "softmax_cross_entropy" else (x.detach(), y)
+    torch.library.opcheck(mod._grad, (*saved, *p, torch.ones_like(y)))
 
 
 @pytest.mark.parametrize("function", catalog.names())

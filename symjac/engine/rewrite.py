@@ -143,7 +143,8 @@ def stabilize(expr: sp.Expr, where: str) -> tuple[sp.Expr, list[Rewrite]]:
                                ("expm1", expm1_opt, "e^u - 1 loses the digits of a small "
                                 "u; expm1 keeps them")):
             new = opt(expr)
-            if new != expr:
+            function = log1p if rule == "log1p" else expm1
+            if new != expr and new.count(function) > expr.count(function):
                 _prove(expr, new, rule, where)
                 done.append(Rewrite(rule, where, expr, new, why))
                 expr, changed = new, True

@@ -150,10 +150,12 @@ def pytuple(items: list[str]) -> str:
 
 def common_context(m: KernelModule, target: str) -> dict:
     """The fields both module templates use: names, shapes, the backward, messages."""
-    # The backward from the saved output y where the C has one; with second derivatives,
-    # the vjp from x, whose derivatives are the hvp and jvp kernels.
-    from_y = m.backward and not m.hvp
+    # The backward from the saved output y where the C has one (no forward pass again),
+    # else the vjp from x; with second derivatives the gradient op also takes x, whose
+    # derivatives are the hvp and jvp kernels.
+    from_y = m.backward and (target == "torch" or not m.hvp)  # (jax: from x with hvp)
     grad_kernel = "backward_batch" if from_y else "vjp_batch"
+    grad_names = (["x"] if m.hvp or not from_y else []) + (["y"] if from_y else [])
     module = f"{m.stem}_{target}"
     no_param_grad = (f"{m.function}: no gradient with respect to {{}} is provided (the "
                      f"kernels differentiate in x only); {NO_PARAM_GRAD[target]}")
@@ -171,6 +173,11 @@ def common_context(m: KernelModule, target: str) -> dict:
         "hvp": m.hvp,
         "saved": "y" if from_y else "x",
         "grad_kernel": grad_kernel,
+        "grad_names": grad_names,  # the gradient op's leading tensors: x and/or y
+        "grad_decl": ", ".join(f"{name}: Tensor" for name in grad_names),
+        "grad_args": ", ".join(grad_names),
+        # what the forward's autograd saves for them ("output" is y)
+        "saved_names": ["output" if name == "y" else name for name in grad_names],
         "params": list(m.params),
         "scalars": [p for p in m.params if p.kind == "scalar"],
         "tensors": [p for p in m.params if p.kind != "scalar"],

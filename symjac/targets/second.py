@@ -51,7 +51,9 @@ def _view(d) -> SecondView:
     so = d.second
     plan = so.kernels
     weight = "" if so.scalar_output else plan.names[so.second.weight.name]
-    outputs = [("dd", plan.diagonal)] + [(f"a{r}", t.a) for r, t in enumerate(plan.terms)] + [
+    # (the parameters-only coefficient c of a term is folded into a here)
+    outputs = [("dd", plan.diagonal)] + [(f"a{r}", t.c * t.a) for r, t in
+                                         enumerate(plan.terms)] + [
         (f"b{r}", t.b) for r, t in enumerate(plan.terms)]
     accurate: list[tuple[str, sp.Expr]] = []
     if so.scalar_output and plan.accurate is not None:
