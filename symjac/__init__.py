@@ -47,15 +47,14 @@ _LAZY = {
 }
 # Submodules reachable as attributes (``symjac.api``), as when they were imported eagerly.
 _SUBMODULES = frozenset({"api", "catalog", "cli", "document", "engine", "errors", "explicit",
-                         "files", "lang", "old", "pdf", "proof", "targets"})
+                         "files", "lang", "pdf", "proof", "targets"})
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
-    from .api import DeriveResult, ProveResult, derive, prove, render
-    from .api import function
-    from .derivation import Derivation, Spec
-    from .lang import Function
-    from .errors import CheckFailed, SymjacError
+    from .api import DeriveResult, ProveResult, derive, function, prove, render
     from .custom import CustomDerivation, CustomFunction, custom
+    from .derivation import Derivation, Spec
+    from .errors import CheckFailed, SymjacError
+    from .lang import Function
     from .verify import VerifyResult, verify
 
 

@@ -22,7 +22,7 @@ import pytest
 from support import run_cli
 
 import symjac
-from symjac import api, cli
+from symjac import cli
 from symjac.errors import SymjacError
 from symjac.files import write_atomically
 

@@ -42,7 +42,7 @@ def written_out(program, n, params):
         if p.vector:
             vec[p.symbol] = [sp.Symbol(f"{p.name}_{k}", real=True) for k in range(n)]
     for st in program.stages:
-        def at(k):
+        def at(k, st=st):
             return st.expr.xreplace({**env, **{s: v[k] for s, v in vec.items()}})
         if st.kind == "map":
             vec[st.symbol] = [at(k) for k in range(n)]

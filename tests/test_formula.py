@@ -12,8 +12,8 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symjac.verify.notation import formula as formula_module
 from symjac.errors import SymjacError
+from symjac.verify.notation import formula as formula_module
 from symjac.verify.notation.formula import Formula, FormulaEnv, parse_formula
 
 N = 4

@@ -1,11 +1,12 @@
 """Fuzzing the formula parser and ``symjac verify --formula`` (hypothesis, derandomised).
 
 Random ASCII, random Unicode, random sequences of formula tokens (valid and hostile), and
-random well-formed expression trees are fed to :func:`symjac.verify.notation.formula.parse_formula` and to
-the command line in this process (``symjac.cli.main``). Whatever comes in, the result is a
-parsed formula or a one-line SymjacError (parser), or exit 0/1/2 with no traceback and no
-"internal error" (CLI), within a second. A handful of generated formulas also run as real
-processes, and nothing they contain is ever executed (a canary file is never created).
+random well-formed expression trees are fed to
+:func:`symjac.verify.notation.formula.parse_formula` and to the command line in this
+process (``symjac.cli.main``). Whatever comes in, the result is a parsed formula or a
+one-line SymjacError (parser), or exit 0/1/2 with no traceback and no "internal error"
+(CLI), within a second. A handful of generated formulas also run as real processes, and
+nothing they contain is ever executed (a canary file is never created).
 
 The file writer gets the same treatment: random nested output folders, previous files
 (some read-only) and a failure injected at a random OS call must leave the tree exactly as

@@ -27,11 +27,11 @@ from webdocs import (
 
 import symjac
 from symjac.catalog import catalog
-
-CATALOG = catalog()
 from symjac.document.katex import katex, vendor_dir
 from symjac.document.model import Equation, Section
 from symjac.document.render import ipython_display, to_html, to_markdown
+
+CATALOG = catalog()
 
 # Real derivations: every catalog function, small and with elided matrices (n > 6).
 REAL = [(f, 3) for f in sorted(CATALOG)] + [("softmax", 8), ("softmax_cross_entropy", 8)]

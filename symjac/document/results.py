@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ..engine.guards import unguarded as unguard
 from ..errors import CheckFailed
-from ..proof.notation import latex, symbol_tex, unguard
+from ..proof.notation import latex, symbol_tex
 from ..proof.symbolic import Context, Step, reduce_sums
 from .chain import out_tex
 from .subject import Subject

@@ -150,10 +150,8 @@ def _reduction(chain: Chain, algebra: SumAlgebra, st: Stage, scalars: set[sp.Sym
     chain.beta[st.symbol] = names(_tidy(weight * loc))
     alpha = {st.symbol: sp.Integer(1)}
     for s, per_k in sen.items():
-        if st.op in ("max", "min"):
-            value = per_k  # the weights sum to 1 and per_k is the same at every k
-        else:
-            value = _tidy(weight * algebra.total(per_k))
+        # (max/min: the weights sum to 1 and per_k is the same at every k)
+        value = per_k if st.op in ("max", "min") else _tidy(weight * algebra.total(per_k))
         chain.coefficients.append(Coefficient(st.symbol, s, names(_tidy(weight * per_k)),
                                               value))
         _accumulate(alpha, chain.alpha[s], value)

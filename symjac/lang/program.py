@@ -320,7 +320,8 @@ def _rational(value: Fraction) -> sp.Rational:
     return sp.Rational(value.numerator, value.denominator)
 
 
-def build_program(statements: list[syntax.Statement], source: str = "") -> tuple[Program, str | None]:
+def build_program(statements: list[syntax.Statement], source: str = ""
+                  ) -> tuple[Program, str | None]:
     """Type and build ``statements``; returns the program and the ``name =`` given, if any."""
     builder = _Builder(source)
     name: str | None = None

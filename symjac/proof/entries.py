@@ -28,7 +28,6 @@ from ..errors import CheckFailed
 from ..lang import Program
 from .zero import is_zero, quick_zero, se
 
-
 WRITTEN_OUT_MAX_N = 8
 """Up to this n, how a reduction moves with an earlier scalar (an identity of finite sums,
 proved for symbolic n by the all-n proof) is also proved written out over its n terms;

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from ..engine.guards import guarded_log, recip, shifted
 from ..engine.jacobian import DELTA
 from ..lang import Program
 from .symbolic import Context
@@ -179,9 +178,3 @@ class Notation:
         return ctx
 
 
-def unguard(expr: sp.Expr) -> sp.Expr:
-    """The kernels' guarded functions as what they are mathematically."""
-    return (sp.sympify(expr)
-            .replace(lambda e: isinstance(e, shifted), lambda e: e.args[0] - e.args[1])
-            .replace(lambda e: isinstance(e, recip), lambda e: 1 / e.args[0])
-            .replace(lambda e: isinstance(e, guarded_log), lambda e: sp.log(e.args[0])))

@@ -81,9 +81,7 @@ def _pivots(expr: sp.Expr) -> set[tuple[sp.Symbol, sp.Expr]] | None:
     """``(x, c)`` for every test in ``expr`` that compares a symbol x with a value c."""
     tests: list[sp.Expr] = []
     for node in sp.preorder_traversal(expr):
-        if isinstance(node, (sp.Abs, sp.sign)):
-            tests.append(node.args[0])
-        elif isinstance(node, sp.Heaviside):
+        if isinstance(node, (sp.Abs, sp.sign, sp.Heaviside)):
             tests.append(node.args[0])
         elif isinstance(node, (sp.Max, sp.Min)):
             a, *rest = node.args

@@ -16,7 +16,7 @@ import sympy as sp
 from ..derivation import Derivation
 from ..engine.kernels import KStage
 from .c import argument_names, header_lines
-from .lower import backward_function, directional, function
+from .lower import KernelFunction, backward_function, directional, function
 from .printers import helpers_used, numpy_code
 
 

@@ -68,7 +68,7 @@ class Sandbox:
     """A child process running one user file; use as a context manager."""
 
     def __init__(self, memory: int = MEMORY_LIMIT, output: int = OUTPUT_LIMIT) -> None:
-        self.capture = tempfile.TemporaryFile()
+        self.capture = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__
         self.sock, child = socket.socketpair()
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
                    MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
