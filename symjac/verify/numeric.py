@@ -182,18 +182,17 @@ class Point:
 
     def values(self, world: Any) -> tuple[dict[sp.Symbol, list[Any]], dict[sp.Basic, Any]]:
         """The definition program's values at this point (computed once per world)."""
-        key = id(world)
-        if key not in self._values:
-            with mpmath.workdps(self.dps):
-                self._values[key] = world.evaluate(self.x, self.lib,
-                                                   world.taus(self, self.lib))
-        return self._values[key]
+        return self.memo(id(world), lambda: world.evaluate(self.x, self.lib,
+                                                           world.taus(self, self.lib)))
 
     def forward(self, world: Any) -> tuple[list[Any] | None, list[Any] | None]:
-        key = (id(world), "outputs")
+        return self.memo((id(world), "outputs"), lambda: world.outputs(*self.values(world)))
+
+    def memo(self, key: Any, compute: Any) -> Any:
+        """``compute()`` at this point's precision, once per key."""
         if key not in self._values:
             with mpmath.workdps(self.dps):
-                self._values[key] = world.outputs(*self.values(world))
+                self._values[key] = compute()
         return self._values[key]
 
     def floats(self) -> tuple[float, ...]:

@@ -108,12 +108,12 @@ class World:
         out = self.program.output.symbol
         if out.name == "y" or not self.program.output.vector:
             return {}
-        return {at(out, k, [out]): sp.Symbol(f"y_{k}", real=True) for k in "ij"}
+        return {at(out, k, [out]): output_at(self.program, k) for k in "ij"}
 
     @property
     def closed_symbols(self) -> tuple[sp.Symbol, sp.Symbol, sp.Symbol, sp.Symbol, sp.Symbol]:
         """(y_i, y_j, x_i, x_j, delta_ij) as the closed form writes them."""
-        y = [sp.Symbol(f"y_{k}", real=True) for k in "ij"]
+        y = [output_at(self.program, k) for k in "ij"]
         x = self.program.x
         return y[0], y[1], at(x, "i", [x]), at(x, "j", [x]), DELTA
 
@@ -347,6 +347,15 @@ def second_closed(world: World) -> SecondClosed:
     return SecondClosed(plain(jac.generic()).xreplace(alias), weight, sums, text, so.kinked)
 
 
+def output_at(program, k: str) -> sp.Symbol:
+    """``y_k``, the output at index k as closed forms write it: the program's own symbol
+    (with its sign) when the output is called y, else a real y_k standing for it."""
+    out = program.output.symbol
+    if out.name == "y" and program.output.vector:
+        return at(out, k, [out])
+    return sp.Symbol(f"y_{k}", real=True)
+
+
 def _ratio(program) -> tuple[sp.Symbol, sp.Symbol] | None:
     """(e, Z) for the first sum reduction Z of a positive map e (a normalised exponential:
     s = e/Z), the structure formulas name ``s``."""
@@ -477,7 +486,7 @@ def build_world(function: str | Function, n: int, canon: Canon,
                 continue
             scalars[st.symbol] = canon.canon(expr.xreplace(scalars))
 
-    yi, yj, xi, xj, _ = (sp.Symbol("y_i", real=True), sp.Symbol("y_j", real=True),
+    yi, yj, xi, xj, _ = (output_at(program, "i"), output_at(program, "j"),
                          *(at(program.x, k, [program.x]) for k in "ij"), None)
     closed_map: dict[sp.Symbol, sp.Expr] = {xi: canon.gx["i"], xj: canon.gx["j"], **values}
     out = program.output
