@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate docs/softmax_n5_page.png, the page of the softmax n = 5 derivation shown in the
 # README: the PDF is built with `symjac derive --pdf` in a temporary directory and the page
-# that starts "Each entry, step by step" is rendered at 80 dpi. Needs pdflatex and poppler
+# that starts "The derivative through the stages" is rendered at 80 dpi. Needs pdflatex and poppler
 # (pdftotext, pdftoppm). Run from anywhere:  bash docs/readme_page.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ pdf="$work/softmax_n5.pdf"
 pages=$(pdfinfo "$pdf" 2>/dev/null | awk '/^Pages:/ {print $2}' || true)
 page=""
 for ((p = 1; p <= ${pages:-20}; p++)); do
-    if pdftotext -f "$p" -l "$p" "$pdf" - 2>/dev/null | grep -q "Each entry, step by step"; then
+    if pdftotext -f "$p" -l "$p" "$pdf" - 2>/dev/null | grep -q "The derivative through the stages"; then
         page=$p
         break
     fi

@@ -23,7 +23,6 @@ import random
 import stat
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 from unittest import mock
 
@@ -35,6 +34,7 @@ from support import run_cli
 
 from symjac.api import as_size
 from symjac.cli import main
+from symjac.derivation import N_MAX
 from symjac.errors import SymjacError, one_line, shorten_path
 from symjac.files import write_atomically
 from symjac.verify.notation.formula import MAX_LENGTH, parse_formula
@@ -342,18 +342,22 @@ def test_writes_are_all_or_nothing_folders_included(depth, existing, count, old,
                  st.fractions(), st.integers(-(2**63), 2**63 - 1).map(np.int64),
                  st.integers(0, 255).map(np.uint8), st.floats(-1e3, 1e3).map(np.float64)))
 def test_api_sizes_are_integers_only(value):
-    """None passes, every integer type (but bool) becomes an int, anything else is refused
-    naming the expected form (the range is the derivation's to check)."""
+    """Every integer type (but bool) from 1 to N_MAX becomes an int; any other type is
+    refused naming the expected form, an integer out of range naming the range (None, "the
+    function's own size", is for the callers to resolve before they ask)."""
     integer = isinstance(value, int | np.integer) and not isinstance(value, bool)
     try:
         got = as_size(value)
     except SymjacError as exc:
-        assert value is not None and not integer, value
-        assert str(exc).startswith("n must be a whole number (an int)")
-        assert f"({type(value).__name__})" in str(exc) and "\n" not in str(exc)
+        assert "\n" not in str(exc)
+        if integer:
+            assert not 1 <= int(value) <= N_MAX, value
+            assert str(exc) == f"n must be a whole number from 1 to {N_MAX}, got {int(value)}"
+        else:
+            assert str(exc).startswith("n must be a whole number (an int)")
+            assert f"({type(value).__name__})" in str(exc)
         return
-    assert (got is None) if value is None else (type(got) is int and got == int(value))
-    assert not isinstance(value, float | str | Fraction | bool)
+    assert integer and type(got) is int and got == int(value) and 1 <= got <= N_MAX
 
 
 PATH_PIECES = st.text(alphabet=st.sampled_from("ab/.\u00e9-\n\x1b"), min_size=0, max_size=400)

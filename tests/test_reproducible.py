@@ -142,7 +142,7 @@ def test_readme_states_the_pdf_page_and_page_count(softmax_pdfs, tmp_path):
     texts = [subprocess.run([pdftotext, "-f", str(p), "-l", str(p), str(pdf), "-"],
                             capture_output=True, text=True, check=True).stdout
              for p in range(1, pages + 1)]
-    page = next(p for p, text in enumerate(texts, 1) if "Each entry, step by step" in text)
+    page = next(p for p, text in enumerate(texts, 1) if "The derivative through the stages" in text)
     claim = re.search(r"\(page (\d+) of (\d+);", README.read_text())
     assert claim is not None, "the README no longer says which page the picture is"
     assert (int(claim.group(1)), int(claim.group(2))) == (page, pages)

@@ -358,15 +358,26 @@ def test_unknown_layout_is_one_line_exit_2(tmp_path):
     proc = run_cli("derive", "softmax", "-n", "3", "--layout", "transposed", "-o",
                    str(tmp_path / "out"), cwd=tmp_path, env=env_here())
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "unknown --layout 'transposed'; choose numerator or denominator" in proc.stderr
-
-
-@pytest.mark.parametrize("target", ["latex", "markdown", "html"])
-def test_denominator_layout_is_refused_until_the_documents_follow_it(tmp_path, target):
-    proc = run_cli("derive", "softmax", "-n", "3", "--layout", "denominator", "--target",
-                   target, "-o", str(tmp_path / "out"), cwd=tmp_path, env=env_here())
-    assert proc.returncode == 2 and "not available yet" in proc.stderr
+    assert "unknown layout 'transposed'; choose numerator" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("target", "suffix"), [("latex", ".tex"), ("markdown", ".md"),
+                                               ("html", ".html")])
+def test_denominator_layout_reaches_every_document_target(tmp_path, target, suffix):
+    """Each document target states the layout it was asked for (that every displayed J is
+    then the transpose is proved on the document model in test_documents.py)."""
+    outs = {}
+    for layout in ("numerator", "denominator"):
+        out = tmp_path / layout
+        proc = run_cli("derive", "softmax", "-n", "3", "--layout", layout, "--target",
+                       target, "-o", str(out), cwd=tmp_path, env=env_here())
+        assert proc.returncode == 0, proc.stderr
+        (doc,) = [p for p in out.iterdir() if p.name.endswith(suffix)]
+        outs[layout] = doc.read_text(encoding="utf-8")
+    assert "denominator layout" in outs["denominator"]
+    assert "denominator layout" not in outs["numerator"]
+    assert outs["numerator"] != outs["denominator"]
 
 
 def test_the_kernels_do_not_depend_on_the_layout():
