@@ -753,7 +753,7 @@ static void second_pieces(const double *x, const double *u, double *dd, double *
     for (k = 0; k < N; ++k) {
         dd[k] = s[k]*(-p + u[k]);
         a0[k] = s[k]*(2*p - u[k]);
-        a1[k] = s[k];
+        a1[k] = -s[k];
         b0[k] = s[k];
         b1[k] = s[k]*u[k];
     }

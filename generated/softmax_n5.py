@@ -160,7 +160,7 @@ def _second_pieces(x, u):
     s = e*_recip(Z)
     p = numpy.sum(s*u, axis=-1, keepdims=True)
 
-    return s*(-p + u), s*(2*p - u), s, s, s*u,
+    return s*(-p + u), s*(2*p - u), -s, s, s*u,
 
 
 def hvp(x, u, v, out=None):

@@ -94,7 +94,7 @@ def differentiate(program: Program) -> Chain:
             scalar_symbols.add(st.symbol)
         else:  # let: a scalar of scalars
             alpha: dict[sp.Symbol, sp.Expr] = {}
-            for s in st.expr.free_symbols & scalar_symbols:
+            for s in _ordered(st.expr.free_symbols & scalar_symbols):
                 _accumulate(alpha, chain.alpha[s], sp.diff(st.expr, s))
             chain.alpha[st.symbol] = alpha
             scalar_symbols.add(st.symbol)
@@ -113,18 +113,23 @@ def differentiate(program: Program) -> Chain:
     return chain
 
 
+def _ordered(symbols) -> list[sp.Symbol]:
+    """Symbols in a fixed order (sets iterate by hash: the output would vary by run)."""
+    return sorted(symbols, key=sp.default_sort_key)
+
+
 def _element(chain: Chain, expr: sp.Expr, scalars: set[sp.Symbol]
              ) -> tuple[sp.Expr, dict[sp.Symbol, sp.Expr]]:
     """d(expr)/dx at the same index (scalars fixed) and d(expr)/ds for each scalar s, at
     fixed x, through the vector stages ``expr`` uses."""
     loc = sp.Integer(0)
     sen: dict[sp.Symbol, sp.Expr] = {}
-    for v in expr.free_symbols & set(chain.local):
+    for v in _ordered(expr.free_symbols & set(chain.local)):
         d = sp.diff(expr, v)
         loc += d * chain.local[v]
         for s, dv in chain.sens[v].items():
             sen[s] = sen.get(s, 0) + d * dv
-    for s in expr.free_symbols & scalars:
+    for s in _ordered(expr.free_symbols & scalars):
         sen[s] = sen.get(s, 0) + sp.diff(expr, s)
     return _tidy(loc), {s: _tidy(v) for s, v in sen.items() if _tidy(v) != 0}
 
