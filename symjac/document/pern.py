@@ -77,16 +77,25 @@ def matrix_at_n(w: Writer, s: Subject, layout: str, n: int, proof) -> None:
            + (" (the middle rows and columns elided):" if n > SHOWN_FULL else ":"))
     lines = [f"{name} &= {_pmatrix(cells)}"]
     if proof is not None:
-        how = (f"all {proof.entries} entries recomputed from the definition at $n = {n}$ "
-               f"({proof.backend}) and each difference reduced to 0")
+        pairs = ("$i = j$ and $i \\ne j$" if proof.identities > 1 else
+                 "$j$" if s.scalar_output else "$i = j$")
+        sub = "j" if s.scalar_output else "ij"
+        how = (f"${name}_{{{sub}}}$ recomputed from the definition at index symbols ({pairs}, "
+               f"$n = {n}$ put in; {proof.backend}) minus the entry reduced to 0, which "
+               f"covers all {proof.entries} entries")
         if proof.coefficients:
             how += f"; {proof.coefficients} sums over k written out and proved"
         what = "gradient" if s.scalar_output else "Jacobian"
         w.numbered(lines, [""], f"the {what} at $n = {n}$", how,
                    "per-n")
-        w.para(f"Each of its {proof.entries} entries was also proved at $n = {n}$ on its own: "
-               "the derivative recomputed from the definition written out at each index, "
-               f"by {proof.backend}, minus the entry above, reduces to exactly $0$.")
+        w.para(f"Each of its {proof.entries} entries was also proved at $n = {n}$, "
+               "independently of the derivation above: the derivative recomputed from the "
+               f"definition written out at an index ({pairs}, the indices kept as symbols "
+               f"and $n = {n}$ put in), by {proof.backend}, minus the entry above, reduces "
+               "to exactly $0$. Every entry is one of these identities with its own inputs "
+               "put in (a renaming of free symbols, which keeps an identity), so "
+               f"{'this check covers' if proof.identities == 1 else 'these checks cover'} "
+               f"all {proof.entries} entries.")
     else:
         w.show(lines)
         w.para(f"At $n = {n}$ the entries are not proved one by one (that costs $n^2$ "
