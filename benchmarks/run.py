@@ -749,53 +749,53 @@ def report(s: Suite, args, peers: Peers, elapsed: float) -> str:
     return "\n".join(out)
 
 
-NOTES = """## What limits the figures, and what was tried
+NOTES = """## What limits the figures, and what was done
 
-- **Small n is bound by the exponentials, not by memory.** A row costs n exponentials
-  and n² stores; below n ≈ 32 the stores are too few to hide the exponentials, so the
-  Jacobian stays under the `.fill` line and the forward pass loses its lead. Vectorised,
-  `symjac_exp` is several times faster than libm's exp (benchmarks/bench_fastexp.py),
-  but a row of n = 5 or 10 is shorter than or not a multiple of the vector width, and
-  the remainder runs the scalar `symjac_exp`, which is about 2x *slower* than libm's (its
-  bit tricks only pay in vector registers). Tried: streaming stores at n ≤ 16 (slower:
-  4.9 against 8.0 GB/s at n = 8, one short row per call), so they are used only in the
-  loop form (n > 16); the loop form instead of the unrolled statements at n = 10 and 16
-  (the same within noise). Not tried yet: padding each row to a multiple of the vector
-  width (or computing the exponentials of several rows in one flat loop) so that no
-  scalar remainder is left.
-- **Bandwidth-bound peers.** For n ≥ 128 the backward pass of C and PyTorch's `.out`
-  form both run near copy bandwidth, so no kernel can be 2x faster than that form; the
-  goal's 2x is judged against the functional `_softmax_backward_data`, which also pays
-  for a fresh output (page faults), as JAX and `torch.softmax` do in sections 2 and 4.
-- **Streaming stores buy little here.** On this CPU ordinary full-line stores already write
-  at the streaming ceiling (compare the `.fill` and streaming rows above), so the aligned
-  column is at most a few percent ahead of the plain one; on CPUs that read a line before
-  writing it (the ~7 against ~20 GB/s measured earlier on this project) the aligned path
-  is the one that reaches the ceiling.
+- **The per-entry proof** no longer makes n² checks. Every entry (i, j) is the same
+  computation on renamed inputs, so the derivative recomputed from the definition minus
+  the derived structure is reduced to exactly 0 twice, with x_i, x_j kept as symbols
+  and n put in: once on the diagonal, once off it. An identity in free symbols stays one
+  when they are renamed to distinct symbols (x_i, x_j -> x_3, x_7), so the two checks
+  cover all n² entries (the document says so). A few milliseconds at any n, where the
+  entry-by-entry proof took 1.7 s for softmax and 5 s for layer norm at n = 256.
+- **The per-n document's n-independent checks** (the derivation for symbolic n, which
+  the all-n proof proves too) are made once per function and remembered for the rest
+  of the process, keyed by the function's content: an equal function, also one parsed
+  again from the same text, reuses them. That is the *first call* cost above (layer norm
+  has the most algebra); a new process pays it again, since nothing is stored on disk.
+  What is left per n is the matrix at n, the worked example (its 16 x 16 picture now
+  from one mpmath function of the closed form instead of a symbolic substitution per
+  entry) and its reference check (SymPy's exact derivative of the written-out
+  definition up to n = 16, central differences at 30 digits above), rendering and
+  writing.
+- **A new process** spends most of its time importing SymPy, NumPy, mpmath and Jinja2
+  and compiling the templates; the command line adds the interpreter's start.
+- **Generated NumPy** now writes into `out=`: the printed expression is parsed and the
+  same operations, on the same operands and in the same order, are written as ufunc
+  calls into the caller's array (a new array only where `out` overlaps an input);
+  softmax's e is computed in `out` as the hand-written code does; sums and dot products
+  go through `einsum`. The Jacobian is a little slower than the hand-written code at
+  small n because the generated one computes J_ii to full relative accuracy (a few more
+  passes over n-sized arrays, ties at the maximum handled), which the hand-written
+  `s - s²` does not.
+- **C forward at small n**: for n ≤ 16 `forward_batch` runs 8 rows at once. Every map is
+  one flat loop over their 8 n entries, so `symjac_exp` runs in whole vectors (a row of
+  5 or 10 left a scalar remainder, and the scalar `symjac_exp` is slower than libm's);
+  each reduction keeps `forward_into`'s lanes for every row, side by side across the
+  rows (vectorised across rows), so every row comes out bit for bit as the one-row
+  kernel computes it (tests/test_fast_paths.py).
+- **Jacobian against `.fill`**: where the CPU reads each line before writing it, plain
+  stores (`.fill`, *C*) stay well under the streaming line, and the aligned, streamed
+  path is the one that reaches the write ceiling; the goal takes the faster C column.
+- **Bandwidth-bound peers.** For large n the backward pass of C and PyTorch's `.out`
+  form both run near copy bandwidth; no kernel can be much faster than that.
 - **Reductions**: gcc does not vectorise a floating-point sum without -ffast-math, so every
   max, sum and dot product runs in 8 fixed lanes combined pairwise (deterministic, same
   result on every call).
 - **`-O2` without `-march`**: gcc 12 vectorises the double `symjac_exp` only with AVX2 or
-  better (the SSE2 baseline lacks 64-bit integer vector operations), and `-O2`'s cheap
-  cost model skips loops with a remainder, so a plain `-O2` build runs the scalar
-  `symjac_exp`, slower than libm's; build with `-O3 -march=native` (as here) for speed.
-- **Derivation time** is dominated by the checked LaTeX document (every displayed claim
-  verified by SymPy, the worked example evaluated to 30 digits and cross-checked, a
-  picture of up to 64 x 64 cells); the per-entry proof alone is SymEngine expanding n²
-  small differences, and the C and NumPy rendering is a few milliseconds (loops, not n²
-  printed expressions, above n = 15). Derive + proof + kernels meets the n = 256 and
-  speed-up goals; the document is what misses n = 64 ≤ 0.1 s. Not tried yet: caching
-  the document's n-independent checks (they are the same claims at symbolic i, j for
-  every n) and drawing the picture for at most 16 x 16 cells.
-- **Generated NumPy backward** (0.4x of hand-written in-place): the module evaluates
-  the printed expression `y*(dot0 + u)` into a fresh array and copies it into `out`,
-  and forms `-u*y` before summing; the hand-written code uses `einsum` for the dot
-  product and writes every step into `out`. Not tried yet: emitting the last ufunc
-  with `out=` and the dot products through `einsum`.
-- **Compile time**: every file compiles in well under 1 s when the machine is quiet
-  (0.1-0.65 s here); a single reading above 1 s is the first compile of the run (cold
-  caches, and the other core was running the test suite), not a property of the file:
-  the same softmax_n5.c compiled alone in 0.08 s.
+  better, and `-O2`'s cheap cost model skips loops with a remainder, so a plain `-O2`
+  build runs the scalar `symjac_exp`, slower than libm's; build with `-O3 -march=native`
+  (as here) for speed.
 """
 
 
