@@ -778,15 +778,21 @@ NOTES = """## What limits the figures, and what was done
   small n because the generated one computes J_ii to full relative accuracy (a few more
   passes over n-sized arrays, ties at the maximum handled), which the hand-written
   `s - s²` does not.
-- **C forward at small n**: for n ≤ 16 `forward_batch` runs 8 rows at once. Every map is
-  one flat loop over their 8 n entries, so `symjac_exp` runs in whole vectors (a row of
-  5 or 10 left a scalar remainder, and the scalar `symjac_exp` is slower than libm's);
-  each reduction keeps `forward_into`'s lanes for every row, side by side across the
-  rows (vectorised across rows), so every row comes out bit for bit as the one-row
-  kernel computes it (tests/test_fast_paths.py).
-- **Jacobian against `.fill`**: where the CPU reads each line before writing it, plain
-  stores (`.fill`, *C*) stay well under the streaming line, and the aligned, streamed
-  path is the one that reaches the write ceiling; the goal takes the faster C column.
+- **C at small n**: for n ≤ 16 `forward_batch` runs 8 rows at once. Every map is one
+  flat loop over their 8 n entries, so `symjac_exp` runs in whole vectors (a row of 5 or
+  10 left a scalar remainder, and the scalar `symjac_exp` is slower than libm's); each
+  reduction keeps `forward_into`'s lanes for every row, side by side across the rows
+  (vectorised across rows), so every row comes out bit for bit as the one-row kernel
+  computes it (tests/test_fast_paths.py). `jacobian_batch` computes its parts (J_ii to
+  full accuracy, the rank-one arrays) for 8 rows at once the same way, then each row's
+  J from them (1.5-2x at n = 5..10). Below n ≈ 16 a Jacobian is too small for its
+  stores to hide the exponentials, so the small-n rows stay under the `.fill` line.
+- **Jacobian against `.fill`**: where the CPU reads each line before writing it (as
+  here: `.fill` is well under the streaming line), plain stores (*C*) are bound by
+  `.fill`, and only the aligned, streamed path (n > 16) passes it; the goal takes the
+  faster C column. At n = 16 the kernel does not stream (on the AMD machine this
+  project measured before, streaming lost there: 11 against 20 GB/s), so n = 16 is
+  held to plain stores, run by run near the `.fill` line.
 - **Bandwidth-bound peers.** For large n the backward pass of C and PyTorch's `.out`
   form both run near copy bandwidth; no kernel can be much faster than that.
 - **Reductions**: gcc does not vectorise a floating-point sum without -ffast-math, so every

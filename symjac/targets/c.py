@@ -186,19 +186,23 @@ class _Printer:
         return CFunction(tuple(stages), locals_, outputs, unused)
 
 
-def _rows(d: Derivation, kf: KernelFunction) -> dict | None:
+def _rows(d: Derivation, kf: KernelFunction, outputs: bool = False) -> dict | None:
     """The view of ``forward_rows`` (None: not used): several rows at once, so that every
     map is one flat loop over whole vectors (a row of n = 5 or 10 leaves a scalar
     remainder that runs the slow scalar symjac_exp). Reductions and lets run row by row,
-    printed as in forward_into (the same lanes, the same result bit for bit)."""
+    printed as in forward_into (the same lanes, the same result bit for bit). With
+    ``outputs``, ``kf``'s outputs are arrays filled in one more flat loop
+    (``jacobian_parts_rows``); else its last map writes ``y``."""
     if d.n > ROWS_MAX_N or any(p.vector for p in d.kernels.params):
         return None
     maps = [st.name for st in kf.stages if st.kind == "map"]
     scalars = [st.name for st in kf.stages if st.kind != "map"]
-    taken = {*maps, *scalars, *(p.name for p in d.kernels.params)}
+    taken = {*maps, *scalars, *(p.name for p in d.kernels.params), *(o for o, _ in kf.outputs)}
+    flat_exprs = [st.expr for st in kf.stages if st.kind == "map"]
+    flat_exprs += [e for _, e in kf.outputs] if outputs else []
     spread: dict[str, str] = {}  # scalar -> its copy per entry
-    for s in sorted({s.name for st in kf.stages if st.kind == "map"
-                     for s in st.expr.free_symbols} & set(scalars)):
+    for s in sorted({s.name for e in flat_exprs for s in sp.sympify(e).free_symbols}
+                    & set(scalars)):
         name = f"{s}_rows"
         while name in taken:
             name += "_"
@@ -222,7 +226,12 @@ def _rows(d: Derivation, kf: KernelFunction) -> dict | None:
         else:
             stages.append(RowStage(st.op, st.name, code(st.expr, row, LANE),
                                    code(st.expr, row, "0"), spread=spread.get(st.name, "")))
-    return {"stages": stages, "locals": [m for m in maps if m != "y"], "scalars": scalars}
+    printed = [(name, code(e, flat)) for name, e in kf.outputs] if outputs else []
+    text = " ".join([s.code + " " + s.first for s in stages] + [c for _, c in printed])
+    unused = [p.name for p in d.kernels.params
+              if not re.search(rf"\b{re.escape(p.name)}\b", text)]
+    return {"stages": stages, "scalars": scalars, "outputs": printed, "unused": unused,
+            "locals": [m for m in maps if outputs or m != "y"]}
 
 
 def _params(d: Derivation, ctype: str) -> list[CParam]:
@@ -287,6 +296,7 @@ def vector_context(d: Derivation) -> dict:
         **_common(d),
         "forward": forward,
         "rows": _rows(d, function(plan, [("y", y)])),
+        "parts_rows": _rows(d, parts, outputs=True),
         "parts": pr.function(parts),
         "jvp": pr.function(jvp, inputs=("x", arg.get("v"))),
         "vjp": pr.function(vjp, inputs=("x", arg.get("u"))),
