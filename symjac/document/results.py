@@ -8,6 +8,8 @@ the claims are the same derivatives with i and j exchanged.
 
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 
 from ..errors import CheckFailed
@@ -18,6 +20,7 @@ from .subject import Subject
 from .writer import Line, Writer
 
 
+@functools.lru_cache(maxsize=256)  # (n-independent: made once per function and layout)
 def entry_claim(s: Subject, layout: str) -> tuple[sp.Expr, sp.Expr]:
     """``(derivative, closed form)`` of the displayed J_ij (or gradient entry g_j)."""
     nt, p = s.notation, s.program
