@@ -48,9 +48,18 @@ HERE = Path(__file__).resolve().parent
 CC = os.environ.get("CC", "cc")
 CFLAGS = ["-std=c99", "-O3", "-march=native"]
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
-SIZES = [5, 10, 16, 32, 64, 128, 256]
-QUICK_SIZES = [10, 32, 128]
+SIZES = [5, 8, 10, 16, 32, 64, 128, 256]
+QUICK_SIZES = [8, 32, 128]
 DERIVE_SIZES = [8, 16, 32, 64, 128, 256]
+OTHER_SIZES = [64, 256]  # layer norm and the user's function in the derivation table
+USER_NAME = "tanh_unit"
+USER_TEXT = """
+# a user's own function: tanh squashed, then scaled to unit length
+param eps = 1e-6
+t = tanh(x)
+q = sum(t^2)
+y = t / sqrt(q + eps)
+"""
 JAC_BYTES = 128 * 2**20  # output of the batched Jacobian
 VEC_BYTES = 64 * 2**20  # each array of the forward and backward passes
 MiB = 2**20
@@ -220,37 +229,49 @@ class Suite:
     # ---- goal 1
 
     def derivation(self, naive_timeout: float, quick: bool) -> None:
-        times, stages = {}, {}
+        """Derive with all default targets written: softmax at every size, layer norm and
+        a user's function at OTHER_SIZES; the first call per function (its n-independent
+        checks made, then remembered) and the calls after it; a fresh process and the
+        command line; naive SymPy."""
+        times, stages, first = {}, {}, {}
         sizes = [n for n in DERIVE_SIZES if not quick or n <= 128]
+        others = [n for n in OTHER_SIZES if not quick or n <= 128]
+        subjects = {"softmax": "softmax", "layer_norm": "layer_norm",
+                    USER_NAME: symjac.function(USER_TEXT, name=USER_NAME)}
         with tempfile.TemporaryDirectory() as d:
-            symjac.derive("softmax", 4, out_dir=d)  # imports and template compilation
-            for n in sizes:
-                reps, parts = [], []
-                for _ in range(3 if n < 256 else 2):
-                    t = time.perf_counter()
-                    symjac.derive("softmax", n, out_dir=d)
-                    reps.append(time.perf_counter() - t)
-                    # The same work by stage: derive + per-entry proof, NumPy and C
-                    # kernels, the checked LaTeX document (rendered, not written).
-                    t0 = time.perf_counter()
-                    der = symjac.derivation("softmax", n)
-                    t1 = time.perf_counter()
-                    symjac.render(der, ("numpy", "c"))
-                    t2 = time.perf_counter()
-                    symjac.render(der, ("latex",))
-                    parts.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
-                times[n] = float(np.median(reps))
-                stages[n] = [float(np.median(col)) for col in zip(*parts)]
-        big = [n for n in sizes if n >= 64]
-        slope = float(np.polyfit(np.log(big), np.log([times[n] for n in big]), 1)[0])
-        kernels = {n: st[0] + st[1] for n, st in stages.items()}
-        kslope = float(np.polyfit(np.log(big), np.log([kernels[n] for n in big]), 1)[0])
+            symjac.derive("sigmoid", 4, out_dir=d)  # imports and template compilation
+            for name, fn in subjects.items():
+                t = time.perf_counter()
+                symjac.derive(fn, 4, out_dir=d)
+                first[name] = time.perf_counter() - t
+                for n in sizes if name == "softmax" else others:
+                    reps, parts = [], []
+                    for _ in range(3 if n < 256 else 2):
+                        t = time.perf_counter()
+                        symjac.derive(fn, n, out_dir=d)
+                        reps.append(time.perf_counter() - t)
+                        if name != "softmax":
+                            continue
+                        # The same work by stage: derive + per-entry proof, NumPy and C
+                        # kernels, the checked LaTeX document (rendered, not written).
+                        t0 = time.perf_counter()
+                        der = symjac.derivation(fn, n)
+                        t1 = time.perf_counter()
+                        symjac.render(der, ("numpy", "c"))
+                        t2 = time.perf_counter()
+                        symjac.render(der, ("latex",))
+                        parts.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
+                    times[(name, n)] = float(np.median(reps))
+                    if parts:
+                        stages[n] = [float(np.median(col)) for col in zip(*parts)]
         naive = {8: naive_sympy(8, naive_timeout)}
         if not quick:
             naive[16] = naive_sympy(16, naive_timeout)
-        self.results["derive"] = {"times": times, "slope": slope, "naive": naive,
+        cold_n = 256 if not quick else 128
+        self.results["derive"] = {"times": times, "first": first, "naive": naive,
                                   "timeout": naive_timeout, "stages": stages,
-                                  "kernels": kernels, "kslope": kslope}
+                                  "sizes": sizes, "others": others, "cold_n": cold_n,
+                                  "cold": fresh_process(cold_n)}
 
     # ---- goal 2
 
@@ -380,6 +401,31 @@ def naive_sympy(n: int, timeout: float) -> float | None:
     return float(proc.stdout.strip())
 
 
+def fresh_process(n: int, repeat: int = 3) -> dict[str, float]:
+    """``derive softmax -n N`` (all default targets) in a new process, as a new user meets
+    it: seconds inside the process (after import) and for the whole command line."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(symjac.__file__).resolve().parent.parent),
+         *filter(None, [os.environ.get("PYTHONPATH")])])}
+    code = ("import time, sys, tempfile\n"
+            "import symjac\n"
+            "d = tempfile.mkdtemp()\n"
+            "t = time.perf_counter()\n"
+            f"symjac.derive('softmax', {n}, out_dir=d)\n"
+            "print(time.perf_counter() - t)\n")
+    inside, cli = [], []
+    for _ in range(repeat):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, env=env)
+        inside.append(float(proc.stdout.strip()))
+        with tempfile.TemporaryDirectory() as d:
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "symjac", "derive", "softmax", "-n", str(n),
+                            "-o", d], check=True, capture_output=True, env=env)
+            cli.append(time.perf_counter() - t)
+    return {"inside": float(np.median(inside)), "cli": float(np.median(cli))}
+
+
 def numpy_jacobian_broadcast(x: np.ndarray, eye: np.ndarray) -> np.ndarray:
     """The textbook NumPy: softmax, then s_i (delta_ij - s_j) by broadcasting (fresh arrays)."""
     e = np.exp(x - x.max(axis=-1, keepdims=True))
@@ -466,6 +512,62 @@ def verdict(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
+def goals(s: Suite, peers: Peers) -> list[str]:
+    """The issue's goals, each met or not, with the measurement that limits it."""
+    r = s.results
+    d = r["derive"]
+    t, cold, big = d["times"], d["cold"], d["cold_n"]
+    rows = []
+
+    def row(figure: str, goal: str, measured: str, ok: bool | None) -> None:
+        rows.append([figure, goal, measured, "—" if ok is None else verdict(ok)])
+
+    row(f"`derive softmax -n {big}`, all default targets, new process",
+        "≤ 2 s in process, ≤ 3 s CLI",
+        f"{fmt(cold['inside'], 2)} s in process, {fmt(cold['cli'], 2)} s CLI",
+        cold["inside"] <= 2 and cold["cli"] <= 3 if big == 256 else None)
+    t64, t256 = t.get(("softmax", 64)), t.get(("softmax", 256))
+    row("derive all targets, n = 64 / 256", "≤ 0.3 s / ≤ 2 s",
+        f"{fmt(t64, 3)} s / {fmt(t256, 3)} s",
+        (t64 <= 0.3 and t256 <= 2) if t256 is not None else None)
+    n_ln = max(d["others"])
+    ln, sm = t.get(("layer_norm", n_ln)), t.get(("softmax", n_ln))
+    row(f"layer norm at n = {n_ln} against softmax", "within 2×",
+        f"{fmt(ln, 3)} s against {fmt(sm, 3)} s: {ln / sm:.2f}×", ln / sm <= 2)
+    if 16 in d["naive"]:
+        v = d["naive"][16]
+        base = v if v is not None else d["timeout"]
+        speed = base / t[("softmax", 16)]
+        row("speed-up over naive SymPy at n = 16, all targets", "≥ 500×",
+            f"{'≥ ' if v is None else ''}{speed:.0f}× ({fmt(base, 1)} s against "
+            f"{fmt(t[('softmax', 16)], 3)} s)", speed >= 500)
+    jac, bw, fw = r["jacobian"], r["backward"], r["forward"]
+    for name, rs in (("backward", bw), ("forward", fw)):
+        ratios = {n: rs[n]["symjac NumPy"] / rs[n]["NumPy in-place"] for n in s.sizes}
+        worst = min(ratios, key=ratios.get)
+        row(f"generated NumPy `{name}` against hand-written in-place NumPy", "≥ 0.9×",
+            f"lowest {ratios[worst]:.2f}× (n = {worst}); "
+            + ", ".join(f"{v:.2f}" for v in ratios.values()), ratios[worst] >= 0.9)
+    small = [n for n in (5, 8, 10) if n in fw]
+    if peers.jax is not None and small:
+        ratios = {n: fw[n]["C"] / fw[n]["JAX"] for n in small}
+        worst = min(ratios, key=ratios.get)
+        row(f"C forward, n = {', '.join(map(str, small))}, against `jax.nn.softmax`",
+            "≥ 1.2×", ", ".join(f"{ratios[n]:.2f}× (n = {n})" for n in small),
+            ratios[worst] >= 1.2)
+    ceil = r["ceilings"]["fill"]
+    big_n = [n for n in s.sizes if n >= 16]
+    fills = {n: max(jac[n]["C"], jac[n]["C aligned"]) / ceil for n in big_n}
+    worst = min(fills, key=fills.get)
+    row("C batched Jacobian against `.fill` bandwidth, n ≥ 16", "≥ 0.9",
+        f"lowest {fills[worst]:.2f} (n = {worst}); "
+        + ", ".join(f"{v:.2f}" for v in fills.values()), fills[worst] >= 0.9)
+    return ["## Goals", "",
+            "Each ratio is measured within this run (peers interleaved in the same rounds); "
+            "the sections below have the tables.", "",
+            table(["figure", "goal", "measured", "verdict"], rows), ""]
+
+
 def machine() -> list[str]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -491,7 +593,10 @@ def report(s: Suite, args, peers: Peers, elapsed: float) -> str:
            f"{elapsed:.0f} s in all). Absolute times on this shared 2-core machine drift "
            "by ±20 % between runs (other jobs share the cores and the memory bus); the "
            "ratios are measured within one run, each peer in the same rounds.", ""]
+    (a1, a5, _), (b1, b5, _) = r["load"]
     out += ["## Machine and versions", ""] + [f"- {m}" for m in machine() + peers.versions()]
+    out += [f"- load average (1 min, 5 min) at the start {a1:.2f}, {a5:.2f}; at the end "
+            f"{b1:.2f}, {b5:.2f} (2 cores: above ~1 another job shared the machine)"]
     out += [f"- {note}" for note in peers.notes]
     out += ["", "## Bandwidth ceilings (this run)", "",
             table(["ceiling", "GB/s", "how"], [
@@ -501,67 +606,55 @@ def report(s: Suite, args, peers: Peers, elapsed: float) -> str:
                 ["copy", fmt(ceil["copy"], 1), "`np.copyto`, 64 MiB, bytes read + written"],
             ]), ""]
 
+    out += goals(s, peers)
+
     # Goal 1
     d = r["derive"]
-    t = d["times"]
-    st = d["stages"]
+    t, st, first = d["times"], d["stages"], d["first"]
     out += ["## 1. Derivation (derive + per-entry proof + LaTeX, NumPy and C written)", "",
-            table(["n", "symjac.derive, all targets (s)", "derive + proof (s)",
-                   "NumPy + C (s)", "checked LaTeX document (s)"],
-                  [[str(n), fmt(v, 3), fmt(st[n][0], 3), fmt(st[n][1], 3), fmt(st[n][2], 3)]
-                   for n, v in t.items()]), "",
-            "The stage columns time the same work piece by piece (rendered, not written). "
-            "The document is the expensive part: every displayed claim is checked by SymPy, "
-            "the worked example is evaluated to 30 digits and cross-checked, and the "
-            "picture has up to 64 x 64 cells.", ""]
+            "`symjac.derive(f, n)` with the default targets (LaTeX, NumPy, C) written to disk, "
+            "in this process after a first call for the same function (whose "
+            "n-independent document checks are then remembered, see *first call*). The "
+            "stage columns time the same work for softmax piece by piece (rendered, not "
+            "written).", "",
+            table(["function", "n", "all targets (s)", "derive + proof (s)", "NumPy + C (s)",
+                   "checked LaTeX document (s)"],
+                  [[name, str(n), fmt(v, 3)] + ([fmt(x, 3) for x in st[n]]
+                                                if name == "softmax" and n in st else
+                                                ["—"] * 3)
+                   for (name, n), v in t.items()]), "",
+            "First call per function (n = 4, all targets; its n-independent checks made): "
+            + ", ".join(f"{name} {fmt(v, 2)} s" for name, v in first.items()) + ". "
+            f"`{USER_NAME}` is a function written by a user in the function language:", "",
+            "```", USER_TEXT.strip(), "```", ""]
+    cold = d["cold"]
+    out += [f"A new process (`python -c`, after `import symjac`) runs `symjac.derive("
+            f"'softmax', {d['cold_n']})` in {fmt(cold['inside'], 2)} s; the command line "
+            f"`python -m symjac derive softmax -n {d['cold_n']}` takes {fmt(cold['cli'], 2)} s "
+            "in all (interpreter start and imports included; median of 3). SymEngine is a "
+            "regular dependency, so this is what `pip install .` gives.", ""]
     naive_rows = []
     for n, v in d["naive"].items():
+        tn = t.get(("softmax", n))
         shown = fmt(v, 1) if v is not None else f"> {d['timeout']:.0f} (timed out)"
-        speed = (f"{v / t[n]:.0f}×" if v is not None and n in t
-                 else (f"> {d['timeout'] / t[n]:.0f}×" if n in t else "—"))
-        naive_rows.append([str(n), shown, fmt(t.get(n), 3), speed])
-    out += [table(["n", "naive SymPy (s)", "symjac (s)", "symjac speed-up"], naive_rows), ""]
-    out += [f"Naive SymPy: `Matrix.jacobian` of the written-out softmax, then `simplify` on "
+        speed = (f"{v / tn:.0f}×" if v is not None and tn else
+                 (f"> {d['timeout'] / tn:.0f}×" if tn else "—"))
+        naive_rows.append([str(n), shown, fmt(tn, 3), speed])
+    out += [table(["n", "naive SymPy (s)", "symjac, all targets (s)", "symjac speed-up"],
+                  naive_rows), "",
+            "Naive SymPy: `Matrix.jacobian` of the written-out softmax, then `simplify` on "
             f"every entry, measured once per size in a subprocess (timeout "
             f"{d['timeout']:.0f} s).", ""]
-    k = d["kernels"]
-    g1 = [f"all three targets: n = 64 in {fmt(t.get(64), 3)} s (goal ≤ 0.1 s): "
-          f"{verdict(t.get(64, 9) <= 0.1)}; n = 256 in {fmt(t.get(256), 2)} s (goal ≤ 2 s): "
-          f"{verdict(t.get(256, 99) <= 2) if 256 in t else 'not run (--quick)'} "
-          "(limited by the checked document, see the stage columns)",
-          f"derive + proof + NumPy and C: n = 64 in {fmt(k.get(64), 3)} s: "
-          f"{verdict(k.get(64, 9) <= 0.1)}; n = 256 in {fmt(k.get(256), 2)} s: "
-          f"{verdict(k.get(256, 99) <= 2) if 256 in k else 'not run (--quick)'}",
-          f"growth over n = 64..{max(t)}: n^{d['slope']:.2f} all targets, "
-          f"n^{d['kslope']:.2f} without the document (goal ≤ n^2.1): "
-          f"{verdict(d['slope'] <= 2.1 and d['kslope'] <= 2.1)}"]
-    if 16 in d["naive"]:
-        v = d["naive"][16]
-        base = v if v is not None else d["timeout"]
-        speed, kspeed = base / t[16], base / k[16]
-        more = "≥ " if v is None else ""
-        g1.append(f"speed-up over naive SymPy at n = 16 (goal ≥ 500×): all targets "
-                  f"{more}{speed:.0f}×: {verdict(speed >= 500)}; derive + proof + NumPy "
-                  f"and C {more}{kspeed:.0f}×: {verdict(kspeed >= 500)}")
-    out += [f"- {line}" for line in g1] + [""]
 
     # Goal 2
     jac = r["jacobian"]
     np_names = ["NumPy broadcast", "NumPy in-place", "symjac NumPy"]
     rows = []
-    ok_fill = ok_stream = ok_np = ok_jax = ok_torch = True
     for n, row in jac.items():
         c, ca = row["C"], row["C aligned"]
         fill_pct, stream_pct = 100 * c / ceil["fill"], 100 * ca / ceil["stream"]
         bnp, bjax, btorch = best(row, np_names), best(row, ["JAX"]), best(row, ["torch.func"])
         top = max(c, ca)
-        if n >= 10:
-            ok_fill &= fill_pct >= 90
-        if n >= 32:
-            ok_stream &= stream_pct >= 80
-        ok_np &= bnp is None or top / bnp[1] >= 3
-        ok_jax &= bjax is None or top / bjax[1] >= 3
-        ok_torch &= btorch is None or top / btorch[1] >= 10
         wrong = " (**WRONG**: error {:.1e})".format(row["error"]) if row["error"] > 1e-14 else ""
         rows.append([str(n) + wrong, fmt(c, 1), f"{fill_pct:.0f} %", fmt(ca, 1),
                      f"{stream_pct:.0f} %",
@@ -581,26 +674,16 @@ def report(s: Suite, args, peers: Peers, elapsed: float) -> str:
             table(["n", "C", "% of fill", "C aligned", "% of stream", "C fresh",
                    *np_names, "JAX", "torch.func", "C / NumPy", "C / JAX", "C / torch"], rows),
             "",
-            f"- ≥ 90 % of `.fill` for n ≥ 10 (plain stores): {verdict(ok_fill)}",
-            f"- ≥ 80 % of the streaming ceiling for n ≥ 32 (aligned): {verdict(ok_stream)}",
-            f"- ≥ 3× the best NumPy: {verdict(ok_np)}; ≥ 3× JAX: "
-            f"{verdict(ok_jax) if peers.jax else 'JAX not installed'}; ≥ 10× torch.func: "
-            f"{verdict(ok_torch) if peers.torch else 'PyTorch not installed'}", ""]
+            ""]
 
     # Goal 3
     bw = r["backward"]
     rows = []
-    ok_copy = ok_small = ok_large = True
     for n, row in bw.items():
         c = row["C"]
         pct = 100 * c / row["copy"]
         bt, bto = best(row, ["torch"]), best(row, ["torch out="])
         bnp = best(row, ["NumPy in-place", "symjac NumPy"])
-        ok_copy &= pct >= 85
-        if bt is not None and n <= 10:
-            ok_small &= c / bt[1] >= 4
-        if bt is not None and n >= 128:
-            ok_large &= c / bt[1] >= 2
         rows.append([str(n), fmt(c, 1), fmt(row["copy"], 1), f"{pct:.0f} %",
                      fmt(row.get("NumPy in-place"), 2), fmt(row.get("symjac NumPy"), 2),
                      fmt(row.get("torch"), 2), fmt(row.get("torch out="), 2),
@@ -613,24 +696,15 @@ def report(s: Suite, args, peers: Peers, elapsed: float) -> str:
             table(["n", "C", "copy", "% of copy", "NumPy in-place", "symjac NumPy", "torch",
                    "torch out=", "C / torch", "C / torch out=", "C / NumPy"], rows), "",
             "The torch goals are judged against `_softmax_backward_data` as named in the "
-            "issue (fresh output); its `.out` form is shown for comparison.", "",
-            f"- ≥ 85 % of copy bandwidth: {verdict(ok_copy)}",
-            f"- ≥ 4× torch for n ≤ 10: "
-            f"{verdict(ok_small) if peers.torch else 'PyTorch not installed'}; ≥ 2× for "
-            f"n ≥ 128: {verdict(ok_large) if peers.torch else 'PyTorch not installed'}", ""]
+            "issue (fresh output); its `.out` form is shown for comparison.", ""]
 
     # Goal 4
     fw = r["forward"]
     rows = []
-    ok_jax4 = ok_torch4 = True
     for n, row in fw.items():
         c = row["C"]
         bj = best(row, ["JAX"])
         bt, bto = best(row, ["torch.softmax"]), best(row, ["torch out="])
-        if bj is not None:
-            ok_jax4 &= c / bj[1] >= 1.5
-        if bt is not None:
-            ok_torch4 &= c / bt[1] >= 2.5
         rows.append([str(n), fmt(c, 1), fmt(row.get("NumPy in-place"), 1),
                      fmt(row.get("symjac NumPy"), 1), fmt(row.get("JAX"), 1),
                      fmt(row.get("torch.softmax"), 1), fmt(row.get("torch out="), 1),
@@ -645,8 +719,6 @@ def report(s: Suite, args, peers: Peers, elapsed: float) -> str:
             "The torch goal is judged against `torch.softmax` as named in the issue; the "
             "`aten._softmax.out` form (into a caller array, like C) is shown for comparison.",
             "",
-            f"- ≥ 1.5× JAX: {verdict(ok_jax4) if peers.jax else 'JAX not installed'}; ≥ 2.5× "
-            f"torch: {verdict(ok_torch4) if peers.torch else 'PyTorch not installed'}",
             f"- accuracy over |x| ≤ 700 (normal outputs, in ulps of the exact softmax): C "
             f"{acc['C']:.2f} ulp, NumPy with libm exp {acc['symjac NumPy']:.2f} ulp. "
             "`symjac_exp` itself is within 1 ulp of the correctly rounded exp "
@@ -654,18 +726,15 @@ def report(s: Suite, args, peers: Peers, elapsed: float) -> str:
 
     # Goal 5
     rows = []
-    ok5 = True
     for n in s.sizes:
         jr = jac[n]["symjac NumPy"] / jac[n]["NumPy in-place"]
         br = bw[n]["symjac NumPy"] / bw[n]["NumPy in-place"]
         fr = fw[n]["symjac NumPy"] / fw[n]["NumPy in-place"]
-        ok5 &= min(jr, br) >= 0.9
         rows.append([str(n), f"{jr:.2f}", f"{br:.2f}", f"{fr:.2f}"])
     out += ["## 5. Generated NumPy against hand-written in-place NumPy", "",
             "Speed of the generated module (`out=` given) over the hand-written in-place "
             "code of sections 2–4 (1.00 = as fast).", "",
-            table(["n", "jacobian", "backward", "forward"], rows), "",
-            f"- jacobian and backward within 10 % of hand-written: {verdict(ok5)}", ""]
+            table(["n", "jacobian", "backward", "forward"], rows), ""]
 
     # Goal 6
     rows = [[str(n), fmt(s.compile_seconds[(n, "float64")], 2),
@@ -674,59 +743,72 @@ def report(s: Suite, args, peers: Peers, elapsed: float) -> str:
     worst = max(s.compile_seconds.values())
     out += ["## 6. Compile time (`cc -std=c99 -Wall -Wextra -Wpedantic -Werror -O2 -c`)", "",
             table(["n", "float64 (s)", "float32 (s)"], rows), "",
-            f"- slowest {worst:.2f} s (goal < 1 s for n ≤ 256): {verdict(worst < 1)}", ""]
+            f"- slowest {worst:.2f} s", ""]
     out += ["## Plot", "", "![throughput against n](throughput.png)", ""]
     out += [NOTES]
     return "\n".join(out)
 
 
-NOTES = """## What limits the figures, and what was tried
+NOTES = """## What limits the figures, and what was done
 
-- **Small n is bound by the exponentials, not by memory.** A row costs n exponentials
-  and n² stores; below n ≈ 32 the stores are too few to hide the exponentials, so the
-  Jacobian stays under the `.fill` line and the forward pass loses its lead. Vectorised,
-  `symjac_exp` is several times faster than libm's exp (benchmarks/bench_fastexp.py),
-  but a row of n = 5 or 10 is shorter than or not a multiple of the vector width, and
-  the remainder runs the scalar `symjac_exp`, which is about 2x *slower* than libm's (its
-  bit tricks only pay in vector registers). Tried: streaming stores at n ≤ 16 (slower:
-  4.9 against 8.0 GB/s at n = 8, one short row per call), so they are used only in the
-  loop form (n > 16); the loop form instead of the unrolled statements at n = 10 and 16
-  (the same within noise). Not tried yet: padding each row to a multiple of the vector
-  width (or computing the exponentials of several rows in one flat loop) so that no
-  scalar remainder is left.
-- **Bandwidth-bound peers.** For n ≥ 128 the backward pass of C and PyTorch's `.out`
-  form both run near copy bandwidth, so no kernel can be 2x faster than that form; the
-  goal's 2x is judged against the functional `_softmax_backward_data`, which also pays
-  for a fresh output (page faults), as JAX and `torch.softmax` do in sections 2 and 4.
-- **Streaming stores buy little here.** On this CPU ordinary full-line stores already write
-  at the streaming ceiling (compare the `.fill` and streaming rows above), so the aligned
-  column is at most a few percent ahead of the plain one; on CPUs that read a line before
-  writing it (the ~7 against ~20 GB/s measured earlier on this project) the aligned path
-  is the one that reaches the ceiling.
+- **The per-entry proof** no longer makes n² checks. Every entry (i, j) is the same
+  computation on renamed inputs, so the derivative recomputed from the definition minus
+  the derived structure is reduced to exactly 0 twice, with x_i, x_j kept as symbols
+  and n put in: once on the diagonal, once off it. An identity in free symbols stays one
+  when they are renamed to distinct symbols (x_i, x_j -> x_3, x_7), so the two checks
+  cover all n² entries (the document says so). A few milliseconds at any n, where the
+  entry-by-entry proof took 1.7 s for softmax and 5 s for layer norm at n = 256.
+- **The per-n document's n-independent checks** (the derivation for symbolic n, which
+  the all-n proof proves too) are made once per function and remembered for the rest
+  of the process, keyed by the function's content: an equal function, also one parsed
+  again from the same text, reuses them. That is the *first call* cost above (layer norm
+  has the most algebra); a new process pays it again, since nothing is stored on disk.
+  What is left per n is the matrix at n, the worked example (its 16 x 16 picture now
+  from one mpmath function of the closed form instead of a symbolic substitution per
+  entry) and its reference check (SymPy's exact derivative of the written-out
+  definition up to n = 16, central differences at 30 digits above), rendering and
+  writing.
+- **A new process** spends most of its time importing SymPy, NumPy, mpmath and Jinja2
+  and compiling the templates; the command line adds the interpreter's start.
+- **Thin margins**: the speed-up over naive SymPy at n = 16 (both sides timed in this
+  run, but the naive side once, in a subprocess), layer norm against softmax at n = 256
+  (its per-n cost above softmax's is the worked example's reference: central
+  differences of the definition at 30 digits, each an evaluation of its four stages
+  over all n entries in mpmath) and the n = 16 Jacobian against `.fill` sit close to
+  their goals, so another job on the machine can move them to either side; the load
+  average is given above.
+- **Generated NumPy** now writes into `out=`: the printed expression is parsed and the
+  same operations, on the same operands and in the same order, are written as ufunc
+  calls into the caller's array (a new array only where `out` overlaps an input);
+  softmax's e is computed in `out` as the hand-written code does; sums and dot products
+  go through `einsum`. The Jacobian is a little slower than the hand-written code at
+  small n because the generated one computes J_ii to full relative accuracy (a few more
+  passes over n-sized arrays, ties at the maximum handled), which the hand-written
+  `s - s²` does not.
+- **C at small n**: for n ≤ 16 `forward_batch` runs 8 rows at once. Every map is one
+  flat loop over their 8 n entries, so `symjac_exp` runs in whole vectors (a row of 5 or
+  10 left a scalar remainder, and the scalar `symjac_exp` is slower than libm's); each
+  reduction keeps `forward_into`'s lanes for every row, side by side across the rows
+  (vectorised across rows), so every row comes out bit for bit as the one-row kernel
+  computes it (tests/test_fast_paths.py). `jacobian_batch` computes its parts (J_ii to
+  full accuracy, the rank-one arrays) for 8 rows at once the same way, then each row's
+  J from them (1.5-2x at n = 5..10). Below n ≈ 16 a Jacobian is too small for its
+  stores to hide the exponentials, so the small-n rows stay under the `.fill` line.
+- **Jacobian against `.fill`**: where the CPU reads each line before writing it (as
+  here: `.fill` is well under the streaming line), plain stores (*C*) are bound by
+  `.fill`, and only the aligned, streamed path (n > 16) passes it; the goal takes the
+  faster C column. At n = 16 the kernel does not stream (on the AMD machine this
+  project measured before, streaming lost there: 11 against 20 GB/s), so n = 16 is
+  held to plain stores, run by run near the `.fill` line.
+- **Bandwidth-bound peers.** For large n the backward pass of C and PyTorch's `.out`
+  form both run near copy bandwidth; no kernel can be much faster than that.
 - **Reductions**: gcc does not vectorise a floating-point sum without -ffast-math, so every
   max, sum and dot product runs in 8 fixed lanes combined pairwise (deterministic, same
   result on every call).
 - **`-O2` without `-march`**: gcc 12 vectorises the double `symjac_exp` only with AVX2 or
-  better (the SSE2 baseline lacks 64-bit integer vector operations), and `-O2`'s cheap
-  cost model skips loops with a remainder, so a plain `-O2` build runs the scalar
-  `symjac_exp`, slower than libm's; build with `-O3 -march=native` (as here) for speed.
-- **Derivation time** is dominated by the checked LaTeX document (every displayed claim
-  verified by SymPy, the worked example evaluated to 30 digits and cross-checked, a
-  picture of up to 64 x 64 cells); the per-entry proof alone is SymEngine expanding n²
-  small differences, and the C and NumPy rendering is a few milliseconds (loops, not n²
-  printed expressions, above n = 15). Derive + proof + kernels meets the n = 256 and
-  speed-up goals; the document is what misses n = 64 ≤ 0.1 s. Not tried yet: caching
-  the document's n-independent checks (they are the same claims at symbolic i, j for
-  every n) and drawing the picture for at most 16 x 16 cells.
-- **Generated NumPy backward** (0.4x of hand-written in-place): the module evaluates
-  the printed expression `y*(dot0 + u)` into a fresh array and copies it into `out`,
-  and forms `-u*y` before summing; the hand-written code uses `einsum` for the dot
-  product and writes every step into `out`. Not tried yet: emitting the last ufunc
-  with `out=` and the dot products through `einsum`.
-- **Compile time**: every file compiles in well under 1 s when the machine is quiet
-  (0.1-0.65 s here); a single reading above 1 s is the first compile of the run (cold
-  caches, and the other core was running the test suite), not a property of the file:
-  the same softmax_n5.c compiled alone in 0.08 s.
+  better, and `-O2`'s cheap cost model skips loops with a remainder, so a plain `-O2`
+  build runs the scalar `symjac_exp`, slower than libm's; build with `-O3 -march=native`
+  (as here) for speed.
 """
 
 
@@ -784,6 +866,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no C compiler {CC!r} on PATH", file=sys.stderr)
         return 2
     start = time.perf_counter()
+    load = os.getloadavg()
     peers = Peers()
     with tempfile.TemporaryDirectory() as work:
         suite = Suite(Path(work), QUICK_SIZES if args.quick else SIZES, args.repeat, peers)
@@ -799,6 +882,7 @@ def main(argv: list[str] | None = None) -> int:
         note = plot(suite, args.out / "throughput.png")
         if note:
             peers.notes.append(note)
+        suite.results["load"] = (load, os.getloadavg())
         text = report(suite, args, peers, time.perf_counter() - start)
     (args.out / "RESULTS.md").write_text(text, encoding="utf-8")
     print(f"wrote {args.out / 'RESULTS.md'}")

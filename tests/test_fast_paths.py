@@ -280,3 +280,44 @@ def test_diagonal_sums_share_a_pass_only_at_small_n(n):
     assert "const double Z = c + rest;" in text
     if n <= UNROLL_MAX_N:  # one statement per entry, the diagonal from jacobian_parts
         assert "    jac[0] = dg[0];\n    jac[1] = -a0[0]*b0[1];\n" in text
+
+
+@pytest.mark.parametrize("flags", ["O2", "native"])
+@pytest.mark.parametrize(("function", "params"), [("softmax", ()), ("log_softmax", ()),
+                                                  ("layer_norm", (1e-5,)), ("sigmoid", ())])
+@pytest.mark.parametrize("n", [1, 3, 5, 10, 16])
+def test_rows_at_once_equal_one_row_at_a_time(tmp_path_factory, function, params, n, flags):
+    """Small n: forward_batch and jacobian_batch compute ROWS rows at once (flat loops
+    over all their entries, the reductions' lanes side by side); each row must come out
+    bit for bit as the one-row forward and jacobian compute it, special values and the
+    batch's remainder included."""
+    k = Kernel.get(tmp_path_factory, function, n, "float64", flags)
+    x = sweep(n, 8 * 4 + 5, seed=300 + n)
+    x[1, 0], x[2, -1], x[3, :] = np.inf, np.nan, -np.inf
+    x[4, 0] = x[4, -1] = np.inf
+    ct = [ctypes.c_double(p) for p in params]
+    batch = buffer(x.shape, "float64", 0)
+    fn = getattr(k.lib, f"{k.prefix}_forward_batch")
+    fn.restype = None
+    fn(ctypes.c_size_t(len(x)), k._ptr(x), *ct, k._ptr(batch))
+    one = getattr(k.lib, f"{k.prefix}_forward")
+    one.restype = None
+    for b in range(len(x)):
+        row = np.ascontiguousarray(x[b])
+        y = np.full(n, np.nan)
+        one(k._ptr(row), *ct, k._ptr(y))
+        assert np.array_equal(batch[b], y, equal_nan=True), (b, batch[b], y)
+    jac = buffer(x.shape + (n,), "float64", 0)
+    fn = getattr(k.lib, f"{k.prefix}_jacobian_batch")
+    fn.restype = None
+    fn(ctypes.c_size_t(len(x)), k._ptr(x), *ct, k._ptr(jac))
+    one = getattr(k.lib, f"{k.prefix}_jacobian")
+    one.restype = None
+    for b in range(len(x)):
+        row = np.ascontiguousarray(x[b])
+        j = np.full((n, n), np.nan)
+        one(k._ptr(row), *ct, k._ptr(j))
+        assert np.array_equal(jac[b], j, equal_nan=True), (b, jac[b], j)
+    if function == "softmax":  # and the rows are right, not only alike (N(0, 1) rows)
+        np.testing.assert_allclose(batch[5:9], ref_softmax(x[5:9]).astype(float),
+                                   rtol=1e-14, atol=0)

@@ -10,6 +10,8 @@ the checker prove it from the definitions.
 
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 
 from ..proof.notation import latex, symbol_tex
@@ -293,6 +295,7 @@ def _reduction(w: Writer, s: Subject, st, tot) -> None:
         w.claim(s.context, lines, f"how ${name}$ moves with $x_j$")
 
 
+@functools.lru_cache(maxsize=256)  # (n-independent: made once per function)
 def _sum_reason(s: Subject, per_k: sp.Expr) -> str:
     """The reductions whose sums the algebra used, e.g. "with $\\sum_k x_k = n \\mu$"."""
     p, nt = s.program, s.notation

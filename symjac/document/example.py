@@ -12,6 +12,7 @@ the numbers:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import mpmath
@@ -93,9 +94,8 @@ def evaluate(s: Subject, n: int, xs: list | None = None) -> Example:
         order = [st for st in p.stages] + [_Extra(sc.symbol, sc.expr) for sc in
                                            s.jacobian.scalars]
         for st in order:
-            f = sp.lambdify(sorted(_args(st.expr, values), key=str),
-                            _plain(st.expr), modules="mpmath")
             names = sorted(_args(st.expr, values), key=str)
+            f = _stage_function(st.expr, tuple(names))
             if st.kind == "map":
                 values[st.symbol] = [f(*[_pick(values[a], k) for a in names])
                                      for k in range(n)]
@@ -108,6 +108,13 @@ def evaluate(s: Subject, n: int, xs: list | None = None) -> Example:
             else:
                 values[st.symbol] = f(*[values[a] for a in names])
     return Example(n, tuple(xs), params, values)
+
+
+@functools.lru_cache(maxsize=1024)
+def _stage_function(expr: sp.Expr, names: tuple[sp.Symbol, ...]):
+    """A stage's expression as an mpmath function of ``names`` (made once: the example
+    and the central differences evaluate the same stages again and again)."""
+    return sp.lambdify(list(names), _plain(expr), modules="mpmath")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ the claims are the same derivatives with i and j exchanged.
 
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 
 from ..engine.guards import unguarded as unguard
@@ -19,6 +21,7 @@ from .subject import Subject
 from .writer import Line, Writer
 
 
+@functools.lru_cache(maxsize=256)  # (n-independent: made once per function and layout)
 def entry_claim(s: Subject, layout: str) -> tuple[sp.Expr, sp.Expr]:
     """``(derivative, closed form)`` of the displayed J_ij (or gradient entry g_j)."""
     nt, p = s.notation, s.program

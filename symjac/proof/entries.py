@@ -1,19 +1,25 @@
 """The per-entry proof at a fixed n: every entry of J, recomputed from the definition.
 
 The engine derives J once for symbolic n. Here, at the chosen n, the derivative is
-recomputed independently, with the inputs x_0 .. x_{n-1} as separate symbols and SymEngine
-differentiating the definitions written out at each index:
+recomputed independently of it, by differentiating the definitions written out at an
+index (SymEngine):
 
-* every output entry ``y_i`` (maps unfolded to x_i, the parameters at i, and the program's
-  scalars as symbols) is differentiated by x_i and by each scalar;
-* every reduction is written out as its n terms; its derivative by x_j is its j-th term's,
-  and how it moves with an earlier scalar is the explicit sum of the n terms' derivatives;
-  that sum is proved equal to the engine's named coefficient (``sum_k -2 (x_k - mu)/n =
-  0``) with the reductions written out;
-* then for every (i, j), ``dy_i/dx_j`` from these pieces minus the engine's entry (its
-  named quantities written out) must reduce to exactly 0 (:func:`symjac.proof.zero`).
+* the output entry ``y_i`` (maps unfolded to x_i, the parameters at i, the program's
+  scalars as symbols, n put in) is differentiated by x_i and by each scalar;
+* a reduction's derivative by x_j is its j-th term's, plus how it moves with the earlier
+  scalars it reads (the engine's named coefficient); up to n = WRITTEN_OUT_MAX_N each
+  coefficient is also proved against the reduction written out as its n terms
+  (``sum_k -2 (x_k - mu)/n = 0``);
+* ``dy_i/dx_j`` from these pieces minus the engine's entry must reduce to exactly 0
+  (:func:`symjac.proof.zero`), once on the diagonal (i = j) and once off it (i != j),
+  with i and j as index symbols: ``x_i``, ``y_j``.
 
-Nothing numerical is involved. Cost: O(n) per reduction coefficient, O(1) per entry.
+Every entry (i, j) at this n is one of these two identities with its own inputs put in
+(``x_i, x_j -> x_3, x_7``): the same computation on renamed symbols, and an expression
+that is 0 as a function of its free symbols stays 0 under a renaming of them to distinct
+symbols. So the two identities prove all n^2 entries, at a cost that does not grow with n.
+
+Nothing numerical is involved.
 """
 
 from __future__ import annotations
@@ -42,6 +48,11 @@ class EntryProof:
     coefficients: int  # reduction coefficients proved at this n
     backend: str
     seconds: float
+    identities: int = 0  # the identities in the index symbols that cover the entries
+
+
+I, J = "i", "j"
+"""The index symbols of the identities (``x_i``, ``y_j``)."""
 
 
 class _Explicit:
@@ -51,8 +62,6 @@ class _Explicit:
         self.program, self.n = program, n
         self.maps = {s.symbol: s.expr for s in program.stages if s.kind == "map"}
         self.vectors = program.vectors
-        self.x = [sp.Symbol(f"x_{k}", real=True) for k in range(n)]
-
         self.unfolded: dict[sp.Expr, sp.Expr] = {}
 
     def at(self, expr: sp.Expr, k: int) -> sp.Expr:
@@ -82,78 +91,99 @@ def prove_entries(jac: Jacobian, n: int) -> EntryProof:
         CheckFailed: an entry or a coefficient is not proved; the message names it.
     """
     start = time.perf_counter()
-    program, chain = jac.program, jac.chain
+    program = jac.program
     ex = _Explicit(program, n)
-    written = _written_out(ex, program, jac)
+    proved = _coefficients(ex, jac) if n <= WRITTEN_OUT_MAX_N else 0
     lets = _lets(program)  # abbreviations: written as their definitions on both sides
     conv = se.sympify if se is not None else (lambda e: e)
 
-    def piece(expr: sp.Expr, k: int):
+    def piece(expr: sp.Expr, k: str):
         """An index-free piece at index k, in x_k and the reductions, as SymEngine."""
         return conv(ex.at(sp.sympify(expr), k).xreplace(lets))
 
     zero = conv(sp.Integer(0))
-    # how each scalar moves with x_j: grads[s][j]
-    grads: dict[sp.Symbol, list] = {}
-    proved = 0
-    for st in program.stages:
-        if st.kind == "let":
-            parts = [(s, piece(sp.diff(st.expr, s), 0)) for s in st.expr.free_symbols
-                     if s in grads]
-            grads[st.symbol] = [sum((d * grads[s][j] for s, d in parts), zero)
-                                for j in range(n)]
-        elif st.kind == "reduce":
-            weight = chain.weight[st.symbol]
-            terms = [ex.at(st.expr, k) for k in range(n)]
-            w = [ex.at(weight, k) for k in range(n)]
-            column = [conv((w[j] * sp.diff(terms[j], ex.x[j])).xreplace(lets))
-                      for j in range(n)]
-            for coeff in (c for c in chain.coefficients if c.reduction == st.symbol):
-                value = ex.at(coeff.value, 0)
-                if st.op not in ("max", "min") and n <= WRITTEN_OUT_MAX_N:
-                    explicit = sp.Add(*[w[k] * sp.diff(terms[k], coeff.scalar)
-                                        for k in range(n)])
-                    claim = (explicit - value).xreplace(written)
-                    if not (quick_zero(claim) or is_zero(claim)):
-                        raise CheckFailed(
-                            f"at n = {n}: d{st.name}/d{coeff.scalar} at fixed x is not "
-                            f"{coeff.value}: the written-out difference is not 0")
-                    proved += 1
-                value = conv(value.xreplace(lets))
-                column = [column[j] + value * grads[coeff.scalar][j] for j in range(n)]
-            grads[st.symbol] = column
-
+    grads = {k: _moves(ex, jac, k, piece, conv, lets) for k in (I, J)}
     # known symbols by name: SymEngine keeps no assumptions, so results coming back to
     # SymPy are matched to ours by name
     known = [*lets, *(st.symbol for st in program.stages), *(p.symbol for p in
-             program.params), *(s.symbol for s in jac.scalars), *ex.x, program.n]
-    known += [sp.Symbol(f"{v.name}_{k}", **v.assumptions0) for v in ex.vectors
-              for k in range(n)]
+             program.params), *(s.symbol for s in jac.scalars), program.n]
+    known += [at(v, k, ex.vectors) for v in ex.vectors for k in (I, J)]
     restore = {sp.Symbol(s.name): s for s in known}
     out = program.output
-    count = 0
     if out.kind == "map":
-        f = [ex.at(out.expr, i) for i in range(n)]
-        local = [piece(sp.diff(f[i], ex.x[i]), i) for i in range(n)]
-        scalars = [s for s in grads if any(s in fi.free_symbols for fi in f)]
-        sens = [{s: conv(sp.diff(f[i], s).xreplace(lets)) for s in scalars} for i in range(n)]
-        diag = [piece(jac.diagonal, i) for i in range(n)]
-        rows = [[piece(t.coeff * t.a, i) for t in jac.terms] for i in range(n)]
-        cols = [[piece(t.b, j) for t in jac.terms] for j in range(n)]
-        for i in range(n):
-            for j in range(n):
-                truth = (local[i] if i == j else zero) + sum(
-                    (d * grads[s][j] for s, d in sens[i].items()), zero)
-                claim = (diag[i] if i == j else zero) + sum(
-                    (a * b for a, b in zip(rows[i], cols[j])), zero)
-                _check_entry(truth - claim, i, j, n, restore)
-                count += 1
+        f = ex.at(out.expr, I)
+        x_i = at(program.x, I, ex.vectors)
+        scalars = [s for s in grads[I] if s in f.free_symbols]
+        sens = {s: conv(sp.diff(f, s).xreplace(lets)) for s in scalars}
+        rows = [piece(t.coeff * t.a, I) for t in jac.terms]
+
+        def entry(k: str):
+            """truth - claim at (i, k): the recomputed derivative minus the structure's."""
+            truth = sum((d * grads[k][s] for s, d in sens.items()), zero)
+            claim = sum((a * piece(t.b, k) for a, t in zip(rows, jac.terms)), zero)
+            if k == I:
+                truth += piece(sp.diff(f, x_i), I)
+                claim += piece(jac.diagonal, I)
+            return truth - claim
+
+        _check_identity(entry(I), "entry (i, i) on the diagonal (e.g. (0, 0))", n,
+                        restore)
+        if n > 1:
+            _check_identity(entry(J), "entry (i, j) off the diagonal (e.g. (0, 1))", n,
+                            restore)
+        count, identities = n * n, 2 if n > 1 else 1
     else:
-        for j in range(n):
-            _check_entry(grads[out.symbol][j] - piece(jac.gradient, j), 0, j, n, restore)
-            count += 1
+        _check_identity(grads[J][out.symbol] - piece(jac.gradient, J),
+                        "entry j of the gradient (e.g. 0)", n, restore)
+        count, identities = n, 1
     backend = f"SymEngine {se.__version__}" if se is not None else f"SymPy {sp.__version__}"
-    return EntryProof(count, proved, backend, time.perf_counter() - start)
+    return EntryProof(count, proved, backend, time.perf_counter() - start, identities)
+
+
+def _moves(ex: _Explicit, jac: Jacobian, k: str, piece, conv, lets) -> dict:
+    """How each let and reduction moves with x_k: ``{scalar: d scalar / d x_k}`` at the
+    index symbol k, from the definitions (a reduction's derivative by x_k is its k-th
+    term's, plus how it moves with the scalars it reads)."""
+    program, chain = jac.program, jac.chain
+    zero = conv(sp.Integer(0))
+    x_k = at(program.x, k, ex.vectors)
+    grads: dict[sp.Symbol, object] = {}
+    for st in program.stages:
+        if st.kind == "let":
+            parts = [(s, piece(sp.diff(st.expr, s), k)) for s in st.expr.free_symbols
+                     if s in grads]
+            grads[st.symbol] = sum((d * grads[s] for s, d in parts), zero)
+        elif st.kind == "reduce":
+            term, w = ex.at(st.expr, k), ex.at(chain.weight[st.symbol], k)
+            column = conv((w * sp.diff(term, x_k)).xreplace(lets))
+            for coeff in (c for c in chain.coefficients if c.reduction == st.symbol):
+                value = conv(ex.at(coeff.value, k).xreplace(lets))
+                column = column + value * grads[coeff.scalar]
+            grads[st.symbol] = column
+    return grads
+
+
+def _coefficients(ex: _Explicit, jac: Jacobian) -> int:
+    """Each reduction coefficient (how a sum moves with an earlier scalar at fixed x)
+    proved against its n terms written out; the number proved."""
+    program, chain, n = jac.program, jac.chain, ex.n
+    written = _written_out(ex, program, jac)
+    proved = 0
+    for st in program.stages:
+        if st.kind != "reduce" or st.op in ("max", "min"):
+            continue
+        weight = chain.weight[st.symbol]
+        terms = [ex.at(st.expr, k) for k in range(n)]
+        w = [ex.at(weight, k) for k in range(n)]
+        for coeff in (c for c in chain.coefficients if c.reduction == st.symbol):
+            explicit = sp.Add(*[w[k] * sp.diff(terms[k], coeff.scalar) for k in range(n)])
+            claim = (explicit - ex.at(coeff.value, 0)).xreplace(written)
+            if not (quick_zero(claim) or is_zero(claim)):
+                raise CheckFailed(
+                    f"at n = {n}: d{st.name}/d{coeff.scalar} at fixed x is not "
+                    f"{coeff.value}: the written-out difference is not 0")
+            proved += 1
+    return proved
 
 
 def _written_out(ex: _Explicit, program: Program, jac: Jacobian) -> dict[sp.Symbol, sp.Expr]:
@@ -169,10 +199,6 @@ def _written_out(ex: _Explicit, program: Program, jac: Jacobian) -> dict[sp.Symb
     return values
 
 
-def _substitute(expr: sp.Expr, values: dict[sp.Symbol, sp.Expr]) -> sp.Expr:
-    return sp.sympify(expr).xreplace(values)
-
-
 def _lets(program: Program) -> dict[sp.Symbol, sp.Expr]:
     """Each scalar let as its definition in reductions and parameters."""
     out: dict[sp.Symbol, sp.Expr] = {}
@@ -182,12 +208,12 @@ def _lets(program: Program) -> dict[sp.Symbol, sp.Expr]:
     return out
 
 
-def _check_entry(difference, i: int, j: int, n: int, restore: dict) -> None:
-    """The entry's difference (truth minus claim) must reduce to exactly 0."""
+def _check_identity(difference, what: str, n: int, restore: dict) -> None:
+    """The difference (truth minus claim) at the index symbols must reduce to exactly 0."""
     if se is not None and se.expand(difference) == 0:
         return
     diff = sp.sympify(difference).xreplace(restore)
     if quick_zero(diff) or is_zero(diff):
         return
-    raise CheckFailed(f"at n = {n}: entry ({i}, {j}) of the derived Jacobian does not "
-                      f"match the derivative recomputed from the definition")
+    raise CheckFailed(f"at n = {n}: {what} of the derived Jacobian does not match the "
+                      "derivative recomputed from the definition")

@@ -35,6 +35,8 @@ UNROLL_MAX_N = 15
 FUSE_MAX_N = 15
 """Up to this n, sums that do not use each other run in one pass."""
 STREAM_MIN_N = 17  # streaming stores lose below this (n = 16: 11 GB/s streamed vs 20 plain)
+ROWS_MAX_N = 16
+"""Up to this n, forward_batch runs ROWS rows at a time (templates/c/rows.c.jinja)."""
 LANE = "k + l"
 ITEMSIZE = {"double": 8, "float": 4}
 
@@ -48,6 +50,18 @@ class CStage:
     code: str = ""
     first: str = ""  # max / min: the expression at k = 0
     terms: tuple[CStage, ...] = ()
+
+
+@dataclass(frozen=True)
+class RowStage:
+    """A stage of ``forward_rows``: a map over all rows' entries, or a scalar per row
+    (``spread``: also copied to every entry of its row under that name, for the maps)."""
+
+    kind: str  # map, let, sum, mean, max, min
+    name: str
+    code: str
+    first: str = ""
+    spread: str = ""  # the name of the copy per entry, if a map reads it
 
 
 @dataclass(frozen=True)
@@ -172,6 +186,54 @@ class _Printer:
         return CFunction(tuple(stages), locals_, outputs, unused)
 
 
+def _rows(d: Derivation, kf: KernelFunction, outputs: bool = False) -> dict | None:
+    """The view of ``forward_rows`` (None: not used): several rows at once, so that every
+    map is one flat loop over whole vectors (a row of n = 5 or 10 leaves a scalar
+    remainder that runs the slow scalar symjac_exp). Reductions and lets run row by row,
+    printed as in forward_into (the same lanes, the same result bit for bit). With
+    ``outputs``, ``kf``'s outputs are arrays filled in one more flat loop
+    (``jacobian_parts_rows``); else its last map writes ``y``."""
+    if d.n > ROWS_MAX_N or any(p.vector for p in d.kernels.params):
+        return None
+    maps = [st.name for st in kf.stages if st.kind == "map"]
+    scalars = [st.name for st in kf.stages if st.kind != "map"]
+    taken = {*maps, *scalars, *(p.name for p in d.kernels.params), *(o for o, _ in kf.outputs)}
+    flat_exprs = [st.expr for st in kf.stages if st.kind == "map"]
+    flat_exprs += [e for _, e in kf.outputs] if outputs else []
+    spread: dict[str, str] = {}  # scalar -> its copy per entry
+    for s in sorted({s.name for e in flat_exprs for s in sp.sympify(e).free_symbols}
+                    & set(scalars)):
+        name = f"{s}_rows"
+        while name in taken:
+            name += "_"
+        spread[s] = name
+        taken.add(name)
+    flat = {n: f"{n}[{{k}}]" for n in ["x", *maps]} | {
+        s: f"{c}[{{k}}]" for s, c in spread.items()}
+    row = {n: f"{n}[row * N + {{k}}]" for n in ["x", *maps]}
+    names = {s: f"{s}[row]" for s in scalars}
+
+    def code(expr: sp.Expr, arrays: dict[str, str], index: str = "k") -> str:
+        return c_code(expr, dtype=d.spec.dtype, arrays=arrays, index=index, names=names)
+
+    stages = []
+    for st in kf.stages:
+        if st.kind == "map":
+            stages.append(RowStage("map", st.name, code(st.expr, flat)))
+        elif st.kind == "let":
+            stages.append(RowStage("let", st.name, code(st.expr, row),
+                                   spread=spread.get(st.name, "")))
+        else:
+            stages.append(RowStage(st.op, st.name, code(st.expr, row, LANE),
+                                   code(st.expr, row, "0"), spread=spread.get(st.name, "")))
+    printed = [(name, code(e, flat)) for name, e in kf.outputs] if outputs else []
+    text = " ".join([s.code + " " + s.first for s in stages] + [c for _, c in printed])
+    unused = [p.name for p in d.kernels.params
+              if not re.search(rf"\b{re.escape(p.name)}\b", text)]
+    return {"stages": stages, "scalars": scalars, "outputs": printed, "unused": unused,
+            "locals": [m for m in maps if outputs or m != "y"]}
+
+
 def _params(d: Derivation, ctype: str) -> list[CParam]:
     return [CParam(p.name, f"const {ctype} *{p.name}" if p.vector else f"{ctype} {p.name}",
                    p.vector, p.shared) for p in d.kernels.params]
@@ -233,6 +295,8 @@ def vector_context(d: Derivation) -> dict:
     ctx = {
         **_common(d),
         "forward": forward,
+        "rows": _rows(d, function(plan, [("y", y)])),
+        "parts_rows": _rows(d, parts, outputs=True),
         "parts": pr.function(parts),
         "jvp": pr.function(jvp, inputs=("x", arg.get("v"))),
         "vjp": pr.function(vjp, inputs=("x", arg.get("u"))),

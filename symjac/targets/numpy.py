@@ -15,9 +15,13 @@ import sympy as sp
 
 from ..derivation import Derivation
 from ..engine.kernels import KStage
+from . import inplace
 from .c import argument_names, header_lines
 from .lower import KernelFunction, backward_function, directional, function
 from .printers import helpers_used, numpy_code
+
+OUT = "_out"
+"""The array a public function writes its result into (the caller's out=, or new)."""
 
 
 @dataclass(frozen=True)
@@ -28,10 +32,12 @@ class Assign:
 
 @dataclass(frozen=True)
 class PyFunction:
-    """Printed stages and the results a helper function returns, in order."""
+    """Printed stages and the results a helper function returns, in order; ``final``:
+    statements that leave the first result in ``_out`` (:mod:`.inplace`)."""
 
     stages: tuple[Assign, ...]
     returns: tuple[str, ...]
+    final: tuple[str, ...] = ()
 
 
 def _reducer(st: KStage, code: str) -> str:
@@ -44,12 +50,22 @@ def _reducer(st: KStage, code: str) -> str:
             return (f'numpy.einsum("...k,...k->...", {numpy_code(a)}, '
                     f"({numpy_code(cond)}).astype(DTYPE))[..., None]"
                     + (" / N" if st.op == "mean" else ""))
-    name = {"sum": "numpy.sum", "mean": "numpy.mean", "max": "numpy.max",
-            "min": "numpy.min"}[st.op]
+    if st.op in ("sum", "mean"):  # no temporary for a product; einsum's fast short sums
+        dot = inplace.dot(code, st.op == "mean")
+        if dot is not None:
+            return dot
+        return (f'numpy.einsum("...k->...", {code})[..., None]'
+                + (" / N" if st.op == "mean" else ""))
+    name = {"max": "numpy.max", "min": "numpy.min"}[st.op]
     return f"{name}({code}, axis=-1, keepdims=True)"
 
 
-def _function(d: Derivation, kf: KernelFunction) -> PyFunction:
+def _function(d: Derivation, kf: KernelFunction, into: bool = False,
+              arrays: tuple[str, ...] = ()) -> PyFunction:
+    """The printed stages of ``kf``; with ``into``, the first result is written into
+    ``_out`` (see :func:`_in_place`). ``arrays``: the arguments that are whole arrays."""
+    names = {"x", *arrays, *(p.name for p in d.kernels.params if p.vector)}
+    names |= {st.name for st in kf.stages if st.kind == "map"}
     out = []
     for st in kf.stages:
         code = numpy_code(st.expr, d.spec.dtype)
@@ -57,7 +73,49 @@ def _function(d: Derivation, kf: KernelFunction) -> PyFunction:
             code = _reducer(st, code)
         out.append(Assign(st.name, code))
     returns = tuple(numpy_code(e, d.spec.dtype) for _, e in kf.outputs)
-    return PyFunction(tuple(out), returns)
+    if into:
+        return _in_place(kf, out, returns, names)
+    return PyFunction(_reuse(kf, out, names), returns)
+
+
+def _reuse(kf: KernelFunction, stages: list[Assign], arrays: set[str]) -> tuple[Assign, ...]:
+    """A map stage ``numpy.exp(<new array>)`` computed in that new array (one array
+    fewer)."""
+    out: list[Assign] = []
+    for st, a in zip(kf.stages, stages):
+        found = inplace.unary_on_new(a.code, arrays) if st.kind == "map" else None
+        if found is None:
+            out.append(a)
+        else:
+            func, arg = found
+            out += [Assign(a.target, arg), Assign("", f"{func}({a.target}, out={a.target})")]
+    return tuple(out)
+
+
+def _in_place(kf: KernelFunction, stages: list[Assign], returns: tuple[str, ...],
+              arrays: set[str]) -> PyFunction:
+    """The first result computed into ``_out`` (:mod:`.inplace`).
+
+    When it is the last map stage and one ufunc call writes it, the first map stage
+    before it is computed in ``_out`` too (softmax's e, as hand-written NumPy does: ``out
+    = exp(x - m); out *= 1/Z``): the stages between only read it, and the one call reads
+    it elementwise as it writes, so no array of the result's size is allocated.
+    """
+    if not stages or returns[0] != stages[-1].target or kf.stages[-1].kind != "map":
+        return PyFunction(_reuse(kf, stages, arrays), returns,
+                          tuple(inplace.into(returns[0], OUT, arrays)))
+    *stages, last = stages
+    one = inplace.single(last.code, OUT, arrays)
+    if one is None:
+        return PyFunction(tuple(stages), returns, (*inplace.into(last.code, OUT, arrays),
+                                                   f"{last.target} = {OUT}"))
+    early = next((k for k, st in enumerate(kf.stages[:-1]) if st.kind == "map"), None)
+    if early is not None:
+        target = stages[early].target
+        steps = inplace.into(stages[early].code, OUT, arrays)
+        stages[early:early + 1] = [*(Assign("", step) for step in steps),
+                                   Assign(target, OUT)]
+    return PyFunction(tuple(stages), returns, (f"{last.target} = {one}",))
 
 
 def _common(d: Derivation) -> dict:
@@ -102,21 +160,27 @@ def vector_context(d: Derivation) -> dict:
     ctx = {
         **_common(d),
         "rank": list(range(rank)),
-        "forward": _function(d, forward),
+        "forward": _function(d, forward, into=True),
         "parts": _function(d, parts),
-        "outer": numpy_code(outer, d.spec.dtype, names) if rank else "",
-        "jvp": _function(d, jvp),
-        "vjp": _function(d, vjp),
+        "outer": _outer(numpy_code(outer, d.spec.dtype, names)) if rank else "",
+        "jvp": _function(d, jvp, into=True, arrays=("_v",)),
+        "vjp": _function(d, vjp, into=True, arrays=("_u",)),
         "backward": None,
         "accurate": acc is not None,
     }
     if plan.backward is not None:
         back = backward_function(plan, {**arg, "g": "_g"})
-        ctx["backward"] = _function(d, back)
+        ctx["backward"] = _function(d, back, into=True, arrays=("y", "_g"))
         exprs += [e for _, e in back.outputs] + [st.expr for st in back.stages]
     ctx["helpers"] = helpers_used(exprs) + (["erf"] if any(
         sp.sympify(e).has(sp.erf, sp.erfc) for e in exprs) else [])
     return ctx
+
+
+def _outer(code: str) -> str:
+    """The off-diagonal part of J written into ``jac`` by its last ufunc call (the
+    operands, one row or column each, are small)."""
+    return inplace.single(code, "jac", set()) or f"jac[...] = {code}"
 
 
 def scalar_context(d: Derivation) -> dict:
