@@ -311,6 +311,267 @@ static void forward_into(const double *x, double *y)
     }
 }
 
+
+/* ROWS rows at once: each map is one loop over ROWS * N entries, so that the exponential
+ * runs in whole vectors; reductions run row by row in the lanes of forward_into (same
+ * result). */
+#define ROWS 8
+static void forward_rows(const double *x, double *y)
+{
+    size_t k, row;
+    double e[ROWS * N];
+    double m[ROWS];
+    double m_rows[ROWS * N];
+    double Z[ROWS];
+    double Z_rows[ROWS * N];
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = x[row * N + 0];
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    {
+                        const double candidate = x[row * N + k + l];
+                        lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                    }
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                {
+                    const double candidate = x[row * N + k + l];
+                    lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                }
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    {
+                        const double candidate = lane[l + w][row];
+                        lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                    }
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            m[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            m_rows[row * N + k] = m[row];
+        }
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        e[k] = symjac_exp(symjac_shifted(x[k], m_rows[k]));
+    }
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = 0.0;
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += e[row * N + k + l];
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] += e[row * N + k + l];
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += lane[l + w][row];
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            Z[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            Z_rows[row * N + k] = Z[row];
+        }
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        y[k] = e[k]*symjac_recip(Z_rows[k]);
+    }
+
+}
+
+/* jacobian_parts for ROWS rows at once (the same result per row): dg, a_r and b_r of row
+ * r at offset r * N. */
+static void jacobian_parts_rows(const double *x, double *dg, double *a0, double *b0)
+{
+    size_t k, row;
+    double e[ROWS * N];
+    double y[ROWS * N];
+    double q[ROWS * N];
+    double m[ROWS];
+    double m_rows[ROWS * N];
+    double c[ROWS];
+    double c_rows[ROWS * N];
+    double rest[ROWS];
+    double rest_rows[ROWS * N];
+    double Z[ROWS];
+    double Z_rows[ROWS * N];
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = x[row * N + 0];
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    {
+                        const double candidate = x[row * N + k + l];
+                        lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                    }
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                {
+                    const double candidate = x[row * N + k + l];
+                    lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                }
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    {
+                        const double candidate = lane[l + w][row];
+                        lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                    }
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            m[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            m_rows[row * N + k] = m[row];
+        }
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        e[k] = symjac_exp(symjac_shifted(x[k], m_rows[k]));
+    }
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = 0.0;
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += ((m[row] == x[row * N + k + l]) ? (e[row * N + k + l]) : (0));
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] += ((m[row] == x[row * N + k + l]) ? (e[row * N + k + l]) : (0));
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += lane[l + w][row];
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            c[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            c_rows[row * N + k] = c[row];
+        }
+    }
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = 0.0;
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += ((m[row] == x[row * N + k + l]) ? (0) : (e[row * N + k + l]));
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] += ((m[row] == x[row * N + k + l]) ? (0) : (e[row * N + k + l]));
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += lane[l + w][row];
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            rest[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            rest_rows[row * N + k] = rest[row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        Z[row] = c[row] + rest[row];
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            Z_rows[row * N + k] = Z[row];
+        }
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        y[k] = e[k]*symjac_recip(Z_rows[k]);
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        q[k] = c_rows[k] - e[k];
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        dg[k] = e[k]*(q[k] + rest_rows[k])*(symjac_recip(Z_rows[k])*symjac_recip(Z_rows[k]));
+        a0[k] = y[k];
+        b0[k] = y[k];
+    }
+
+}
+
 /*
  * dg[i] = J_ii and, per rank-one term r, a_r and b_r
  * (J_ij = sum_r a_r[i] b_r[j] off the diagonal), from x; J_ii to full relative
@@ -396,10 +657,11 @@ void softmax_n5_forward(const double *x, double *y)
     forward_into(x, y);
 }
 
-void softmax_n5_jacobian(const double *x, double *jac)
+/* J from its parts (see jacobian_parts). */
+static void jacobian_fill(const double *dg, const double *a0, const double *b0, double *jac)
 {
-    double dg[N], a0[N], b0[N];
-    jacobian_parts(x, dg, a0, b0);
+    (void)a0;
+    (void)b0;
     /* n <= 15: one statement per entry. */
     jac[0] = dg[0];
     jac[1] = -a0[0]*b0[1];
@@ -426,6 +688,13 @@ void softmax_n5_jacobian(const double *x, double *jac)
     jac[22] = -a0[4]*b0[2];
     jac[23] = -a0[4]*b0[3];
     jac[24] = dg[4];
+}
+
+void softmax_n5_jacobian(const double *x, double *jac)
+{
+    double dg[N], a0[N], b0[N];
+    jacobian_parts(x, dg, a0, b0);
+    jacobian_fill(dg, a0, b0, jac);
 }
 
 void softmax_n5_jvp(const double *x, const double *v, double *out)
@@ -628,8 +897,11 @@ void softmax_n5_backward(const double *y, const double *g, double *out)
 
 void softmax_n5_forward_batch(size_t count, const double *x, double *y)
 {
-    size_t b;
-    for (b = 0; b < count; ++b) {
+    size_t b = 0;
+    for (; b + ROWS <= count; b += ROWS) {
+        forward_rows(x + b * N, y + b * N);
+    }
+    for (; b < count; ++b) {
         forward_into(x + b * N, y + b * N);
     }
 }
@@ -637,7 +909,19 @@ void softmax_n5_forward_batch(size_t count, const double *x, double *y)
 void softmax_n5_jacobian_batch(size_t count, const double *x, double *jac)
 {
     size_t b;
-    for (b = 0; b < count; ++b) {
+    b = 0;
+    {
+        /* The parts of ROWS rows at once, then each row's J from them. */
+        double dg[ROWS * N], a0[ROWS * N], b0[ROWS * N];
+        size_t row;
+        for (; b + ROWS <= count; b += ROWS) {
+            jacobian_parts_rows(x + b * N, dg, a0, b0);
+            for (row = 0; row < ROWS; ++row) {
+                jacobian_fill(dg + row * N, a0 + row * N, b0 + row * N, jac + (b + row) * N * N);
+            }
+        }
+    }
+    for (; b < count; ++b) {
         softmax_n5_jacobian(x + b * N, jac + b * N * N);
     }
 }

@@ -51,40 +51,73 @@ def _store(result, out, shape):
     shape, as NumPy's out= arguments are)."""
     if out is None:
         return numpy.array(numpy.broadcast_to(result, shape), dtype=DTYPE, order="C")
+    _check_out(out, shape)
+    out[...] = result
+    return out
+
+
+def _check_out(out, shape):
     if not isinstance(out, numpy.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
     if out.dtype != DTYPE:
         raise TypeError(f"out must have dtype {numpy.dtype(DTYPE)}, got {out.dtype}")
     if out.shape != shape:
         raise ValueError(f"out must have shape {shape}, got {out.shape}")
-    out[...] = result
+
+
+def _target(out, shape, *inputs):
+    """The array a result of ``shape`` is computed in: ``out`` (checked as NumPy checks
+    out=), or a new one when there is none or it overlaps an input."""
+    if out is not None:
+        _check_out(out, shape)
+        if not any(isinstance(a, numpy.ndarray) and numpy.may_share_memory(out, a)
+                   for a in inputs):
+            return out
+    return numpy.empty(shape, dtype=DTYPE)
+
+
+def _give(result, out, buffer):
+    """``result`` (computed in ``buffer``, or not) in ``out``, or in a new array."""
+    if result is not buffer:
+        buffer[...] = result
+    if out is None or out is buffer:
+        return buffer
+    out[...] = buffer
     return out
 
 
-def _shifted(u, m):
-    """u - m for m the maximum: 0 at the maximum (+inf entries share), -inf if all -inf."""
-    return numpy.where(u == m, numpy.where(m == -numpy.inf, m, 0), u - m)
+
+def _shifted(u, m, out=None):
+    """u - m for m the maximum: 0 at the maximum (+inf entries share), -inf if all -inf.
+    Where m is finite that is the plain difference; the rest is fixed row by row."""
+    d = numpy.subtract(u, m, out=out)
+    if not numpy.isfinite(m).all():
+        d[...] = numpy.where(u == m, numpy.where(m == -numpy.inf, m, 0), d)
+    return d
 
 
 def _recip(z):
     """1/z, and 0 for z = 0 (a shifted sum of masked entries only)."""
-    return numpy.where(z == 0, 0, 1 / numpy.where(z == 0, 1, z))
+    return numpy.where(z == 0, 0, numpy.divide(1, z))
 
 
-def _forward(x):
+def _forward(x, _out):
     m = numpy.max(x, axis=-1, keepdims=True)
-    e = numpy.exp(_shifted(x, m))
-    Z = numpy.sum(e, axis=-1, keepdims=True)
-    y = e*_recip(Z)
+    _shifted(x, m, out=_out)
+    numpy.exp(_out, out=_out)
+    e = _out
+    Z = numpy.einsum("...k->...", e)[..., None]
+    y = numpy.multiply(e, _recip(Z), out=_out)
     return y
 
 
 def _jacobian_parts(x):
     """dg = J_ii (to full relative accuracy) and the rank-one arrays a_r, b_r: J_ij = sum_r a_r[i] b_r[j] off the diagonal."""
     m = numpy.max(x, axis=-1, keepdims=True)
-    e = numpy.exp(_shifted(x, m))
+    e = _shifted(x, m)
+    numpy.exp(e, out=e)
     c = numpy.einsum("...k,...k->...", e, (numpy.equal(m, x)).astype(DTYPE))[..., None]
-    rest = numpy.sum(numpy.where(numpy.equal(m, x), 0, e), axis=-1, keepdims=True)
+    rest = numpy.einsum("...k->...", numpy.where(numpy.equal(m, x), 0, e))[..., None]
     Z = c + rest
     y = e*_recip(Z)
     q = c - e
@@ -98,46 +131,55 @@ def _shape(x):
 def forward(x, out=None):
     """y = f(x), shape (..., N); finite for any finite x."""
     x = _vector("x", x)
+    _out = _target(out, _shape(x), x)
     with numpy.errstate(**_QUIET):
-        return _store(_forward(x), out, _shape(x))
+        return _give(_forward(x, _out), out, _out)
 
 
 def jacobian(x, out=None):
     """J[..., i, j] = d y_i / d x_j, shape (..., N, N); every entry accurate relative to itself."""
     x = _vector("x", x)
     shape = _shape(x)
+    jac = _target(out, shape + (N,), x)
     with numpy.errstate(**_QUIET):
         dg, a0, b0 = (numpy.broadcast_to(a, shape) for a in _jacobian_parts(x))
-        jac = -a0[..., :, None]*b0[..., None, :]
-        jac = numpy.array(numpy.broadcast_to(jac, shape + (N,)), dtype=DTYPE)
+        numpy.multiply(-a0[..., :, None], b0[..., None, :], out=jac)
         numpy.einsum("...ii->...i", jac)[...] = dg
-        return _store(jac, out, shape + (N,))
+        return _give(jac, out, jac)
 
 
 def jvp(x, v, out=None):
     """J v, shape (..., N), without forming J."""
     x = _vector("x", x)
     _v = _vector("v", v)
+    _out = _target(out, numpy.broadcast_shapes(_shape(x), _v.shape), x, _v)
     with numpy.errstate(**_QUIET):
         m = numpy.max(x, axis=-1, keepdims=True)
-        e = numpy.exp(_shifted(x, m))
-        Z = numpy.sum(e, axis=-1, keepdims=True)
+        e = _shifted(x, m)
+        numpy.exp(e, out=e)
+        Z = numpy.einsum("...k->...", e)[..., None]
         y = e*_recip(Z)
-        dot0 = numpy.sum(_v*y, axis=-1, keepdims=True)
-        return _store(y*(_v - dot0), out, numpy.broadcast_shapes(_shape(x), _v.shape))
+        dot0 = numpy.einsum("...k,...k->...", _v, y)[..., None]
+        numpy.subtract(_v, dot0, out=_out)
+        numpy.multiply(y, _out, out=_out)
+        return _give(_out, out, _out)
 
 
 def vjp(x, u, out=None):
     """u^T J, shape (..., N), without forming J."""
     x = _vector("x", x)
     _u = _vector("u", u)
+    _out = _target(out, numpy.broadcast_shapes(_shape(x), _u.shape), x, _u)
     with numpy.errstate(**_QUIET):
         m = numpy.max(x, axis=-1, keepdims=True)
-        e = numpy.exp(_shifted(x, m))
-        Z = numpy.sum(e, axis=-1, keepdims=True)
+        e = _shifted(x, m)
+        numpy.exp(e, out=e)
+        Z = numpy.einsum("...k->...", e)[..., None]
         y = e*_recip(Z)
-        dot0 = numpy.sum(_u*y, axis=-1, keepdims=True)
-        return _store(y*(_u - dot0), out, numpy.broadcast_shapes(_shape(x), _u.shape))
+        dot0 = numpy.einsum("...k,...k->...", _u, y)[..., None]
+        numpy.subtract(_u, dot0, out=_out)
+        numpy.multiply(y, _out, out=_out)
+        return _give(_out, out, _out)
 
 
 def backward(y, g, out=None):
@@ -147,18 +189,22 @@ def backward(y, g, out=None):
     """
     y = _vector("y", y)
     _g = _vector("g", g)
+    _out = _target(out, numpy.broadcast_shapes(_shape(y), _g.shape), y, _g)
     with numpy.errstate(**_QUIET):
-        dot0 = numpy.sum(_g*y, axis=-1, keepdims=True)
-        return _store(y*(_g - dot0), out, numpy.broadcast_shapes(_shape(y), _g.shape))
+        dot0 = numpy.einsum("...k,...k->...", _g, y)[..., None]
+        numpy.subtract(_g, dot0, out=_out)
+        numpy.multiply(y, _out, out=_out)
+        return _give(_out, out, _out)
 
 
 def _second_pieces(x, u):
     """The pieces of the Hessian of u . y: sum_i u_i d2 y_i / dx_j dx_k = delta_jk dd_j + a0_j b0_k + a1_j b1_k."""
     m = numpy.max(x, axis=-1, keepdims=True)
-    e = numpy.exp(_shifted(x, m))
-    Z = numpy.sum(e, axis=-1, keepdims=True)
+    e = _shifted(x, m)
+    numpy.exp(e, out=e)
+    Z = numpy.einsum("...k->...", e)[..., None]
     s = e*_recip(Z)
-    p = numpy.sum(s*u, axis=-1, keepdims=True)
+    p = numpy.einsum("...k,...k->...", s, u)[..., None]
 
     return s*(-p + u), s*(2*p - u), -s, s, s*u,
 
