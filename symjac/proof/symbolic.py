@@ -109,10 +109,13 @@ class Context:
             return _fresh_bounds(rhs, fresh)
 
         for _ in range(4 * len(table) + 2):
-            new = expr.replace(is_defined, value)
-            if new == expr:
-                return new
-            expr = new
+            # each defined atom once, then one rebuild (replace() walks and rebuilds the
+            # whole tree per match, each rebuild asking SymPy's assumptions again)
+            found = {e: value(e) for e in expr.atoms(sp.Indexed, sp.Symbol)
+                     if is_defined(e)}
+            if not found:
+                return expr
+            expr = expr.xreplace(found)
         return expr
 
 
