@@ -192,7 +192,10 @@ class World:
 
     def others(self) -> list[World]:
         """Every other catalog function of the same kind at this size (for "this is the
-        Jacobian of ..."), sharing this world's canonical symbols."""
+        Jacobian of ..."), sharing this world's canonical symbols; built once per world
+        (every shape a code claim is judged in asks for them)."""
+        if "_others" in self.__dict__:
+            return list(self.__dict__["_others"])
         found = []
         for name, fn in catalog.catalog().items():
             if name == self.name or fn.program.scalar_output != self.is_gradient:
@@ -203,6 +206,7 @@ class World:
                 found.append(build_world(fn, self.n, self.canon, proof_n=min(self.n, 3)))
             except SymjacError:
                 continue
+        self.__dict__["_others"] = tuple(found)
         return found
 
     # -- numbers -------------------------------------------------------------------------
