@@ -306,8 +306,9 @@ static void forward_into(const double *x, double *y)
         }
         Z = lane[0];
     }
+    const double recip_Z = symjac_recip(Z);
     for (k = 0; k < N; ++k) {
-        y[k] = e[k]*symjac_recip(Z);
+        y[k] = e[k]*recip_Z;
     }
 }
 
@@ -323,7 +324,8 @@ static void forward_rows(const double *x, double *y)
     double m[ROWS];
     double m_rows[ROWS * N];
     double Z[ROWS];
-    double Z_rows[ROWS * N];
+    double recip_Z[ROWS];
+    double recip_Z_rows[ROWS * N];
     {
         double lane[LANES][ROWS];
         size_t l, w;
@@ -404,12 +406,15 @@ static void forward_rows(const double *x, double *y)
         }
     }
     for (row = 0; row < ROWS; ++row) {
+        recip_Z[row] = symjac_recip(Z[row]);
+    }
+    for (row = 0; row < ROWS; ++row) {
         for (k = 0; k < N; ++k) {
-            Z_rows[row * N + k] = Z[row];
+            recip_Z_rows[row * N + k] = recip_Z[row];
         }
     }
     for (k = 0; k < ROWS * N; ++k) {
-        y[k] = e[k]*symjac_recip(Z_rows[k]);
+        y[k] = e[k]*recip_Z_rows[k];
     }
 
 }
@@ -429,7 +434,8 @@ static void jacobian_parts_rows(const double *x, double *dg, double *a0, double 
     double rest[ROWS];
     double rest_rows[ROWS * N];
     double Z[ROWS];
-    double Z_rows[ROWS * N];
+    double recip_Z[ROWS];
+    double recip_Z_rows[ROWS * N];
     {
         double lane[LANES][ROWS];
         size_t l, w;
@@ -554,18 +560,21 @@ static void jacobian_parts_rows(const double *x, double *dg, double *a0, double 
         Z[row] = c[row] + rest[row];
     }
     for (row = 0; row < ROWS; ++row) {
+        recip_Z[row] = symjac_recip(Z[row]);
+    }
+    for (row = 0; row < ROWS; ++row) {
         for (k = 0; k < N; ++k) {
-            Z_rows[row * N + k] = Z[row];
+            recip_Z_rows[row * N + k] = recip_Z[row];
         }
     }
     for (k = 0; k < ROWS * N; ++k) {
-        y[k] = e[k]*symjac_recip(Z_rows[k]);
+        y[k] = e[k]*recip_Z_rows[k];
     }
     for (k = 0; k < ROWS * N; ++k) {
         q[k] = c_rows[k] - e[k];
     }
     for (k = 0; k < ROWS * N; ++k) {
-        dg[k] = e[k]*(q[k] + rest_rows[k])*(symjac_recip(Z_rows[k])*symjac_recip(Z_rows[k]));
+        dg[k] = e[k]*(recip_Z_rows[k]*recip_Z_rows[k])*(q[k] + rest_rows[k]);
         a0[k] = y[k];
         b0[k] = y[k];
     }
@@ -639,14 +648,15 @@ static void jacobian_parts(const double *x, double *dg, double *a0, double *b0)
         rest = lane_rest[0];
     }
     const double Z = c + rest;
+    const double recip_Z = symjac_recip(Z);
     for (k = 0; k < N; ++k) {
-        y[k] = e[k]*symjac_recip(Z);
+        y[k] = e[k]*recip_Z;
     }
     for (k = 0; k < N; ++k) {
         q[k] = c - e[k];
     }
     for (k = 0; k < N; ++k) {
-        dg[k] = e[k]*(q[k] + rest)*(symjac_recip(Z)*symjac_recip(Z));
+        dg[k] = e[k]*(recip_Z*recip_Z)*(q[k] + rest);
         a0[k] = y[k];
         b0[k] = y[k];
     }
@@ -751,8 +761,9 @@ void softmax_n5_jvp(const double *x, const double *v, double *out)
         }
         Z = lane[0];
     }
+    const double recip_Z = symjac_recip(Z);
     for (k = 0; k < N; ++k) {
-        y[k] = e[k]*symjac_recip(Z);
+        y[k] = e[k]*recip_Z;
     }
     double dot0;
     {
@@ -835,8 +846,9 @@ void softmax_n5_vjp(const double *x, const double *u, double *out)
         }
         Z = lane[0];
     }
+    const double recip_Z = symjac_recip(Z);
     for (k = 0; k < N; ++k) {
-        y[k] = e[k]*symjac_recip(Z);
+        y[k] = e[k]*recip_Z;
     }
     double dot0;
     {
@@ -1009,8 +1021,9 @@ static void second_pieces(const double *x, const double *u, double *dd, double *
         }
         Z = lane[0];
     }
+    const double recip_Z = symjac_recip(Z);
     for (k = 0; k < N; ++k) {
-        s[k] = e[k]*symjac_recip(Z);
+        s[k] = e[k]*recip_Z;
     }
     double p;
     {

@@ -107,7 +107,8 @@ def _forward(x, _out):
     numpy.exp(_out, out=_out)
     e = _out
     Z = numpy.einsum("...k->...", e)[..., None]
-    y = numpy.multiply(e, _recip(Z), out=_out)
+    recip_Z = _recip(Z)
+    y = numpy.multiply(e, recip_Z, out=_out)
     return y
 
 
@@ -119,9 +120,10 @@ def _jacobian_parts(x):
     c = numpy.einsum("...k,...k->...", e, (numpy.equal(m, x)).astype(DTYPE))[..., None]
     rest = numpy.einsum("...k->...", numpy.where(numpy.equal(m, x), 0, e))[..., None]
     Z = c + rest
-    y = e*_recip(Z)
+    recip_Z = _recip(Z)
+    y = e*recip_Z
     q = c - e
-    return e*(q + rest)*(_recip(Z)*_recip(Z)), y, y
+    return e*(recip_Z*recip_Z)*(q + rest), y, y
 
 
 def _shape(x):
@@ -158,7 +160,8 @@ def jvp(x, v, out=None):
         e = _shifted(x, m)
         numpy.exp(e, out=e)
         Z = numpy.einsum("...k->...", e)[..., None]
-        y = e*_recip(Z)
+        recip_Z = _recip(Z)
+        y = e*recip_Z
         dot0 = numpy.einsum("...k,...k->...", _v, y)[..., None]
         numpy.subtract(_v, dot0, out=_out)
         numpy.multiply(y, _out, out=_out)
@@ -175,7 +178,8 @@ def vjp(x, u, out=None):
         e = _shifted(x, m)
         numpy.exp(e, out=e)
         Z = numpy.einsum("...k->...", e)[..., None]
-        y = e*_recip(Z)
+        recip_Z = _recip(Z)
+        y = e*recip_Z
         dot0 = numpy.einsum("...k,...k->...", _u, y)[..., None]
         numpy.subtract(_u, dot0, out=_out)
         numpy.multiply(y, _out, out=_out)
@@ -203,7 +207,8 @@ def _second_pieces(x, u):
     e = _shifted(x, m)
     numpy.exp(e, out=e)
     Z = numpy.einsum("...k->...", e)[..., None]
-    s = e*_recip(Z)
+    recip_Z = _recip(Z)
+    s = e*recip_Z
     p = numpy.einsum("...k,...k->...", s, u)[..., None]
 
     return s*(-p + u), s*(2*p - u), -s, s, s*u,

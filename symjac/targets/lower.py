@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..engine.kernels import KernelPlan, KStage
+from ..engine.kernels import RESERVED, KernelPlan, KStage
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,74 @@ def function(plan: KernelPlan, outputs: list[tuple[str, sp.Expr]],
     if splits:
         program = _split(program, extra, splits)
     stages = needed(tuple(program), [e for _, e in outputs])
-    return KernelFunction(stages, tuple(outputs))
+    return hoisted(stages, tuple(outputs), plan.params)
+
+
+def hoisted(stages: tuple[KStage, ...], outputs: tuple[tuple[str, sp.Expr], ...],
+            params=()) -> KernelFunction:
+    """The kernel with each function call on scalars only (``log(Z)``, ``1/sqrt(v + eps)``)
+    that sits in a loop over k (a map, a reduction, an output array) computed once before
+    it, as a let: the same operation on the same operands, so the same value, without a
+    libm call per entry (a compiler may not move ``log`` out of a loop: it can set errno)."""
+    scalars = {st.symbol for st in stages if st.kind in ("reduce", "let")}
+    scalars |= {p.symbol for p in params if not p.vector}
+    taken = {st.name for st in stages} | {p.name for p in params} | RESERVED
+    found: dict[sp.Expr, sp.Symbol] = {}  # computed once, reused by every later loop
+    out: list[KStage] = []
+
+    def lifted(expr: sp.Expr) -> sp.Expr:
+        for e in _invariant_calls(expr, scalars):
+            if e not in found:
+                name = _fresh(_describe(e), taken)
+                found[e] = sp.Symbol(name, real=True)
+                out.append(KStage(name, found[e], "let", e))
+        return sp.sympify(expr).xreplace(found) if found else expr
+
+    for st in stages:
+        if st.kind not in ("map", "reduce"):
+            out.append(st)
+            continue
+        new = lifted(st.expr)
+        out.append(st if new == st.expr else KStage(st.name, st.symbol, st.kind, new, st.op))
+    results = tuple((name, lifted(expr)) for name, expr in outputs)
+    return KernelFunction(tuple(out), results)
+
+
+def _describe(call: sp.Expr) -> str:
+    """A readable name for a hoisted call: ``recip_Z``, ``log_Z``, ``rsqrt_eps_v``."""
+    if isinstance(call, sp.Pow):
+        head = {sp.Rational(1, 2): "sqrt", sp.Rational(-1, 2): "rsqrt"}.get(call.exp, "pow")
+    else:
+        head = call.func.__name__.lower()
+    tail = "_".join(sorted(sym.name.strip("_") for sym in call.free_symbols))
+    name = f"{head}_{tail}" if tail else head
+    return name if name.isidentifier() and len(name) <= 24 else head
+
+
+def _fresh(base: str, taken: set[str]) -> str:
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}{k}", k + 1
+    taken.add(name)
+    return name
+
+
+def _invariant_calls(expr: sp.Expr, scalars: set[sp.Symbol]) -> list[sp.Expr]:
+    """The largest function calls and fractional powers in ``expr`` whose arguments are
+    scalars only (not the loop's k), outermost first."""
+    found: list[sp.Expr] = []
+
+    def visit(e: sp.Basic) -> None:
+        call = isinstance(e, sp.Function) or (isinstance(e, sp.Pow)
+                                              and not e.exp.is_Integer)
+        if call and e.free_symbols and e.free_symbols <= scalars:
+            found.append(e)
+            return
+        for a in e.args:
+            visit(a)
+
+    visit(sp.sympify(expr))
+    return found
 
 
 def _split(program: list[KStage], extra: tuple[KStage, ...], splits: dict[str, sp.Expr]
