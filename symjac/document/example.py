@@ -16,6 +16,7 @@ import functools
 from dataclasses import dataclass
 
 import mpmath
+import numpy as np
 import sympy as sp
 
 from ..errors import CheckFailed
@@ -23,6 +24,51 @@ from ..lang.functions import relu, sigmoid, softplus
 from .subject import Subject
 
 DPS = 30
+DOUBLE_MAX = mpmath.mpf("1.7976931348623157e308")
+
+
+class OutOfRange(Exception):
+    """A value of the worked example beyond the double range (its text says which)."""
+
+
+def bounded(what: str, values) -> None:
+    """Raise :class:`OutOfRange` when a value is not finite or beyond the double range
+    (checked after every stage, so mpmath never works on numbers with astronomically
+    large exponents, nor prints one)."""
+    for v in values if isinstance(values, list) else [values]:
+        if not mpmath.isfinite(v) or abs(v) > DOUBLE_MAX:
+            size = f"about {_magnitude(v)}" if mpmath.isfinite(v) else str(v)
+            raise OutOfRange(f"{what} reaches {size}")
+
+
+def _magnitude(v) -> str:
+    """10^E for a huge v, without printing all its digits."""
+    exponent = mpmath.log10(abs(v))
+    if exponent < 10**15:
+        return f"$10^{{{int(exponent)}}}$"
+    return f"$10^{{10^{{{int(mpmath.log10(exponent))}}}}}$"
+
+
+def _float_pass(what: str, expr: sp.Expr, names: tuple, args: list) -> None:
+    """The stage in doubles first: a value beyond their range is reported before mpmath
+    works on it (exp(exp(exp(exp(x)))) has an exponent of thousands of digits at x = 2.3,
+    and one more exp would not fit in memory). A stage the float functions cannot
+    evaluate is left to mpmath."""
+    try:
+        f = _float_function(expr, names)
+        with np.errstate(all="ignore"):
+            out = np.asarray(f(*[np.asarray([float(v) for v in a], dtype=float)
+                                 if isinstance(a, list) else float(a) for a in args]),
+                             dtype=float)
+    except Exception:  # noqa: BLE001 - only a shortcut: mpmath decides
+        return
+    if not np.all(np.isfinite(out)):
+        raise OutOfRange(f"{what} overflows a double")
+
+
+@functools.lru_cache(maxsize=1024)
+def _float_function(expr: sp.Expr, names: tuple):
+    return sp.lambdify(list(names), _plain(expr), modules="numpy")
 TOLERANCE = mpmath.mpf(10) ** -20
 SEED = ("0.25", "-1", "2.3", "-0.2", "1")
 
@@ -95,6 +141,8 @@ def evaluate(s: Subject, n: int, xs: list | None = None) -> Example:
                                            s.jacobian.scalars]
         for st in order:
             names = sorted(_args(st.expr, values), key=str)
+            what = f"${getattr(st, 'name', st.symbol)}$"
+            _float_pass(what, st.expr, tuple(names), [values[a] for a in names])
             f = _stage_function(st.expr, tuple(names))
             if st.kind == "map":
                 values[st.symbol] = [f(*[_pick(values[a], k) for a in names])
@@ -107,6 +155,7 @@ def evaluate(s: Subject, n: int, xs: list | None = None) -> Example:
                                      (max(terms) if op == "max" else min(terms)))
             else:
                 values[st.symbol] = f(*[values[a] for a in names])
+            bounded(what, values[st.symbol])
     return Example(n, tuple(xs), params, values)
 
 

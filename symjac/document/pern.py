@@ -105,8 +105,28 @@ def matrix_at_n(w: Writer, s: Subject, layout: str, n: int, proof) -> None:
 
 def worked_example(w: Writer, s: Subject, layout: str, n: int) -> None:
     """The numbers at a point, checked against SymPy's derivative, and the picture."""
-    ex = ex_mod.evaluate(s, n)
     p = s.program
+    rows = 1 if s.scalar_output else n
+    shown = {(r, c) for r in (_shown(rows) if rows > 1 else [0]) for c in _shown(n)
+             if r is not None and c is not None}
+    size = min(n, PICTURE_MAX)
+    picture = {(r, c) for r in range(min(rows, PICTURE_MAX)) for c in range(size)}
+    try:
+        ex = ex_mod.evaluate(s, n)
+        _, closed = entry_claim(s, "numerator")
+        value = _entry_values(s, closed, ex)
+        numbers = {rc: value(*rc) for rc in sorted(shown | picture)}
+        ex_mod.bounded("the entries of J" if not s.scalar_output else "the gradient",
+                       list(numbers.values()))
+        worst = ex_mod.check_entries(s, ex, {rc: numbers[rc] for rc in shown})
+    except ex_mod.OutOfRange as why:
+        w.section("A worked example")
+        xs = ", ".join(_num(v) for v in _elide(ex_mod.point(n)))
+        w.para(f"At the example point $x = ({xs})$, {why} (a double holds at most about "
+               "$1.8 \\cdot 10^{308}$): the kernels give $\\pm\\infty$ or NaN there and no "
+               "picture can show it, so no worked example is given. The derivation above "
+               "does not depend on it.")
+        return
     w.section("A worked example")
     xs = ", ".join(_num(v) for v in _elide(list(ex.x)))
     w.para(f"Take $x = ({xs})$" + _params(s, ex) + ". From the definition, at 30 digits:")
@@ -114,22 +134,12 @@ def worked_example(w: Writer, s: Subject, layout: str, n: int) -> None:
     for st in p.stages:
         value = ex.values[st.symbol]
         if isinstance(value, list):
-            shown = ", ".join(_num(v) if v is not None else r"\dots"
-                              for v in _elide(value))
-            lines.append(f"{symbol_tex(st.name)} &= ({shown})")
+            entries = ", ".join(_num(v) if v is not None else r"\dots"
+                                for v in _elide(value))
+            lines.append(f"{symbol_tex(st.name)} &= ({entries})")
         else:
             lines.append(f"{symbol_tex(st.name)} &= {_num(value)}")
     w.show(lines)
-    _, closed = entry_claim(s, "numerator")
-    value = _entry_values(s, closed, ex)
-
-    rows = 1 if s.scalar_output else n
-    shown = {(r, c) for r in (_shown(rows) if rows > 1 else [0]) for c in _shown(n)
-             if r is not None and c is not None}
-    size = min(n, PICTURE_MAX)
-    picture = {(r, c) for r in range(min(rows, PICTURE_MAX)) for c in range(size)}
-    numbers = {rc: value(*rc) for rc in sorted(shown | picture)}
-    worst = ex_mod.check_entries(s, ex, {rc: numbers[rc] for rc in shown})
 
     def cell(r: int, c: int) -> str:
         rr, cc = (c, r) if layout == "denominator" and not s.scalar_output else (r, c)

@@ -155,6 +155,8 @@ class _Builder:
         symbol = sp.Symbol(decl.name, real=True, positive=True) if decl.positive else (
             sp.Symbol(decl.name, real=True))
         default = None if decl.default is None else _rational(decl.default)
+        if default is not None:
+            self._representable(default, decl.pos)
         self.params.append(Param(decl.name, symbol, decl.vector, decl.shared, decl.positive,
                                  default, decl.pos.line))
         self.names[decl.name] = (symbol, decl.vector, decl.pos.line)
@@ -172,10 +174,22 @@ class _Builder:
                 self.names[st.target] = (symbol, False, st.pos.line)
                 return
         value, vector = self.build(node)
+        self._representable(value, st.expr.pos)
         symbol = self._symbol(st.target, value, vector)
         self.stages.append(Stage(st.target, symbol, "map" if vector else "let", value,
                                  line=st.pos.line, column=st.pos.column))
         self.names[st.target] = (symbol, vector, st.pos.line)
+
+    def _representable(self, value: sp.Expr, pos: syntax.Pos) -> None:
+        """Refuse a constant the kernels cannot hold: beyond the double range it would be
+        inf (and C's -Werror refuses the literal), below it 0."""
+        for c in sorted(sp.sympify(value).atoms(sp.Rational), key=abs):
+            if abs(c) > DOUBLE_MAX:
+                raise self.fail(f"the constant {_short(c)} is beyond the range of a double "
+                                "(about 1.8e308): a kernel cannot hold it", pos)
+            if c != 0 and abs(c) < DOUBLE_TINY:
+                raise self.fail(f"the constant {_short(c)} is below the range of a double "
+                                "(about 4.9e-324): a kernel would round it to 0", pos)
 
     def _symbol(self, name: str, value: sp.Expr, vector: bool) -> sp.Symbol:
         """A symbol for a new quantity, positive when SymPy can tell (``e^x``, sums of them)."""
@@ -314,6 +328,16 @@ def _is_reduction(node: syntax.Call) -> bool:
 def _reduced(op: str, arg: sp.Expr, n: sp.Symbol) -> sp.Expr:
     """A stand-in with the sign of the reduction, for deciding the symbol's assumptions."""
     return n * arg if op in ("sum",) else arg
+
+
+DOUBLE_MAX = sp.Rational(Fraction(1.7976931348623157e308))
+DOUBLE_TINY = sp.Rational(Fraction(5e-324)) / 2  # below this a double literal is 0
+
+
+def _short(c: sp.Rational) -> str:
+    """A constant as a user reads it: its exact form when short, else about 1.2e+400."""
+    text = str(c)
+    return text if len(text) <= 24 else "about " + str(sp.Float(c, 3)).lower().replace("e+", "e")
 
 
 def _rational(value: Fraction) -> sp.Rational:
