@@ -86,3 +86,4 @@ def test_a_function_within_range_keeps_its_worked_example(tmp_path):
     assert proc.returncode == 0, proc.stderr
     tex = (tmp_path / "out" / "f_n4.tex").read_text()
     assert "Take $x = (" in tex and "no worked example" not in tex
+

@@ -20,11 +20,13 @@ import numpy as np
 import sympy as sp
 
 from ..errors import CheckFailed
+from ..explicit.numbers import MAGNITUDE
 from ..lang.functions import relu, sigmoid, softplus
 from .subject import Subject
 
 DPS = 30
-DOUBLE_MAX = mpmath.mpf("1.7976931348623157e308")
+TOLERANCE = mpmath.mpf(10) ** -20
+SEED = ("0.25", "-1", "2.3", "-0.2", "1")
 
 
 class OutOfRange(Exception):
@@ -32,11 +34,9 @@ class OutOfRange(Exception):
 
 
 def bounded(what: str, values) -> None:
-    """Raise :class:`OutOfRange` when a value is not finite or beyond the double range
-    (checked after every stage, so mpmath never works on numbers with astronomically
-    large exponents, nor prints one)."""
+    """Raise :class:`OutOfRange` when a value is not finite or beyond the double range."""
     for v in values if isinstance(values, list) else [values]:
-        if not mpmath.isfinite(v) or abs(v) > DOUBLE_MAX:
+        if not mpmath.isfinite(v) or abs(v) > MAGNITUDE:
             size = f"about {_magnitude(v)}" if mpmath.isfinite(v) else str(v)
             raise OutOfRange(f"{what} reaches {size}")
 
@@ -49,28 +49,27 @@ def _magnitude(v) -> str:
     return f"$10^{{10^{{{int(mpmath.log10(exponent))}}}}}$"
 
 
-def _float_pass(what: str, expr: sp.Expr, names: tuple, args: list) -> None:
-    """The stage in doubles first: a value beyond their range is reported before mpmath
-    works on it (exp(exp(exp(exp(x)))) has an exponent of thousands of digits at x = 2.3,
-    and one more exp would not fit in memory). A stage the float functions cannot
-    evaluate is left to mpmath."""
+def _guard(what: str, expr: sp.Expr, names: tuple, args: list) -> None:
+    """Stop before mpmath works on a value beyond the double range (exp(exp(exp(exp(x))))
+    at x = 2.3 has an exponent of thousands of digits; one more exp does not fit in
+    memory): the stage in doubles first, which is fast. An overflow there, of the value
+    or of a step towards it, ends the example; a stage the float functions cannot
+    evaluate is left to mpmath and :func:`bounded`."""
     try:
         f = _float_function(expr, names)
         with np.errstate(all="ignore"):
-            out = np.asarray(f(*[np.asarray([float(v) for v in a], dtype=float)
+            out = np.asarray(f(*[np.asarray([float(v) for v in a])
                                  if isinstance(a, list) else float(a) for a in args]),
                              dtype=float)
-    except Exception:  # noqa: BLE001 - only a shortcut: mpmath decides
+    except (TypeError, ValueError, NameError, OverflowError):
         return
     if not np.all(np.isfinite(out)):
-        raise OutOfRange(f"{what} overflows a double")
+        raise OutOfRange(f"evaluating ${what}$ overflows a double")
 
 
 @functools.lru_cache(maxsize=1024)
 def _float_function(expr: sp.Expr, names: tuple):
     return sp.lambdify(list(names), _plain(expr), modules="numpy")
-TOLERANCE = mpmath.mpf(10) ** -20
-SEED = ("0.25", "-1", "2.3", "-0.2", "1")
 
 
 def point(n: int) -> list[sp.Rational]:
@@ -141,8 +140,8 @@ def evaluate(s: Subject, n: int, xs: list | None = None) -> Example:
                                            s.jacobian.scalars]
         for st in order:
             names = sorted(_args(st.expr, values), key=str)
-            what = f"${getattr(st, 'name', st.symbol)}$"
-            _float_pass(what, st.expr, tuple(names), [values[a] for a in names])
+            name = getattr(st, "name", st.symbol)
+            _guard(name, st.expr, tuple(names), [values[a] for a in names])
             f = _stage_function(st.expr, tuple(names))
             if st.kind == "map":
                 values[st.symbol] = [f(*[_pick(values[a], k) for a in names])
@@ -155,7 +154,7 @@ def evaluate(s: Subject, n: int, xs: list | None = None) -> Example:
                                      (max(terms) if op == "max" else min(terms)))
             else:
                 values[st.symbol] = f(*[values[a] for a in names])
-            bounded(what, values[st.symbol])
+            bounded(f"${name}$", values[st.symbol])
     return Example(n, tuple(xs), params, values)
 
 

@@ -123,9 +123,8 @@ def worked_example(w: Writer, s: Subject, layout: str, n: int) -> None:
         w.section("A worked example")
         xs = ", ".join(_num(v) for v in _elide(ex_mod.point(n)))
         w.para(f"At the example point $x = ({xs})$, {why} (a double holds at most about "
-               "$1.8 \\cdot 10^{308}$): the kernels give $\\pm\\infty$ or NaN there and no "
-               "picture can show it, so no worked example is given. The derivation above "
-               "does not depend on it.")
+               "$1.8 \\cdot 10^{308}$), so no worked example is given: neither its numbers "
+               "nor a picture could be shown. The derivation above does not depend on it.")
         return
     w.section("A worked example")
     xs = ", ".join(_num(v) for v in _elide(list(ex.x)))
