@@ -18,7 +18,9 @@
 extern "C" {
 #endif
 
-/* y = f(x), computed stably for any finite x. */
+/* y = f(x) in the stable form of the document: finite for finite x whose intermediate
+ * values (the exponentials after the shift, the squares of a sum) are within the
+ * double range. */
 void softmax_n5_forward(const double *x, double *y);
 /* jac = J(x), 5x5 row-major; every entry accurate relative to itself, also where y
  * saturates. */

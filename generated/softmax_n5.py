@@ -131,7 +131,9 @@ def _shape(x):
 
 
 def forward(x, out=None):
-    """y = f(x), shape (..., N); finite for any finite x."""
+    """y = f(x), shape (..., N), in the stable form of the document: finite for finite x
+    whose intermediate values (the exponentials after the shift, the squares of a sum) are
+    within the float64 range."""
     x = _vector("x", x)
     _out = _target(out, _shape(x), x)
     with numpy.errstate(**_QUIET):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from .explicit.budget import TIME_LIMIT  # noqa: E402 - (stdlib only: import stays cheap)
+from .budget import TIME_LIMIT  # noqa: E402 - (stdlib only: import stays cheap)
 
 # Public name -> the submodule that defines it, imported when the name is first used.
 _LAZY = {

@@ -10,15 +10,16 @@ One pipeline for catalog entries, function files, inline programs and Python fun
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import catalog, lang, targets
+from .budget import TIME_LIMIT, Deadline, active, stage
 from .derivation import Derivation, Spec, as_size
 from .derivation import derive as derive_spec
 from .errors import SymjacError, quoted, shorten_path
-from .explicit.budget import TIME_LIMIT
 from .files import refuse_read_only, write_atomically
 from .lang import Function
 from .pdf import NO_PDFLATEX, compile_pdf
@@ -104,11 +105,22 @@ def derivation(function: str | Function, n: int | None = None, dtype: str = "flo
                time_limit: float | None = TIME_LIMIT) -> Derivation:
     """Derive and prove ``function`` at size ``n`` without writing anything.
 
-    ``time_limit``: seconds a :func:`symjac.custom` function's derivation may take (None:
-    no limit); past it, one line and nothing derived.
+    ``time_limit``: seconds the derivation may take (None: no limit); past it, one line
+    (:class:`symjac.budget.TimeLimitReached`) and nothing derived.
     """
     fn = resolve(function, custom=True)
-    return derive_spec(Spec(fn, _size(fn, n), dtype), time_limit)
+    spec = Spec(fn, _size(fn, n), dtype)
+    with _job(f"{fn.name} (n = {spec.n})", time_limit):
+        return derive_spec(spec, time_limit)
+
+
+def _job(name: str, time_limit: float | None):
+    """The time limit of one job: every stage in the block (deriving, proving, rendering,
+    compiling the PDF) together, stopped with one line at the limit, before any file is
+    written (:mod:`symjac.budget`)."""
+    if active() is not None:  # (a derivation inside a derive job: the job's limit holds)
+        return contextlib.nullcontext()
+    return Deadline(name, time_limit).enforced()
 
 
 def _size(fn: Function, n: object) -> int:
@@ -140,10 +152,11 @@ def derive(
     """Derive, prove and write ``function`` at size ``n`` into ``out_dir``.
 
     ``function`` is a catalog name, a function file, :func:`symjac.function` text, or a
-    :func:`symjac.custom` function (whose size is its number of inputs; ``time_limit``
-    bounds its derivation). Everything is rendered (and with ``pdf``, compiled) in memory
-    first; files are written only when every target succeeded, and all at once. A
-    read-only output file is a user error unless ``force`` is given; a replaced file keeps
+    :func:`symjac.custom` function (whose size is its number of inputs). ``time_limit``
+    (seconds, None for no limit) bounds the whole job. Everything is rendered (and with
+    ``pdf``, compiled) in memory first; files are written only when every target
+    succeeded, and all at once. A read-only output file is a user error unless ``force``
+    is given; a replaced file keeps
     its mode.
     """
     chosen = parse_targets(targets)
@@ -151,18 +164,23 @@ def derive(
     _check_layout(layout)
     out_dir = _out_dir(out_dir)
     _check_out_dir(out_dir)
-    d = derivation(function, n, dtype, time_limit=time_limit)
-    texts = render(d, chosen, templates=templates, layout=layout)
-    outputs: dict[Path, str | bytes] = {out_dir / name: text for name, text in texts.items()}
-    tex = next((out_dir / name for name in texts if name.endswith(".tex")), None)
-    if not force:  # before pdflatex runs
-        refuse_read_only([*outputs, *([tex.with_suffix(".pdf")] if pdf and tex else [])])
-    pdf_path, note = None, None
-    if pdf:
-        if tex is None:
-            note = "--pdf needs the latex target; no PDF made"
-        else:
-            pdf_path, note = _add_pdf(outputs, tex)
+    fn = resolve(function, custom=True)
+    size = _size(fn, n)
+    with _job(f"{fn.name} (n = {size})", time_limit):
+        d = derivation(fn, size, dtype, time_limit=time_limit)
+        texts = render(d, chosen, templates=templates, layout=layout)
+        outputs: dict[Path, str | bytes] = {out_dir / name: text for name, text in
+                                            texts.items()}
+        tex = next((out_dir / name for name in texts if name.endswith(".tex")), None)
+        if not force:  # before pdflatex runs
+            refuse_read_only([*outputs, *([tex.with_suffix(".pdf")] if pdf and tex else [])])
+        pdf_path, note = None, None
+        if pdf:
+            if tex is None:
+                note = "--pdf needs the latex target; no PDF made"
+            else:
+                stage("compiling the PDF")
+                pdf_path, note = _add_pdf(outputs, tex)
     written = write_atomically(outputs, force=force)
     return DeriveResult(d, tuple(written[:len(texts)]), pdf_path, note)
 
@@ -207,7 +225,7 @@ class ProveResult:
 
 
 def prove(function: str | Function, *, out: str | Path | None = None, pdf: bool = False,
-          force: bool = False) -> ProveResult:
+          force: bool = False, time_limit: float | None = TIME_LIMIT) -> ProveResult:
     """Write the derivation of ``function``'s Jacobian for arbitrary n, every step checked.
 
     Args:
@@ -216,6 +234,7 @@ def prove(function: str | Function, *, out: str | Path | None = None, pdf: bool 
             file name inside it.
         pdf: also compile it with pdflatex, when on PATH.
         force: replace a read-only file too (it keeps its mode).
+        time_limit: seconds the proof (and the PDF) may take, None for no limit.
     """
     fn = resolve(function)  # an unknown name is reported as such, before its path is used
     path = _proof_path(fn.name, out)
@@ -224,9 +243,13 @@ def prove(function: str | Function, *, out: str | Path | None = None, pdf: bool 
                           f"{shorten_path(path)}")
     if not force:
         refuse_read_only([path, *([path.with_suffix(".pdf")] if pdf else [])])
-    document, tex = _all_n(fn)  # raises before anything is written
-    outputs: dict[Path, str | bytes] = {path: tex}
-    pdf_path, note = _add_pdf(outputs, path) if pdf else (None, None)
+    with _job(f"{fn.name} (all n)", time_limit):
+        document, tex = _all_n(fn)  # raises before anything is written
+        outputs: dict[Path, str | bytes] = {path: tex}
+        pdf_path, note = None, None
+        if pdf:
+            stage("compiling the PDF")
+            pdf_path, note = _add_pdf(outputs, path)
     write_atomically(outputs, force=force)
     return ProveResult(document, path, pdf_path, note)
 

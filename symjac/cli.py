@@ -60,6 +60,12 @@ def _function_of(args: argparse.Namespace) -> Any:
     return function(args.define, args.name, source="--define")
 
 
+def _time_limit_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--time-limit", type=_seconds, default=60.0, metavar="SECONDS",
+                   help=f"stop {what} after this long (default 60) with one line, writing "
+                   "nothing; a run longer than 2 s says on stderr what it is doing")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line and exit status 2 (no usage dump)."""
 
@@ -147,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--layout", default="numerator", metavar="LAYOUT",
                    help="numerator (default: J_ij = dy_i/dx_j) or denominator (its "
                    "transpose) for the documents; the kernels do not depend on it")
+    _time_limit_option(d, "the whole job")
 
     pr = sub.add_parser(
         "prove",
@@ -164,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also compile the .tex with pdflatex, when it is on PATH")
     pr.add_argument("--force", action="store_true",
                     help="replace the output files even when they are read-only")
+    _time_limit_option(pr, "the proof")
 
     v = sub.add_parser(
         "verify",
@@ -221,7 +229,8 @@ def _cmd_prove(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     function = _function_of(args)
-    result = prove(function, out=args.out, pdf=args.pdf, force=args.force)
+    result = prove(function, out=args.out, pdf=args.pdf, force=args.force,
+                   time_limit=args.time_limit)
     steps = plural(len(result.document.steps), "step")
     _say(f"{getattr(function, 'name', function)}: {steps} checked symbolically for general n")
     return _report([result.tex], result.pdf, result.pdf_note, start)
@@ -255,7 +264,8 @@ def _cmd_derive(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = derive(_function_of(args), args.n, targets=args.target, dtype=args.dtype,
                     out_dir=args.out, pdf=args.pdf, force=args.force,
-                    templates=args.templates, layout=args.layout)
+                    templates=args.templates, layout=args.layout,
+                    time_limit=args.time_limit)
     _say(_derive_summary(result.derivation))
     return _report(result.files, result.pdf, result.pdf_note, start)
 

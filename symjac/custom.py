@@ -31,10 +31,10 @@ from sympy.core.relational import Relational
 from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.logic.boolalg import And, BooleanFalse, BooleanTrue, Not, Or
 
+from .budget import TIME_LIMIT, Deadline
 from .derivation import Derivation, Spec
 from .errors import SymjacError
 from .explicit import chain as chain_rule
-from .explicit.budget import TIME_LIMIT, Deadline
 from .explicit.chain import ChainRule, expansion, indexed
 from .explicit.plan import CustomPlan, check_dense, plan
 from .explicit.proof import CustomProof, prove

@@ -22,10 +22,10 @@ from typing import Literal
 
 import sympy as sp
 
+from .budget import TIME_LIMIT, stage
 from .engine.jacobian import DELTA, Jacobian, at, jacobian
 from .engine.kernels import KernelPlan, plan
 from .errors import CheckFailed, SymjacError, quoted
-from .explicit.budget import TIME_LIMIT
 from .lang import Function, Program
 from .lang.entry import index_formula
 from .proof.entries import EntryProof, prove_entries
@@ -92,9 +92,16 @@ class Derivation:
 
     spec: Spec
     jacobian: Jacobian
-    kernels: KernelPlan
+    planned: KernelPlan | None  # None: planned on first use (verify never asks)
     proof: EntryProof | None  # None above N_MAX_ENTRIES
     closed: ClosedForm | None
+
+    @property
+    def kernels(self) -> KernelPlan:
+        """What the generated kernels compute (:func:`symjac.engine.kernels.plan`)."""
+        if self.planned is not None:
+            return self.planned
+        return analyse(self.function)[1]
 
     @property
     def function(self) -> Function:
@@ -136,10 +143,17 @@ class Derivation:
 
 
 @functools.lru_cache(maxsize=64)
+def derivative(function: Function) -> tuple[Jacobian, ClosedForm | None]:
+    """The n-independent derivative of ``function``: J and the catalog's closed form."""
+    jac = jacobian(function.program)
+    return jac, _closed_form(function, jac)
+
+
+@functools.lru_cache(maxsize=64)
 def analyse(function: Function) -> tuple[Jacobian, KernelPlan, ClosedForm | None]:
     """The n-independent results for ``function``: J, the kernel plan, the closed form."""
-    jac = jacobian(function.program)
-    closed = _closed_form(function, jac)
+    jac, closed = derivative(function)
+    stage("planning the kernels")
     return jac, plan(function.program, jac), closed
 
 
@@ -152,9 +166,13 @@ def derive(spec: Spec, time_limit: float | None = TIME_LIMIT) -> Derivation:
     own = getattr(spec.function, "derive", None)
     if own is not None:
         return own(spec, time_limit)
-    jac, kernels, closed = analyse(spec.function)
-    proof = prove_entries(jac, spec.n) if spec.n <= N_MAX_ENTRIES else None
-    return Derivation(spec, jac, kernels, proof, closed)
+    stage("deriving J for all n")
+    jac, closed = derivative(spec.function)
+    proof = None
+    if spec.n <= N_MAX_ENTRIES:
+        stage(f"proving the entries at n = {spec.n}")
+        proof = prove_entries(jac, spec.n)
+    return Derivation(spec, jac, None, proof, closed)
 
 
 def _closed_form(function: Function, jac: Jacobian) -> ClosedForm | None:

@@ -27,11 +27,11 @@ import sympy as sp
 from support import compile_shared
 
 import symjac
+from symjac.budget import Deadline
 from symjac.custom import derive as derive_custom
 from symjac.derivation import Spec
 from symjac.errors import CheckFailed, SymjacError
 from symjac.explicit import chain as chain_rule
-from symjac.explicit.budget import Deadline
 from symjac.explicit.proof import prove
 from symjac.explicit.structure import chain_structure, find_structure
 

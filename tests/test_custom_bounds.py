@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 import signal
+import sys
 import time
 
 import mpmath
@@ -18,7 +19,7 @@ import pytest
 import sympy as sp
 
 import symjac
-from symjac.explicit.budget import Deadline, TimeLimitReached
+from symjac.budget import Deadline, TimeLimitReached
 from symjac.explicit.numbers import NotFinite, evaluate
 from symjac.explicit.plan import COMPILE_COST_MAX, DENSE_MAX_ENTRIES
 from symjac.targets.c import UNROLL_MAX_N
@@ -51,8 +52,11 @@ def one_line(exc: BaseException) -> str:
 # -- the time limit -------------------------------------------------------------------------
 
 
-def test_a_long_derivation_stops_at_its_time_limit_with_progress_on_stderr(capsys):
-    """gauss at n = 32 takes ~10 s here (1024 entries multiplied out and searched)."""
+def test_a_long_derivation_stops_at_its_time_limit_with_progress_on_stderr(capsys,
+                                                                           monkeypatch):
+    """gauss at n = 32 takes ~10 s here (1024 entries multiplied out and searched);
+    stderr is a terminal (progress lines are for people watching)."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     x = symbols(32)
     f = symjac.custom("gauss", gauss_outputs(x), x)
     start = time.perf_counter()
@@ -94,7 +98,7 @@ def test_progress_is_reported_only_for_long_runs(monkeypatch):
     quick = Deadline("quick", 10, stream=stream)
     quick.check("working", 1, 2)
     assert stream.getvalue() == ""
-    monkeypatch.setattr("symjac.explicit.budget.PROGRESS_AFTER", 0.0)
+    monkeypatch.setattr("symjac.budget.PROGRESS_AFTER", 0.0)
     slow = Deadline("slow", None, stream=stream)
     slow.check("differentiating", 3, 7)
     assert stream.getvalue() == "symjac: slow: differentiating (3 of 7) (0 s)\n"

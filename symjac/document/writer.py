@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
+from ..budget import stage
 from ..errors import CheckFailed
 from ..proof.notation import latex
 from ..proof.symbolic import Context, Step, check_step
@@ -29,6 +30,8 @@ class CheckCache:
         key = (id(context), sp.srepr(step.lhs), sp.srepr(step.rhs), step.fixed,
                step.off_diagonal)
         if key not in self.done:
+            stage(f"checking the document's steps ({label})" if label else
+                  "checking the document's steps")
             try:
                 self.done[key] = check_step(step, context, label)
             except CheckFailed as exc:

@@ -7,10 +7,13 @@ that does not; every replacement made is proved equal by the zero test where it 
 * ``1/(1 + e^{-u})`` and ``e^u/(1 + e^u)`` are ``sigmoid(u)`` (the kernels evaluate it
   through ``e^{-|u|}``, finite for every u);
 * ``log(1 + e^u)`` is ``softplus(u)``; ``log(sigmoid(u))`` is ``-softplus(-u)``;
+* ``e^c e^u`` with a number c is ``e^{c + u}`` (e^{799} alone is inf in doubles);
 * ``1 - sigmoid(u)`` is ``sigmoid(-u)`` (1 - y is 0 once y has rounded to 1);
 * ``1 - tanh(u)^2`` is ``sech(u)^2`` (the same cancellation);
 * ``log(1 + u)`` is ``log1p(u)`` and ``e^u - 1`` is ``expm1(u)`` (SymPy's own rewrites,
-  :mod:`sympy.codegen.rewriting`).
+  :mod:`sympy.codegen.rewriting`; the expm1 one without its second try on ``factor()`` of
+  the whole expression, which has no bound: ``e^{x + 800}`` puts 800-digit integers into
+  a polynomial factorisation that ran for hours).
 
 The rules match expression shapes, never function names: a user's ``1/(1 + exp(-x))``
 gets the stable sigmoid as the catalog's ``sigmoid(x)`` does.
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
-from sympy.codegen.rewriting import expm1_opt, log1p_opt
+from sympy.codegen.rewriting import FuncMinusOneOptim, ReplaceOptim, log1p_opt
 
 from ..errors import CheckFailed
 from ..lang.functions import sigmoid, softplus
@@ -72,6 +75,17 @@ def _sigmoid_ratio(e: sp.Expr) -> sp.Expr | None:
     return None
 
 
+def _joined(e: sp.Expr) -> sp.Expr | None:
+    """``e^c e^u`` with a number c (in one product) -> ``e^{c + u}``."""
+    if not isinstance(e, sp.Mul):
+        return None
+    powers = [f for f in e.args if isinstance(f, sp.exp)]
+    if len(powers) < 2 or not any(f.args[0].is_number for f in powers):
+        return None
+    rest = [f for f in e.args if not isinstance(f, sp.exp)]
+    return sp.Mul(*rest) * sp.exp(sp.Add(*(f.args[0] for f in powers)))
+
+
 def _softplus(e: sp.Expr) -> sp.Expr | None:
     """``log(1 + e^u)`` -> ``softplus(u)``; ``log(sigmoid(u))`` -> ``-softplus(-u)``."""
     if not isinstance(e, sp.log):
@@ -105,6 +119,8 @@ def _complement(e: sp.Expr) -> sp.Expr | None:
 
 
 _RULES: tuple[tuple[str, Callable[[sp.Expr], sp.Expr | None], str], ...] = (
+    ("exponent", _joined, "e^c for a constant c > 709 is inf in floating point although "
+     "e^{c + u} need not be; the exponentials of a product are joined into one"),
     ("sigmoid", _sigmoid_ratio, "e^u/(1 + e^u) is inf/inf for u > 709; sigmoid(u) is "
      "evaluated through e^{-|u|}"),
     ("sigmoid", _sigmoid_pow, "1/(1 + e^{-u}) overflows for u < -709; sigmoid(u) is "
@@ -114,6 +130,14 @@ _RULES: tuple[tuple[str, Callable[[sp.Expr], sp.Expr | None], str], ...] = (
     ("complement", _complement, "1 - sigmoid(u) and 1 - tanh(u)^2 are 0 once the value "
      "has rounded to its limit; sigmoid(-u) and sech(u)^2 keep their digits"),
 )
+
+
+_EXPM1 = FuncMinusOneOptim(sp.exp, expm1)
+
+
+def _expm1(expr: sp.Expr) -> sp.Expr:
+    """SymPy's ``expm1_opt`` on the terms as written (see the module docstring)."""
+    return ReplaceOptim.__call__(_EXPM1, expr)
 
 
 def stabilize(expr: sp.Expr, where: str) -> tuple[sp.Expr, list[Rewrite]]:
@@ -140,7 +164,7 @@ def stabilize(expr: sp.Expr, where: str) -> tuple[sp.Expr, list[Rewrite]]:
                 expr, changed = new, True
         for rule, opt, why in (("log1p", log1p_opt, "log(1 + u) loses the digits of a "
                                 "small u; log1p keeps them"),
-                               ("expm1", expm1_opt, "e^u - 1 loses the digits of a small "
+                               ("expm1", _expm1, "e^u - 1 loses the digits of a small "
                                 "u; expm1 keeps them")):
             new = opt(expr)
             function = log1p if rule == "log1p" else expm1

@@ -24,7 +24,7 @@ import sympy as sp
 from sympy.logic.boolalg import Boolean
 from sympy.simplify.cse_main import tree_cse
 
-from .budget import Deadline
+from ..budget import Deadline
 
 SUM_TEMP_MIN = 4
 """A sum of at least this many terms inside an output is made a temporary even where it

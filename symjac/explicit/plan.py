@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from ..budget import Deadline
 from ..errors import SymjacError
 from ..targets.c import UNROLL_MAX_N
-from .budget import Deadline
 from .chain import ChainRule, cse, indexed, needed
 from .structure import DIAGONAL, RANK_ONE, Structure
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import mpmath
 import sympy as sp
 
+from ..budget import Deadline
 from ..errors import CheckFailed
 from ..proof.zero import is_zero
-from .budget import Deadline
 from .chain import ChainRule, expansion
 from .numbers import NotFinite, evaluate
 from .structure import DIAGONAL, RANK_ONE, Structure

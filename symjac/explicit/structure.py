@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from ..budget import Deadline
 from ..proof.zero import quick_zero
-from .budget import Deadline
 from .chain import ChainRule, Named, indexed
 
 DIAGONAL, RANK_ONE, DENSE = "diagonal", "diagonal plus rank one", "dense"

@@ -139,6 +139,8 @@ def _rational_zero(expr: sp.Expr) -> bool:
         if not coeff.is_Rational:
             return False
         powers.setdefault(base, []).append((node, coeff))
+    if expr.has(sp.E):  # e itself is exp(1), an atom of its own in SymPy
+        powers.setdefault(sp.S.One, []).append((sp.E, sp.S.One))
     replace = {}
     for items in powers.values():
         q = sp.ilcm(*[c.q for _, c in items]) if len(items) > 1 else items[0][1].q

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..budget import stage
 from ..render import render as render_template
 
 DEFAULT = ("latex", "numpy", "c")
@@ -113,5 +114,6 @@ def render(d, targets: tuple[str, ...], opts: Options) -> dict[str, str]:
     out: dict[str, str] = {}
     for name in ALL:
         if name in targets:
+            stage(f"writing the {name} target")
             out.update(TARGETS[name](d, opts))
     return out

@@ -24,7 +24,7 @@ import sympy as sp
 
 from .. import catalog
 from ..api import resolve
-from ..derivation import Derivation, Spec, analyse, derive
+from ..derivation import Derivation, Spec, derivative, derive
 from ..engine.jacobian import DELTA, at
 from ..errors import SymjacError
 from ..lang import Function
@@ -203,7 +203,7 @@ class World:
             if [p.vector for p in fn.params] != [p.vector for p in self.program.params]:
                 continue
             try:
-                found.append(build_world(fn, self.n, self.canon, proof_n=min(self.n, 3)))
+                found.append(build_world(fn, self.n, self.canon, proof_n=0))
             except SymjacError:
                 continue
         self.__dict__["_others"] = tuple(found)
@@ -414,8 +414,9 @@ def build_world(function: str | Function, n: int, canon: Canon,
                 target: str = "probability") -> World:
     """Derive ``function`` and write its outputs and J canonically at size n.
 
-    ``proof_n`` (default n) is the size the derivation proves entries at, smaller for the
-    diagnosis candidates. A vector parameter t is free symbols t_k; for a scalar function
+    ``proof_n`` (default n) is the size the derivation proves entries at; 0 for the
+    diagnosis candidates (catalog functions, whose entries ``derive`` proves), none. A
+    vector parameter t is free symbols t_k; for a scalar function
     with ``target="probability"`` the last is 1 minus the others, so that t sums to 1.
     """
     fn = _function(function)
@@ -441,8 +442,11 @@ def build_world(function: str | Function, n: int, canon: Canon,
         values[p.symbol] = value
     if given:
         raise SymjacError(f"{fn.name} has no parameter {', '.join(sorted(given))}")
-    d = derive(Spec(fn, min(proof_n or n, 256)))
-    analyse(fn)
+    if proof_n == 0:  # (a diagnosis candidate: the catalog's J, proved where it is made)
+        jac, closed = derivative(fn)
+        d = Derivation(Spec(fn, n), jac, None, None, closed)
+    else:
+        d = derive(Spec(fn, min(proof_n or n, 256)))
 
     scalars: dict[sp.Symbol, sp.Expr] = {**values, program.n: sp.Integer(n)}
     per_k: dict[sp.Symbol, list[sp.Expr]] = {}

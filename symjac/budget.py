@@ -1,16 +1,20 @@
-"""The wall-clock limit of one custom derivation (``time_limit=``), and its progress lines.
+"""The wall-clock limit of one job (``derive``, ``prove``: ``--time-limit``, ``time_limit=``)
+and its progress lines.
 
-Every loop of the derivation (outputs, temporaries, entries) calls :meth:`Deadline.check`,
-which stops the run with one line once the limit is reached and, for a run that has
-taken more than :data:`PROGRESS_AFTER` seconds, says on stderr what it is doing. A single
-SymPy call cannot be asked in the middle, so in the main thread a timer also interrupts
-the run at the limit (SIGALRM, only where no one else uses it): the limit holds even
-inside one long call.
+Each stage of the job, and every loop of a long one, calls :meth:`Deadline.check` (or
+:func:`stage`, which reaches the job's deadline without it being passed down), which
+stops the run with one line once the limit is reached and, for a run that has taken more
+than :data:`PROGRESS_AFTER` seconds, says on stderr what it is doing (when stderr is a
+terminal: a pipe or a log gets only the result's one line). A single SymPy call
+cannot be asked in the middle, so in the main thread a timer also interrupts the run at
+the limit (SIGALRM, only where no one else uses it): the limit holds even inside one
+long call. Nothing is written by a job stopped at its limit (files are written last).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import signal
 import sys
@@ -19,10 +23,11 @@ import time
 from collections.abc import Iterator
 from typing import TextIO
 
-from ..errors import SymjacError
+from .errors import SymjacError
 
 TIME_LIMIT = 60.0
-"""Seconds a custom derivation may take by default (as ``symjac verify``'s limit)."""
+"""Seconds a job may take by default (as ``symjac verify``'s limit; the catalog's largest
+job, every target at n = 8192, takes about 20 s)."""
 PROGRESS_AFTER = 2.0
 """A run that is still going after this many seconds reports on stderr."""
 PROGRESS_EVERY = 2.0
@@ -32,7 +37,7 @@ GRACE = 0.25
 
 
 class TimeLimitReached(SymjacError):
-    """The derivation did not finish within its time limit (nothing is written)."""
+    """The job did not finish within its time limit (nothing is written)."""
 
 
 class _Alarm(BaseException):
@@ -72,9 +77,18 @@ class Deadline:
         now = time.perf_counter()
         if self.seconds is not None and now - self.start > self.seconds:
             raise self.reached()
-        if now - self._said >= PROGRESS_EVERY:
-            self._said = now
-            stream = self._stream if self._stream is not None else sys.stderr
+        self._report(now)
+
+    def _report(self, now: float) -> None:
+        """The progress line, when :data:`PROGRESS_EVERY` seconds have passed since the
+        last one (and :data:`PROGRESS_AFTER` since the start)."""
+        if now - self._said < PROGRESS_EVERY:
+            return
+        self._said = now
+        stream = self._stream if self._stream is not None else sys.stderr
+        if self._stream is None and not _terminal(stream):
+            return  # (a log or a pipe gets the one line of the result, as verify's)
+        with contextlib.suppress(OSError, ValueError):  # stderr closed: run on, silently
             print(f"symjac: {self.name}: {self.doing} ({now - self.start:.0f} s"
                   + (f" of at most {self.seconds:g} s)" if self.seconds else ")"),
                   file=stream, flush=True)
@@ -82,11 +96,32 @@ class Deadline:
     def reached(self) -> TimeLimitReached:
         return TimeLimitReached(
             f"{self.name}: stopped at the time limit of {self.seconds:g} s while "
-            f"{self.doing}; give time_limit= more seconds (None: no limit), or fewer inputs")
+            f"{self.doing}; allow more seconds (--time-limit SECONDS; in Python "
+            "time_limit=, None for no limit), or ask for less")
 
     @contextlib.contextmanager
     def enforced(self) -> Iterator[None]:
-        """Run the block under the timer backstop where it can be used (module docstring)."""
+        """Run the block as this deadline's job: :func:`stage` reports to it, and the timer
+        backstop (module docstring) is used where it can be."""
+        token = _ACTIVE.set(self)
+        quiet = threading.Event()
+        ticker = threading.Thread(target=self._tick, args=(quiet,), daemon=True,
+                                  name="symjac-progress")
+        ticker.start()
+        try:
+            with self._timer():
+                yield
+        finally:
+            quiet.set()
+            _ACTIVE.reset(token)
+
+    def _tick(self, quiet: threading.Event) -> None:
+        """Progress lines while one long call runs without reaching :meth:`check`."""
+        while not quiet.wait(0.5):
+            self._report(time.perf_counter())
+
+    @contextlib.contextmanager
+    def _timer(self) -> Iterator[None]:
         if self.seconds is None or not _timer_free():
             yield
             return
@@ -108,6 +143,29 @@ class Deadline:
             armed[0] = False  # first: a late tick does nothing now
             signal.setitimer(signal.ITIMER_REAL, 0, 0)
             signal.signal(signal.SIGALRM, previous)
+
+
+def _terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+_ACTIVE: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
+    "symjac_deadline", default=None)
+
+
+def active() -> Deadline | None:
+    """The deadline of the job running now, if any."""
+    return _ACTIVE.get()
+
+
+def stage(doing: str, done: int | None = None, total: int | None = None) -> None:
+    """:meth:`Deadline.check` of the job running now (no job: nothing to do)."""
+    deadline = _ACTIVE.get()
+    if deadline is not None:
+        deadline.check(doing, done, total)
 
 
 def _timer_free() -> bool:
