@@ -150,7 +150,8 @@ class Runner:
                     "text": f"{path}:{name} is not callable (it is a {type(func).__name__})"}
         self.func = func
         try:
-            params = [p.name for p in inspect.signature(func).parameters.values()]
+            params = [("**" if p.kind is p.VAR_KEYWORD else "") + p.name
+                      for p in inspect.signature(func).parameters.values()]
         except (TypeError, ValueError):
             params = []
         return {"kind": "ok", "params": params, "note": note}

@@ -125,7 +125,7 @@ class ChildC:
                  params: list[tuple[str, str]], n: int, gradient: bool,
                  call_limit: float) -> None:
         self.sandbox, self.label, self.n = sandbox, label, n
-        self.params: list[str] = ["x"]
+        self.params: list[str] = ["x", *(name for name, _ in params)]  # (all passed)
         self.kinds = params
         self.gradient = gradient
         self.call_limit = call_limit

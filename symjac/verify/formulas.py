@@ -46,7 +46,7 @@ def verify_readings(world: World, readings: tuple[Reading, ...], budget: Budget,
     deciding: list[ShapeVerdict] = []
     checks: list[str] = []
     for reading in readings:
-        if world.t is None:
+        if world.t is None or not world.is_gradient:  # (a target splits a loss only)
             shape, check = _verify_reading(world, reading, budget)
             shapes.append(shape)
             deciding.append(shape)
@@ -55,7 +55,7 @@ def verify_readings(world: World, readings: tuple[Reading, ...], budget: Budget,
         cases = []
         for target, text in TARGET_CASES.items():
             w = world if target == world.target else build_world(
-                world.name, world.n, Canon(world.n), params, target=target)
+                world.function, world.n, Canon(world.n), params, target=target)
             shape, check = _verify_reading(w, reading, budget)
             cases.append(replace(shape, shape=f"{reading.label}, {text}"))
             checks += [c for c in check if c not in checks]

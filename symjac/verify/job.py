@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from .formulas import verify_readings
 from .notation import KINDS, parse_claim
 from .result import ShapeVerdict, VerifyResult, overall
 from .sandbox import CALL_LIMIT, ChildFunction, Failure, InProcess, Sandbox
-from .truth import World, build_world, check_function, name_kinds
+from .truth import World, build_world, check_function, name_kinds, parameter_values
 
 CLAIM_OPTIONS = {"formula": "--formula EXPR", "matrix": "--matrix EXPR",
                  "latex": "--latex TEXT", "numpy": "--numpy FILE.py:NAME",
@@ -89,16 +90,48 @@ def verify(function: Any, n: int, *, formula: str | None = None,
 
     function = resolve(function)  # a catalog name, a function file or symjac.function(...)
     check_function(function, n)  # validates the function and n
+    if params is not None or kind not in KINDS:  # (code: the second values in _judge)
+        return _verify_at(function, n, kind, claims[kind], params, budget, hessian)
+    first, second = parameter_values(function)
+    result = _verify_at(function, n, kind, claims[kind], None, budget, hessian)
+    return _again(result, first, second,
+                  lambda: _verify_at(function, n, kind, claims[kind], second, budget, hessian))
+
+
+def _again(result: VerifyResult, first: Mapping[str, Any], second: Mapping[str, Any],
+           judge: Callable[[], VerifyResult]) -> VerifyResult:
+    """A claim correct with the parameters at ``first`` judged again at ``second`` (the
+    parameters are numbers in a check: a claim right at one value only, 1/0.7 for 1/T, is
+    caught at the other). Nothing to vary: ``result`` as it is."""
+    if not second or result.verdict != "correct":
+        return result
+    again = judge()
+    if again.verdict == "correct":
+        return replace(result, notes=result.notes + (
+            f"also correct with {_values(second)}: the parameters are numbers in each "
+            "check, and two values were tried",))
+    return replace(again, notes=again.notes + (
+        f"correct with {_values(first)}, but not with {_values(second)}",))
+
+
+def _values(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{name} = {value}" for name, value in values.items())
+
+
+def _verify_at(function: Any, n: int, kind: str, claim: Any,
+               params: Mapping[str, Any] | None, budget: Budget,
+               hessian: bool) -> VerifyResult:
+    """The verdict with the parameters at ``params``."""
     if hessian:
         if kind != "formula":
             raise SymjacError("--hessian checks a formula: give the entry with --formula "
                               "(H[j, k] for a scalar function, T[i, j, k] for a vector one)")
         from .hessian import verify_hessian
 
-        return verify_hessian(function, n, formula, params, budget, "probability")
+        return verify_hessian(function, n, claim, params, budget, "probability")
     if kind in KINDS:
-        return _verify_text(function, n, kind, claims[kind], params, budget)
-    return _verify_code(function, n, kind, claims[kind], params, budget)
+        return _verify_text(function, n, kind, claim, params, budget)
+    return _verify_code(function, n, kind, claim, params, budget)
 
 
 def _verify_text(function: str, n: int, kind: str, text: Any,
@@ -110,7 +143,7 @@ def _verify_text(function: str, n: int, kind: str, text: Any,
     readings = parse_claim(kind, text, gradient, name_kinds(function))
     world = build_world(function, n, Canon(n), params)
     notes = _notes(world)
-    if world.t is not None:
+    if world.t is not None and world.is_gradient:
         notes += ("the gradient is a 1 x n row: write its entry J[j] as a formula in j "
                   "(i is 0), with t[k] for the target",)
     shapes, deciding, checks = verify_readings(world, readings, budget, params)
@@ -150,9 +183,30 @@ def _verify_code(function: str, n: int, kind: str, claim: Any,
 def _judge(function: str, n: int, kind: str, code: pycode.Code,
            params: Mapping[str, Any] | None, budget: Budget,
            world: World | None) -> VerifyResult:
+    result = _judge_at(function, n, kind, code, params, budget, world)
+    if params is not None:
+        return result
+    first, second = parameter_values(function)
+    takes = set(code.params)
+    if kind == "numpy" and takes and not any(p.startswith("**") for p in takes):
+        # a parameter the code does not take is its own constant: not varied
+        own = {k: v for k, v in first.items() if k not in takes}
+        first = {k: v for k, v in first.items() if k in takes}
+        second = {k: v for k, v in second.items() if k in takes}
+        if own:
+            result = replace(result, notes=result.notes + (
+                f"the code takes no {' or '.join(own)}: judged with {_values(own)} only "
+                "(its own constant must be that)",))
+    return _again(result, first, second,
+                  lambda: _judge_at(function, n, kind, code, second, budget, None))
+
+
+def _judge_at(function: str, n: int, kind: str, code: pycode.Code,
+              params: Mapping[str, Any] | None, budget: Budget,
+              world: World | None) -> VerifyResult:
     world = world or _world(function, n, params)
     notes = _notes(world)
-    if world.is_gradient:
+    if world.is_gradient and world.t is not None:
         call = "NAME(x, t, grad) and writes" if kind == "c" else "f(x, t=t) and returns"
         notes += (f"the gradient is a 1 x n row: the code is called as {call} n numbers",)
     shapes = (calls.C_FLAT,) if kind == "c" else calls.shapes_for(n)

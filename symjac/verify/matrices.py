@@ -60,7 +60,10 @@ class ClosedMatrix:
         env = {yi: ys[:, None], yj: ys[None, :], xi: xs[:, None], xj: xs[None, :],
                delta: np.eye(n), **{p: float(v) for p, v in self.world.params.items()}}
         with np.errstate(all="ignore"):
-            out = Numeric("numpy")(self.closed, env)
+            try:
+                out = Numeric("numpy")(self.closed, env)
+            except KeyError:  # it names the program's own values (v, q_i): run it at x
+                out = Numeric("numpy")(self.closed, self.world.closed_arrays(xs))
         return np.broadcast_to(np.asarray(out, dtype=float), (n, n))
 
     def entry_numeric(self, i: int, j: int, point: Point) -> Any:
@@ -269,7 +272,8 @@ class FloatTruth:
         world = self.world
         with mpmath.workdps(40):
             x = [mpmath.mpf(float(v)) for v in xs]
-            taus = {sym: mpmath.mpf(float(v)) for sym, v in zip(world.canon.t, ts)}
+            taus = {} if ts is None else {sym: mpmath.mpf(float(v))
+                                          for sym, v in zip(world.canon.t, ts)}
             values = world.evaluate(x, self.lib, taus)
             return np.array([float(mpmath.re(self.lib(expr, world.closed_values(
                 values, x, self.lib, 0, j)))) for j in range(world.n)])

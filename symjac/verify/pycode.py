@@ -99,7 +99,7 @@ class _Judge:
         inputs = moderate_inputs(n)
         if world.kinked:  # no derivative to compare with at a kink (ReLU at 0)
             inputs = [np.where(x == 0, 0.125, x) for x in inputs]
-        if world.is_gradient:
+        if world.is_gradient and world.t is not None:
             self.cases = [Case(x, t, unit) for x in inputs[:3] for t, unit in targets(n)]
         else:
             self.cases = [Case(x) for x in inputs]
@@ -126,8 +126,11 @@ class _Judge:
                 group = group + [group[-1]] * (size - len(group))
             x = shape.make([self._arg(c.x, argument) for c in group])
             kwargs: dict[str, Any] = dict(world.call_params())
-            if world.is_gradient:
+            if world.is_gradient and world.t is not None:
                 kwargs["t"] = shape.make([c.t for c in group])
+            if self.code.params and not any(p.startswith("**") for p in self.code.params):
+                # a parameter the code does not take is not passed: it has its own value
+                kwargs = {k: v for k, v in kwargs.items() if k in self.code.params}
             outcome = self.code.call(x, kwargs)
             if outcome.fatal is not None:
                 raise Failure(f"{outcome.fatal} (called with x of shape {tuple(x.shape)})")
@@ -372,8 +375,10 @@ class _Judge:
 def _rtol(out: np.ndarray) -> float:
     """NUMPY_RTOL for float64 results; a looser one matched to float32/float16 results."""
     if out.dtype.kind == "f" and np.finfo(out.dtype).eps > 1e-15:
-        # float32: 1.2e-4; float16 (eps 1e-3) is held to 5 %, not to 1000 eps = 98 %
-        return max(NUMPY_RTOL, min(1000 * float(np.finfo(out.dtype).eps), 0.05))
+        # float32: 1000 eps = 1.2e-4; float16 (eps 1e-3) to 1 %, not 1000 eps = 98 %: a
+        # right float16 softmax or GELU Jacobian is within 0.5 % up to n = 32, and a claim
+        # 3 % off (0.97 s s^T) must not pass
+        return max(NUMPY_RTOL, min(1000 * float(np.finfo(out.dtype).eps), 0.01))
     return NUMPY_RTOL
 
 

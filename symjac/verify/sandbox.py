@@ -226,7 +226,8 @@ class InProcess:
         self.func = func
         self.label = getattr(func, "__qualname__", repr(func))
         try:
-            self.params = [p.name for p in inspect.signature(func).parameters.values()]
+            self.params = [("**" if p.kind is p.VAR_KEYWORD else "") + p.name
+                           for p in inspect.signature(func).parameters.values()]
         except (TypeError, ValueError):
             self.params = []
         self.out = io.StringIO()

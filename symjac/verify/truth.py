@@ -75,6 +75,10 @@ class World:
         return self._fn.name
 
     @property
+    def function(self) -> Function:
+        return self._fn
+
+    @property
     def program(self):
         return self._fn.program
 
@@ -304,6 +308,38 @@ class World:
             out[s.symbol] = lib.sum([lib(plain(s.expr), loc) for loc in local])
         return out
 
+    def closed_arrays(self, xs: np.ndarray) -> dict[sp.Basic, Any]:
+        """The closed form's symbols at every entry at once, as float64 arrays broadcasting
+        to n x n (i along rows, j along columns), from the program run at x in 40 digits
+        (as :meth:`forward_floats`; a target is 0)."""
+        lib = Numeric("mpmath", 40)
+        with mpmath.workdps(40):
+            taus = {t: mpmath.mpf(0) for t in self.canon.t} if self.t is not None else {}
+            per_k, env = self.evaluate([mpmath.mpf(float(v)) for v in xs], lib, taus)
+            sums = {}
+            for s in self._d.jacobian.scalars:  # sums the engine named (sum_k t_k)
+                local = [{**env, **{v: vals[k] for v, vals in per_k.items()},
+                          self.program.x: mpmath.mpf(float(xs[k]))} for k in range(self.n)]
+                sums[s.symbol] = lib.sum([lib(plain(s.expr), loc) for loc in local])
+
+        def real(v: Any) -> float:
+            return float(mpmath.re(v))
+
+        yi, yj, xi, xj, delta = self.closed_symbols
+        out: dict[sp.Basic, Any] = {xi: xs[:, None], xj: xs[None, :], delta: np.eye(self.n)}
+        out.update({p: float(v) for p, v in self.params.items()})
+        out.update({s: real(v) for s, v in {**env, **sums}.items()
+                    if isinstance(s, sp.Symbol)})
+        for symbol, vals in per_k.items():
+            column = np.array([real(v) for v in vals])
+            out[at(symbol, "i", [symbol])] = column[:, None]
+            out[at(symbol, "j", [symbol])] = column[None, :]
+        out_symbol = self.program.output.symbol
+        if out_symbol in per_k:
+            out.update({yi: out[at(out_symbol, "i", [out_symbol])],
+                        yj: out[at(out_symbol, "j", [out_symbol])]})
+        return out
+
     def closed_env(self, point: Any, i: int, j: int) -> dict[sp.Basic, Any]:
         return self.closed_values(point.values(self), point.x, point.lib, i, j)
 
@@ -409,6 +445,29 @@ def is_gradient_function(function: str | Function) -> bool:
     return _function(function).program.scalar_output
 
 
+def _example(fn: Function, p) -> Any:
+    """The value a scalar parameter is judged at when none is given: the catalog's
+    example, else the declared default, else 1."""
+    doc = (getattr(fn.entry, "params", {}) or {}).get(p.name)
+    if doc is not None and doc.example is not None:
+        return doc.example
+    return 1 if p.default is None else p.default
+
+
+SECOND_SHIFT = sp.Rational(13, 10)
+"""The second value of every scalar parameter: the first plus this (a claim that holds at
+one value only, 1/0.7 typed for 1/T, is caught at the other)."""
+
+
+def parameter_values(function: str | Function) -> tuple[dict[str, sp.Expr], dict[str, sp.Expr]]:
+    """The two sets of scalar parameter values a claim is judged at when none are given
+    (empty when the function has no scalar parameter)."""
+    fn = _function(function)
+    first = {p.name: _exact_number(_example(fn, p), f"parameter {p.name}")
+             for p in fn.program.params if not p.vector}
+    return first, {name: value + SECOND_SHIFT for name, value in first.items()}
+
+
 def build_world(function: str | Function, n: int, canon: Canon,
                 params: Mapping[str, Any] | None = None, proof_n: int | None = None,
                 target: str = "probability") -> World:
@@ -421,7 +480,6 @@ def build_world(function: str | Function, n: int, canon: Canon,
     """
     fn = _function(function)
     program = fn.program
-    entry_params = getattr(fn.entry, "params", {}) or {}
     values: dict[sp.Symbol, sp.Expr] = {}
     given = dict(params or {})
     t_values: list[sp.Expr] | None = None
@@ -431,11 +489,7 @@ def build_world(function: str | Function, n: int, canon: Canon,
             if target == "probability" and program.scalar_output:
                 t_values[-1] = 1 - sp.Add(*canon.t[:-1])
             continue
-        doc = entry_params.get(p.name)
-        default = doc.example if doc is not None and doc.example is not None else p.default
-        if default is None:
-            default = 1
-        raw = given.pop(p.name, default)
+        raw = given.pop(p.name, _example(fn, p))
         value = _exact_number(raw, f"parameter {p.name}")
         if p.positive and value <= 0:
             raise SymjacError(f"parameter {p.name} must be > 0, got {raw}")
