@@ -500,7 +500,7 @@ def test_module_source_never_evaluates_text():
 def test_error_columns_count_from_the_users_text():
     assert refusal("  foo") == (
         'formula: unknown name "foo" (column 3); allowed: x[k], y[k], s[k], t[k], delta(i, j),'
-        " (i == j), sum(EXPR, k), n, i, j, T, exp, log, sqrt, tanh, sinh, cosh, sech, sigmoid,"
+        " (i == j), sum(EXPR, k), n, i, j, T, pi, exp, log, sqrt, tanh, sinh, cosh, sech, sigmoid,"
         " softplus, erf, abs, H, max, min"
     )
     assert 'attribute access is not allowed: "x.real" (column 9)' in refusal("x[0] +  x.real")

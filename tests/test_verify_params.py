@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import symjac
+import symjac.catalog
 
 TEMPERATURE_CODE = '''
 import numpy as np
@@ -205,3 +206,57 @@ def test_code_for_functions_with_program_values_is_judged(tmp_path, function, na
     assert r.verdict == verdict, (r.verdict, r.reason, r.notes)
     if name == "l2_own_eps":
         assert any("the code takes no eps" in note for note in r.notes), r.notes
+
+
+# -- notation: the catalog's own closed forms, pi, NumPy text that shapes its vectors ----
+
+
+@pytest.mark.parametrize("name", sorted(symjac.catalog.catalog()))
+def test_every_closed_form_symjac_list_prints_verifies(name):
+    """What `symjac list` shows a user is a claim verify accepts and proves (gelu's pi,
+    entropy's H were 'unknown name' or 'H is a function')."""
+    closed = symjac.catalog.catalog()[name].entry.closed_form
+    r = symjac.verify(name, 3, formula=closed)
+    assert r.verdict == "correct", (name, closed, r.verdict, r.reason)
+
+
+GELU_PRIME = "(1 + erf(x[i]/sqrt(2)))/2 + x[i]*exp(-x[i]^2/2)/sqrt(2*pi)"
+
+
+@pytest.mark.parametrize("kind, text, verdict", [
+    ("formula", f"delta(i, j)*({GELU_PRIME})", "correct"),
+    ("formula", f"delta(i, j)*({GELU_PRIME.replace('pi', '3.14')})", "refuted"),
+    ("matrix", "np.diag((1 + erf(x/np.sqrt(2)))/2 + x*np.exp(-x**2/2)/np.sqrt(2*np.pi))",
+     "correct"),
+    ("matrix", "diag((1 + erf(x/sqrt(2)))/2 + x*exp(-x^2/2)/sqrt(2*math.pi))", "correct"),
+    ("latex", r"\delta_{ij}\left(\frac{1 + \operatorname{erf}(x_i/\sqrt{2})}{2} + "
+              r"\frac{x_i e^{-x_i^2/2}}{\sqrt{2\pi}}\right)", "correct"),
+])
+def test_pi_is_a_constant_in_every_notation(kind, text, verdict):
+    assert symjac.verify("gelu", 3, **{kind: text}).verdict == verdict
+
+
+@pytest.mark.parametrize("text, verdict", [
+    ("(np.eye(n) - s) * s[:, None]", "correct"),
+    ("s.reshape(-1, 1) * (np.eye(len(s)) - s)", "correct"),
+    ("np.diag(s) - s[:, None] * s[None, :]", "correct"),
+    ("s[:, None] * (np.eye(n) - s[:, None])", "refuted"),  # s_i (delta_ij - s_i)
+    ("s*(I - s.T)", "refuted"),  # the classic: right for columns only
+])
+def test_numpy_text_that_shapes_its_vectors_is_read_once(text, verdict):
+    """s[:, None] makes a column of a flat s; reading s as a column as well shaped it
+    twice and refuted right code."""
+    r = symjac.verify("softmax", 4, matrix=text)
+    assert r.verdict == verdict, [(s.shape, s.verdict) for s in r.shapes]
+
+
+@pytest.mark.parametrize("kind, text, verdict", [
+    ("formula", "-s[j]*(log(s[j]) + H)", "correct"),
+    ("formula", "-s[j]*(log(s[j]) - H)", "refuted"),
+    ("latex", r"-s_j\left(\log s_j + H\right)", "correct"),
+    ("matrix", "s * (-log(s) - H)", "correct"),
+])
+def test_entropy_may_be_named_h(kind, text, verdict):
+    """H is entropy's own value here; H(u) stays the step function elsewhere."""
+    assert symjac.verify("entropy", 3, **{kind: text}).verdict == verdict
+    assert symjac.verify("relu", 3, formula="delta(i, j)*H(x[i])").verdict == "correct"

@@ -427,13 +427,15 @@ def name_kinds(function: str | Function) -> dict[str, str]:
     known before the world is built so that bad text fails fast. Names the formula
     language already gives a meaning (x, y, s, t, n, i, j, k, T, its functions such as
     entropy's H, the step) are left out."""
-    from .notation.builder import RESERVED
+    from .notation.builder import FUNCTIONS, RESERVED
 
     fn = _function(function)
     reserved = {"x", "y", "s", "t", "n", "i", "j", "k", "T", "delta", "e", *RESERVED}
     out = {}
     for st in fn.program.stages:
-        if st.name not in reserved and not st.lifted:
+        # a scalar named like a function (entropy's H): bare H is the scalar, H(u) the step
+        named = st.name in FUNCTIONS and not st.vector
+        if (st.name not in reserved or named) and not st.lifted:
             out[st.name] = "vector" if st.vector else "scalar"
     for p in fn.params:
         if p.name not in reserved:
@@ -513,6 +515,7 @@ def build_world(function: str | Function, n: int, canon: Canon,
     s_vals: list[sp.Expr] | None = None
     s_plain = None
     ratio = _ratio(program)
+    kinds = name_kinds(fn)
     for st in program.stages:
         expr = plain(st.expr)
 
@@ -527,8 +530,8 @@ def build_world(function: str | Function, n: int, canon: Canon,
             generic[st.symbol] = {g: at_k(expr, g) for g in "ij"}
             per_k[st.symbol] = values_k
         elif st.kind == "reduce":
-            if st.symbol == program.output.symbol:  # a scalar function: its gradient only
-                continue
+            if st.symbol == program.output.symbol and st.name not in kinds:
+                continue  # a scalar function: its gradient only (unless a claim may name it)
             if st.op not in ("sum", "mean"):
                 raise SymjacError(f"{fn.name}: verify handles sum and mean reductions, not "
                                   f"{st.op}")
@@ -544,7 +547,7 @@ def build_world(function: str | Function, n: int, canon: Canon,
                 if per_k[ratio[0]] == canon.e:
                     s_plain = scalars[st.symbol]
         else:
-            if st.symbol == program.output.symbol and not st.vector:
+            if st.symbol == program.output.symbol and not st.vector and st.name not in kinds:
                 continue
             scalars[st.symbol] = canon.canon(expr.xreplace(scalars))
 
@@ -564,7 +567,6 @@ def build_world(function: str | Function, n: int, canon: Canon,
         closed_map[s.symbol] = total if (t_values is not None and total.free_symbols
                                          <= set(canon.t)) else canon.reduction(total, "C")
     named: dict[str, tuple[str, Any]] = {}
-    kinds = name_kinds(fn)
     for st in program.stages:
         if st.name in kinds and st.vector:
             named[st.name] = ("vector", per_k[st.symbol])

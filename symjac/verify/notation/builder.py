@@ -39,7 +39,7 @@ SCALARS = ("n", "i", "j")
 PARAMETERS = ("T",)
 RESERVED = frozenset((*VECTORS, *SCALARS, *PARAMETERS, *FUNCTIONS, *ALIASES, *TWO_ARGUMENTS,
                       "sqrt", "delta", "sum", "range"))
-ALLOWED = ("x[k], y[k], s[k], t[k], delta(i, j), (i == j), sum(EXPR, k), n, i, j, T, exp, "
+ALLOWED = ("x[k], y[k], s[k], t[k], delta(i, j), (i == j), sum(EXPR, k), n, i, j, T, pi, exp, "
            "log, sqrt, tanh, sinh, cosh, sech, sigmoid, softplus, erf, abs, H, max, min")
 MAX_SUMS = 3  # sums nested in one another
 MAX_SUM_TERMS = 2**16  # n ** (sums nested) terms built for one entry, at the most
@@ -252,6 +252,8 @@ class Builder:
             if self.env is None:
                 return Value(None, 0, False)
             return Value(self.env.stages[name], 0, False)
+        if name == "pi":  # (after the function's own names: a stage may be called pi)
+            return Value(sympy.pi, 0, True)
         form = name_form(name, self.vectors)
         if form is not None:
             head, indices = form

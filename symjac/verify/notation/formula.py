@@ -31,6 +31,7 @@ import sympy
 
 from ...errors import SymjacError
 from .builder import CHAINS, RESERVED, VECTORS, Builder, name_form, sum_parts
+from .functions import FUNCTIONS
 from .source import Source, check_brackets, normalise
 
 __all__ = ["Formula", "FormulaEnv", "parse_formula"]
@@ -176,8 +177,8 @@ def _parse(text: str, stages: tuple[tuple[str, str], ...], what: str,
             raise SymjacError(f"{what}: too complex (its index form has {len(text)} "
                               f"characters, limit {limit})")
         raise SymjacError(f"{what}: too long ({len(text)} characters, limit {limit})")
-    for name, _ in stages:
-        if name in RESERVED:
+    for name, kind in stages:
+        if name in RESERVED and not (kind == "scalar" and name in FUNCTIONS):  # (entropy's H)
             raise SymjacError(f"{what}: the function's name {name!r} clashes with a "
                               "formula word")
     source = normalise(text, what, replace={"^": "**"})

@@ -244,6 +244,8 @@ class Parser:
             return const(self.index_entry("sigma"))
         if name in ("ones", "one") and not self.is_op("("):
             return self.vector_of("1")
+        if name in self.scalars and name in UNARY and not self.is_op("("):
+            return const(name)  # the function's own scalar (entropy's H), not the step
         if name in UNARY or name in TWO_ARGUMENTS or name in CALLS:
             return self.call(tok)
         if name in self.vectors:
@@ -254,6 +256,8 @@ class Parser:
                 exponent = self.unary()
                 return self.function(tok, "exp", [exponent])
             return const("exp(1)")
+        if name == "pi" and name not in self.scalars:
+            return const("pi")
         if name == "sigma":
             return self.vector("y")
         if name in ("I", "Id", "identity_matrix"):

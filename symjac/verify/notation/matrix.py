@@ -25,7 +25,7 @@ from .mathparse import CALLS, Parser, Tok, Val
 from .source import MATRIX, Source, check_brackets, normalise
 
 MAX_LENGTH = 2000
-NUMPY_NAMES = frozenset((*FUNCTIONS, *ALIASES, *TWO_ARGUMENTS, *CALLS, "sqrt", "newaxis"))
+NUMPY_NAMES = frozenset((*FUNCTIONS, *ALIASES, *TWO_ARGUMENTS, *CALLS, "sqrt", "newaxis", "pi"))
 _NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPERATORS = ("**", "==", "!=", "<=", ">=", "<", ">", "=", "@", "+", "-", "*", "/", "^",
@@ -49,7 +49,7 @@ def tokenize(source: Source, start: int = 0) -> list[Tok]:
         name = _NAME.match(text, pos)
         if name is not None:
             word, pos = name.group(0), name.end()
-            if word in ("np", "numpy") and text.startswith(".", pos):
+            if word in ("np", "numpy", "math") and text.startswith(".", pos):
                 attr = _NAME.match(text, pos + 1)
                 if attr is None or attr.group(0) not in NUMPY_NAMES:
                     what = attr.group(0) if attr is not None else ""
@@ -134,6 +134,10 @@ def parse_matrix_claim(kind: str, text: str, gradient: bool,
                           gradient, stages)
         except (SymjacError, RecursionError):
             flat = None  # no meaning with flat arrays: the column reading stands alone
+        if flat is not None and _shapes_itself(text):  # s[:, None], s.reshape(-1, 1):
+            return (Reading(kind, flat.formula, flat.index_form, flat.vector,  # NumPy code
+                            "read as NumPy code with flat 1-D arrays (n,): the text shapes "
+                            "its vectors itself"),)
         if flat is not None and flat.index_form != first.index_form:
             note = ("the same text as NumPy code with flat 1-D arrays (n,): `.T` does "
                     "nothing to them, they broadcast as rows, and @ of two of them is their "
@@ -143,6 +147,16 @@ def parse_matrix_claim(kind: str, text: str, gradient: bool,
                         Reading(f"{kind}, vectors as flat NumPy arrays (n,)", flat.formula,
                                 flat.index_form, flat.vector, note)]
     return tuple(readings)
+
+
+_RESHAPING = re.compile(r"\bNone\b|\bnewaxis\b|\breshape\b|\bexpand_dims\b|\batleast_2d\b"
+                        r"|\[\s*:\s*,|,\s*:\s*\]")
+
+
+def _shapes_itself(source: str) -> bool:
+    """Whether NumPy text makes its own columns or rows (``s[:, None]``, ``reshape``): then
+    its vectors are flat arrays, and reading them as columns would shape them twice."""
+    return _RESHAPING.search(source) is not None
 
 
 def _lower(kind: str, value: Val, gradient: bool, stages: Mapping[str, str]) -> Reading:
