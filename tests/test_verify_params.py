@@ -260,3 +260,21 @@ def test_entropy_may_be_named_h(kind, text, verdict):
     """H is entropy's own value here; H(u) stays the step function elsewhere."""
     assert symjac.verify("entropy", 3, **{kind: text}).verdict == verdict
     assert symjac.verify("relu", 3, formula="delta(i, j)*H(x[i])").verdict == "correct"
+
+
+@pytest.mark.parametrize("kind, text, fragment", [
+    ("latex", r"p_i(\delta_{ij} - p_j)", 'unknown name "p" at column 1; allowed: the vectors'),
+    ("matrix", "diag(p) - p p^T", 'unknown name "p" at column 6; allowed: the vectors'),
+    ("formula", "s_i(δ_ij − s_j)", "s_i(...) reads as calling s_i; write s_i*(...) for a "
+     "product"),
+])
+def test_unknown_names_and_missing_products_are_one_clear_line(tmp_path, kind, text,
+                                                               fragment):
+    """Once: 'unknown name "p"; allowed: …" (121 characters)p")' and 'unknown name s_i'."""
+    from support import run_cli
+
+    r = run_cli("verify", "softmax", "-n", "3", f"--{kind}", text, cwd=tmp_path)
+    assert r.returncode == 2
+    (line,) = r.stderr.splitlines()
+    assert fragment in line, line
+    assert "characters)" not in line

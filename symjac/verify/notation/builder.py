@@ -390,6 +390,9 @@ class Builder:
             raise self._fail(node, f"{name} takes its index in brackets, e.g. {name}[k]")
         if name in self.scalars or name in PARAMETERS or name in self.bound:
             raise self._fail(node, f"{name} is a number, not a function")
+        if name_form(name, self.vectors) is not None:  # s_i(1 - s_j): a missing '*'
+            raise self._fail(node, f"{name}(...) reads as calling {name}; write {name}*(...) "
+                             "for a product")
         if name not in RESERVED or name == "range":
             raise self._unknown(func)
         if node.keywords:

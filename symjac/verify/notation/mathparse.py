@@ -275,8 +275,9 @@ class Parser:
                 return const(f"{'y' if head == 'sigma' else head}[{tail}]")
         if name == "delta":
             raise self.fail(tok, "delta needs two indices, e.g. delta_ij or delta(i, j)")
-        raise self.fail(tok, f'unknown name "{name}"; allowed: the vectors x, y, s, t, I, '
-                        "ones, n, diag, outer, sum, exp, log, ... and entries such as s_i")
+        raise SymjacError(f'{self.what}: unknown name "{name}" at column {tok.col}; allowed: '
+                          "the vectors x, y, s, t, I, ones, n, diag, outer, sum, exp, log, "
+                          "... and entries such as s_i")
 
     def vector(self, name: str) -> Val:
         if self.is_op("[") and self.tokens[self.pos + 1].text not in (":", "None"):
