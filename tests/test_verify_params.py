@@ -278,3 +278,36 @@ def test_unknown_names_and_missing_products_are_one_clear_line(tmp_path, kind, t
     (line,) = r.stderr.splitlines()
     assert fragment in line, line
     assert "characters)" not in line
+
+
+POSITIONAL_CODE = '''
+import numpy as np
+
+def grad_targets(logits, targets):
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    s = e / e.sum(axis=-1, keepdims=True)
+    return s * targets.sum(axis=-1, keepdims=True) - targets
+
+def named_temperature(x, temperature=1.0):
+    z = np.ravel(x) / temperature
+    e = np.exp(z - z.max())
+    s = e / e.sum()
+    return (np.diag(s) - np.outer(s, s)) / temperature
+'''
+
+
+@pytest.mark.parametrize("function, name", [("softmax_cross_entropy", "grad_targets"),
+                                            ("softmax_temperature", "named_temperature")])
+def test_parameters_named_otherwise_are_passed_in_order(tmp_path, function, name):
+    """grad(logits, targets) and f(x, temperature): the code names none of the function's
+    parameters but takes as many, so they go in the function's order (was: no verdict)."""
+    path, code = _module(tmp_path, POSITIONAL_CODE, "positional")
+    x = np.array([0.5, -1.0, 2.0, 0.25])
+    if name == "grad_targets":  # the reference: d/dx of -sum t log softmax(x)
+        t = np.array([0.1, 0.2, 0.3, 0.4])
+        ref = _fd(lambda v: -(t * np.log(_softmax(v))).sum(), x)[0]
+        np.testing.assert_allclose(code[name](x, t), ref, atol=1e-8)
+    r = symjac.verify(function, 4, numpy=f"{path}:{name}")
+    assert r.verdict == "correct", (r.verdict, r.reason, r.notes)
+    if name == "named_temperature":
+        assert any("also correct with T = 2" in note for note in r.notes), r.notes

@@ -128,10 +128,7 @@ class _Judge:
             kwargs: dict[str, Any] = dict(world.call_params())
             if world.is_gradient and world.t is not None:
                 kwargs["t"] = shape.make([c.t for c in group])
-            if self.code.params and not any(p.startswith("**") for p in self.code.params):
-                # a parameter the code does not take is not passed: it has its own value
-                kwargs = {k: v for k, v in kwargs.items() if k in self.code.params}
-            outcome = self.code.call(x, kwargs)
+            outcome = self.code.call(x, _passed(kwargs, self.code.params))
             if outcome.fatal is not None:
                 raise Failure(f"{outcome.fatal} (called with x of shape {tuple(x.shape)})")
             failed = {"raised": outcome.raised, "none": outcome.problem,
@@ -370,6 +367,26 @@ class _Judge:
                     "sigmoid: use exp(-|x|))")
         return (f"numerically unstable: right at moderate x, but from x = {c:.5g} * {label} "
                 f"on, {why}{hint}",)
+
+
+def _passed(kwargs: dict[str, Any], takes: list[str]) -> dict[str, Any]:
+    """The parameters as the code takes them: by name; a parameter it does not name is not
+    passed (it has its own value); when it names none of them but takes as many after x
+    (``grad(logits, targets)``), in the function's order under the code's names."""
+    if not takes or any(p.startswith("**") for p in takes):
+        return kwargs
+    named = {k: v for k, v in kwargs.items() if k in takes}
+    rest = [p for p in takes[1:] if not p.startswith("*")]
+    if not named and kwargs and len(rest) == len(kwargs):
+        return dict(zip(rest, kwargs.values()))
+    return named
+
+
+def taken(names: list[str], takes: list[str]) -> set[str]:
+    """Which of the parameters ``names`` reach code that takes ``takes`` (:func:`_passed`)."""
+    kwargs = dict.fromkeys(names, 0.0)
+    passed = _passed(kwargs, takes)
+    return set(names) if set(passed) - set(names) else set(passed)
 
 
 def _rtol(out: np.ndarray) -> float:
