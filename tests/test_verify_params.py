@@ -311,3 +311,16 @@ def test_parameters_named_otherwise_are_passed_in_order(tmp_path, function, name
     assert r.verdict == "correct", (r.verdict, r.reason, r.notes)
     if name == "named_temperature":
         assert any("also correct with T = 2" in note for note in r.notes), r.notes
+
+
+@pytest.mark.parametrize("function, kind, text, verdict", [
+    ("softmax", "formula", "s[i]*([i == j] - s[j])", "correct"),  # an Iverson bracket
+    ("softmax", "formula", "s[i]*([i == j] - s[i])", "refuted"),
+    ("layer_norm", "latex", r"\frac{\delta_{ij} - 1/n - y_i y_j/n}{\sqrt{v + \varepsilon}}",
+     "correct"),
+    ("layer_norm", "latex", r"\frac{\delta_{ij} - 1/n - y_i y_j/n}{\sqrt{v + \epsilon}}",
+     "correct"),
+    ("layer_norm", "latex", r"\frac{\delta_{ij} - y_i y_j/n}{\sqrt{v + \epsilon}}", "refuted"),
+])
+def test_iverson_brackets_and_epsilon(function, kind, text, verdict):
+    assert symjac.verify(function, 3, **{kind: text}).verdict == verdict

@@ -189,6 +189,9 @@ class Builder:
             return self._subscript(node)
         if isinstance(node, ast.Compare):
             return self._compare(node)
+        if (isinstance(node, ast.List) and len(node.elts) == 1
+                and isinstance(node.elts[0], ast.Compare)):
+            return self._compare(node.elts[0])  # an Iverson bracket, [i == j]
         what = REFUSED.get(type(node), f"this kind of expression ({type(node).__name__})")
         raise self._fail(node, f"{what} is not allowed")
 

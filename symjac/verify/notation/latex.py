@@ -24,7 +24,8 @@ WORDS = ("softplus", "sigmoid", "diag", "sech", "tanh", "sinh", "cosh", "sqrt", 
 COMMANDS = {
     "delta": "delta", "sigma": "sigma", "exp": "exp", "log": "log", "ln": "log",
     "tanh": "tanh", "sinh": "sinh", "cosh": "cosh", "sqrt": "sqrt", "max": "max",
-    "min": "min", "sin": "sin", "cos": "cos", "pi": "pi", "operatorname": None, "mathrm": None,
+    "min": "min", "sin": "sin", "cos": "cos", "pi": "pi", "epsilon": "eps", "varepsilon": "eps",
+    "operatorname": None, "mathrm": None,
     "text": None, "textrm": None, "mathop": None, "mathit": None, "textit": None,
 }
 FONTS = ("mathbf", "boldsymbol", "bm", "vec", "mathbb", "mathds", "mathbbm", "mathsf", "bf")
