@@ -324,3 +324,41 @@ def test_parameters_named_otherwise_are_passed_in_order(tmp_path, function, name
 ])
 def test_iverson_brackets_and_epsilon(function, kind, text, verdict):
     assert symjac.verify(function, 3, **{kind: text}).verdict == verdict
+
+
+RMS_CODE = '''
+import numpy as np
+
+def rms_jac(x, g, eps=1e-6):
+    x = np.ravel(x)
+    r = np.sqrt((x * x).mean() + eps)
+    return (np.diag(g) - np.outer(g * x, x) / (x.size * r * r)) / r
+
+def rms_jac_transposed(x, g, eps=1e-6):
+    return rms_jac(x, g, eps).T
+
+def rms_without_gain(x, eps=1e-6):  # right only for g = 1
+    x = np.ravel(x)
+    r = np.sqrt((x * x).mean() + eps)
+    return (np.eye(x.size) - np.outer(x, x) / (x.size * r * r)) / r
+'''
+
+
+@pytest.mark.parametrize("name, verdict", [("rms_jac", "correct"),
+                                           ("rms_jac_transposed", "refuted"),
+                                           ("rms_without_gain", "refuted")])
+def test_rms_norm_code_gets_a_gain(tmp_path, name, verdict):
+    """The gain g was never passed (no verdict for any RMSNorm code); now it is fixed at
+    1 + k/(2n) and passed as g=."""
+    path, code = _module(tmp_path, RMS_CODE, "rms")
+    x = np.array([0.5, -1.0, 2.0, 0.25])
+    g = 1 + np.arange(4) / 8
+
+    def rms(v):
+        return g * v / np.sqrt((v * v).mean() + 1e-6)
+
+    np.testing.assert_allclose(code["rms_jac"](x, g), _fd(rms, x), atol=1e-8)
+    r = symjac.verify("rms_norm", 4, numpy=f"{path}:{name}")
+    assert r.verdict == verdict, (r.verdict, r.reason, r.notes)
+    assert any(note.startswith("parameter g = 1 + k/(2n) = [1, 1.125, 1.25, 1.375]")
+               for note in r.notes), r.notes

@@ -21,6 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import sympy as sp
+
 from ..errors import SymjacError
 from . import calls, ccode, pycode
 from .budget import TIME_LIMIT, Budget
@@ -243,8 +245,14 @@ def _no_shape_reason(world: World, verdicts: list[ShapeVerdict]) -> str:
 
 
 def _world(function: str, n: int, params: Mapping[str, Any] | None) -> World:
+    """The truth code is judged against; a vector parameter of a function that is not a
+    loss (RMSNorm's gain g) is fixed at numbers, 1 + k/(2n), and passed to the code."""
     target = "any" if _gradient(function) else "probability"
-    return build_world(function, n, Canon(n), params, target=target)
+    fn = _function_of(function)
+    gains = {p.name: [sp.Rational(2 * n + k, 2 * n) for k in range(n)]
+             for p in fn.program.params if p.vector and not fn.program.scalar_output}
+    given = {**gains, **(params or {})} if gains else params
+    return build_world(fn, n, Canon(n), given, target=target)
 
 
 def _gradient(function: str) -> bool:
@@ -254,7 +262,12 @@ def _gradient(function: str) -> bool:
 
 
 def _notes(world: World) -> tuple[str, ...]:
-    return tuple(f"parameter {name} = {value}" for name, value in world.scalar_params.items())
+    notes = tuple(f"parameter {name} = {value}" for name, value in world.scalar_params.items())
+    fixed = {k: v for k, v in world.call_params().items() if k not in world.scalar_params}
+    for name, value in fixed.items():
+        shown = ", ".join(f"{v:g}" for v in value[:4]) + (", ..." if len(value) > 4 else "")
+        notes += (f"parameter {name} = 1 + k/(2n) = [{shown}] (passed as {name}=)",)
+    return notes
 
 
 def _numpy_spec(spec: str) -> tuple[Path, str]:

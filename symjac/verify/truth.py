@@ -219,8 +219,15 @@ class World:
         """The parameters a C kernel takes between x and its output, in declared order."""
         return [(p.name, p.kind) for p in self.program.params]
 
-    def call_params(self) -> dict[str, float]:
-        return {name: float(value) for name, value in self.scalar_params.items()}
+    def call_params(self) -> dict[str, Any]:
+        """The parameters code is called with: the scalars, and a vector parameter fixed
+        at numbers (a gain; a loss's target varies per point and is passed apart)."""
+        out: dict[str, Any] = {name: float(value) for name, value in self.scalar_params.items()}
+        if self.t is not None and not self.is_gradient and all(
+                isinstance(v, sp.Rational) for v in self.t):
+            name = next(p.name for p in self.program.params if p.vector)
+            out[name] = np.array([float(v) for v in self.t])
+        return out
 
     def taus(self, point: Any, lib: Numeric) -> dict[sp.Symbol, Any]:
         if self.t is None:
@@ -486,6 +493,12 @@ def build_world(function: str | Function, n: int, canon: Canon,
     given = dict(params or {})
     t_values: list[sp.Expr] | None = None
     for p in program.params:
+        if p.vector and p.name in given:  # numbers (a gain, for code): fixed, like a scalar
+            raw_vector = given.pop(p.name)
+            t_values = [_exact_number(v, f"parameter {p.name}") for v in raw_vector]
+            if len(t_values) != n:
+                raise SymjacError(f"parameter {p.name} needs {n} values, got {len(t_values)}")
+            continue
         if p.vector:
             t_values = list(canon.t)
             if target == "probability" and program.scalar_output:
