@@ -122,7 +122,7 @@ def test_the_references_here_are_right(tmp_path):
     _, vals = _module(tmp_path, PROGRAM_VALUES_CODE, "vals")
     x = np.array([0.3, -1.2, 2.0, 0.7])
     for T in (0.7, 2.0):
-        np.testing.assert_allclose(code["takes_t"](x, T=T), _fd(lambda v: _softmax(v, T), x),
+        np.testing.assert_allclose(code["takes_t"](x, T=T), _fd(lambda v, T=T: _softmax(v, T), x),
                                    atol=1e-8)
     np.testing.assert_allclose(code["fixed_t"](x), _fd(lambda v: _softmax(v, 0.7), x),
                                atol=1e-8)

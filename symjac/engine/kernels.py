@@ -18,6 +18,7 @@ Every rewrite is proved by the zero test where it is made and recorded for the d
 from __future__ import annotations
 
 import keyword
+import re
 from dataclasses import dataclass, field, replace
 
 import sympy as sp
@@ -172,6 +173,14 @@ def _shift_records(moved) -> list[Rewrite]:
             for name, before, after, _ in moved.changes]
 
 
+TEMPLATE_LOCALS = re.compile(  # (no pattern may match a name with "_" appended)
+    r"(?:a|b|ai|dot|C)\d+|ROWS|rows|row|lanes?|LANES|dd|dg|hess|hv|grad|y_out|kd|inputs|"
+    r"streams|XLIM|SHIFT|LOG2E|LN2_LO|LN2_HI|NAN|INFINITY|HUGE_VAL|size_t|shape|ctypes|torch|"
+    r"jax|jnp|lib|ffi|ctx|dtype|[bwijkl]")
+"""Names the templates use for their own locals and helpers (the rank-one arrays a0, b0,
+dot0, the lanes of the fast paths, C's helpers): a parameter or stage with such a name is
+renamed (a trailing _), or the generated code would mean something else or not compile."""
+
 PARAM_RESERVED = _C_WORDS | set(keyword.kwlist) | {
     "x", "y", "out", "jac", "count", "N", "LANES", "DTYPE", "FUNCTION", "numpy", "math",
     "numbers"}
@@ -192,7 +201,8 @@ def _kernel_names(program: Program, stages: list[KStage]
             continue
         reserved = PARAM_RESERVED if name in params else RESERVED | params
         new = name
-        while new in reserved or new in names.values() or (new != name and new in taken):
+        while (new in reserved or TEMPLATE_LOCALS.fullmatch(new) or new in names.values()
+               or (new != name and new in taken)):
             new += "_"
         names[name] = new
     rename = {}

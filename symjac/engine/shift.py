@@ -63,7 +63,18 @@ def stages_of(program: Program) -> tuple[KStage, ...]:
 
 
 def shift_by_maximum(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
-    """The shifted program (see the module docstring), or None when it does not apply."""
+    """The shifted program (see the module docstring), or None when it does not apply.
+
+    A shift whose steps the zero test cannot prove equal to the definition is not made
+    (the kernels then compute the definition as written): every rewrite made is proved.
+    """
+    try:
+        return _shift(program, pieces)
+    except CheckFailed:
+        return None
+
+
+def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
     x = program.x
     maps = {s.symbol: s.expr for s in program.stages if s.kind == "map"}
     # maps affine in x without exponentials (d = x - mu, u = x/T): exponentials of these

@@ -132,7 +132,9 @@ class CPrinter(_Common, C99CodePrinter):
         self._suffix = suffix
         self._arrays = dict(arrays or {})
         self._index = index
-        self._names = {"n": "N", **(names or {})}
+        # n in an expression is a floating-point number: 1/N of the int macro N is 0
+        ctype = "float" if dtype == "float32" else "double"
+        self._names = {"n": f"(({ctype})N)", **(names or {})}
         self.math_macros = {}  # M_PI and friends are POSIX, not C99: constants are printed
 
     def _constant(self, expr: sp.Expr) -> str:
@@ -191,6 +193,13 @@ class CPrinter(_Common, C99CodePrinter):
 
     def _print_Heaviside(self, expr):
         return self._helper("step", expr.args[:1])
+
+    def _print_sign(self, expr):
+        # a floating-point value (SymPy's ((u > 0) - (u < 0)) is an int: 1/N of it was 0),
+        # NaN for NaN as numpy.sign
+        u = self._print(expr.args[0])
+        one = "1.0F" if self._suffix == "f" else "1.0"
+        return f"(({u}) > 0 ? {one} : (({u}) < 0 ? -{one} : ({u})))"
 
     def _print_log1p(self, expr):
         return f"log1p{self._suffix}({self._print(expr.args[0])})"

@@ -1,0 +1,88 @@
+"""Functions users write, found wrong by an independent hunt and fixed: the C sign of a
+difference (an int: 1/N of it was 0), parameter names the templates use for their own
+locals (a1 was overwritten by the rank-one array a1), Jacobians that do not read x (C
+failed -Werror), softmax of an affine map the shift could not prove (an internal error).
+
+References are written here: central differences of forwards written in NumPy here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from support import Built
+
+import symjac
+
+
+def _fd(f, x, h=1e-6):
+    cols = []
+    for k in range(x.size):
+        e = np.zeros_like(x)
+        e[k] = h
+        cols.append((np.atleast_1d(f(x + e)) - np.atleast_1d(f(x - e))) / (2 * h))
+    return np.stack(cols, axis=-1)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def _build(tmp_path, text, name, n):
+    out = tmp_path / name
+    out.mkdir()
+    return Built(symjac.function(text, name=name), n, "float64", out)
+
+
+def test_mean_absolute_error_gradient_in_c(tmp_path):
+    """C printed sign(u) as the int ((u > 0) - (u < 0)), and -sign/N was 0 for N >= 2."""
+    b = _build(tmp_path, "param t[n]\ny = mean(abs(x - t))", "mae", 2)
+    x, t = np.array([0.42, -1.65]), np.array([-0.7, 0.9])
+    ref = _fd(lambda v: np.abs(v - t).mean(), x)[0]
+    np.testing.assert_allclose(ref, [0.5, -0.5], atol=1e-9)
+    for kernels in (b.np, b.c):
+        np.testing.assert_allclose(np.ravel(kernels.jacobian(x, t=t)), ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["a1", "b1", "b", "w", "shape", "lane", "dot0", "ROWS"])
+def test_parameter_names_the_templates_use(tmp_path, name):
+    """A parameter named like a template local is renamed (a trailing _) in the kernels;
+    before, a1 was overwritten by the rank-one array a1 (a wrong J) or C did not compile."""
+    text = f"param {name} = 2\ne = exp(x)\ny = {name} * e / sum(e) + sum(x^2) * {name}"
+    b = _build(tmp_path, text, f"clash_{name.lower()}", 3)
+    x = np.array([0.3, -1.2, 2.0])
+    ref = _fd(lambda v: 2 * _softmax(v) + (v * v).sum() * 2, x)
+    keyword = b.derivation.kernels.params[0].name  # the keyword the kernels take
+    assert keyword in (name, name + "_")
+    np.testing.assert_allclose(b.np.jacobian(x, **{keyword: 2.0}), ref, atol=1e-8)
+    np.testing.assert_allclose(b.c.jacobian(x, **{keyword: 2.0}), ref, atol=1e-8)
+
+
+@pytest.mark.parametrize("text, ref", [
+    ("y = 2*x", lambda v: 2 * v),
+    ("y = x - mean(x)", lambda v: v - v.mean()),
+    ("y = 3*x + 1", lambda v: 3 * v + 1),
+])
+@pytest.mark.parametrize("n", [3, 40])
+def test_jacobians_that_do_not_read_x_compile(tmp_path, text, ref, n):
+    """Built compiles with -std=c99 -Wall -Wextra -Wpedantic -Werror ('unused parameter x'
+    failed it); the values against central differences."""
+    b = _build(tmp_path, text, "constant", n)
+    x = np.linspace(-1.0, 2.0, n)
+    np.testing.assert_allclose(b.c.jacobian(x), _fd(ref, x), atol=1e-8)
+
+
+@pytest.mark.parametrize("text, forward", [
+    ("param T > 0\nz = x / T\ny = exp(z) / sum(exp(z))", lambda v: _softmax(v / 0.7)),
+    ("z = x + 1\ny = exp(z) / sum(exp(z))", lambda v: _softmax(v + 1)),
+])
+def test_softmax_of_an_affine_map_derives(tmp_path, text, forward):
+    """Was 'internal error: shifting by the maximum: the new definition of S did not prove
+    equal': a shift the zero test cannot prove is not made, and the kernels are right."""
+    b = _build(tmp_path, text, "affine_softmax", 3)
+    x = np.array([0.3, -1.2, 2.0])
+    kw = {"T": 0.7} if "T" in text else {}
+    for kernels in (b.np, b.c):
+        np.testing.assert_allclose(kernels.forward(x, **kw), forward(x), rtol=1e-13)
+        np.testing.assert_allclose(kernels.jacobian(x, **kw), _fd(forward, x), atol=1e-8)
