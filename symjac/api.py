@@ -110,8 +110,14 @@ def derivation(function: str | Function, n: int | None = None, dtype: str = "flo
     """
     fn = resolve(function, custom=True)
     spec = Spec(fn, _size(fn, n), dtype)
-    with _job(f"{fn.name} (n = {spec.n})", time_limit):
+    with _job(_name(fn, spec.n), time_limit):
         return derive_spec(spec, time_limit)
+
+
+def _name(fn: Function, n: int) -> str:
+    """The job's name in progress lines and the time limit's message."""
+    own = getattr(fn, "job_name", None)  # (symjac.custom: says so)
+    return own(n) if own is not None else f"{fn.name} (n = {n})"
 
 
 def _job(name: str, time_limit: float | None):
@@ -166,7 +172,7 @@ def derive(
     _check_out_dir(out_dir)
     fn = resolve(function, custom=True)
     size = _size(fn, n)
-    with _job(f"{fn.name} (n = {size})", time_limit):
+    with _job(_name(fn, size), time_limit):
         d = derivation(fn, size, dtype, time_limit=time_limit)
         texts = render(d, chosen, templates=templates, layout=layout)
         outputs: dict[Path, str | bytes] = {out_dir / name: text for name, text in

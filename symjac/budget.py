@@ -34,6 +34,8 @@ PROGRESS_EVERY = 2.0
 """Seconds between two progress lines."""
 GRACE = 0.25
 """The timer fires this long after the limit: the loops' own checks stop first."""
+TIMER_MAX = 1e6
+"""The longest the timer is set for (seconds; the loops' checks hold any longer limit)."""
 
 
 class TimeLimitReached(SymjacError):
@@ -132,10 +134,11 @@ class Deadline:
             if armed[0]:
                 raise _Alarm
 
-        left = max(self.seconds - self.elapsed(), 0.0) + GRACE
+        # (a limit of years is no limit: setitimer refuses values that large)
+        left = min(max(self.seconds - self.elapsed(), 0.0) + GRACE, TIMER_MAX)
         previous = signal.signal(signal.SIGALRM, fire)
-        signal.setitimer(signal.ITIMER_REAL, left, GRACE)  # again, if something ate it
         try:
+            signal.setitimer(signal.ITIMER_REAL, left, GRACE)  # again, if something ate it
             yield
         except _Alarm:
             raise self.reached() from None

@@ -31,7 +31,7 @@ from sympy.core.relational import Relational
 from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.logic.boolalg import And, BooleanFalse, BooleanTrue, Not, Or
 
-from .budget import TIME_LIMIT, Deadline
+from .budget import TIME_LIMIT, Deadline, active
 from .derivation import Derivation, Spec
 from .errors import SymjacError
 from .explicit import chain as chain_rule
@@ -104,6 +104,9 @@ class CustomFunction:
     @property
     def title(self) -> str:
         return self.name
+
+    def job_name(self, n: int) -> str:
+        return job_name(self, n)
 
     def derive(self, spec: Spec, time_limit: float | None = TIME_LIMIT) -> CustomDerivation:
         """The derivation of this function (:func:`symjac.derivation.derive` asks it)."""
@@ -339,9 +342,17 @@ def derive(spec: Spec, time_limit: float | None = TIME_LIMIT) -> CustomDerivatio
                           f"{type(f).__name__}")
     if spec.n != f.n:
         raise SymjacError(f"{f.name} has {f.n} inputs, but n = {spec.n!r} was asked for")
-    deadline = Deadline(f"{f.name} (symjac.custom, n = {f.n})", time_limit)
+    running = active()
+    if running is not None:  # inside a derive job (symjac.derive): its limit holds
+        return _derive(spec, f, running)
+    deadline = Deadline(job_name(f, f.n), time_limit)
     with deadline.enforced():
         return _derive(spec, f, deadline)
+
+
+def job_name(f: CustomFunction, n: int) -> str:
+    """How progress lines and the time limit's message name the job."""
+    return f"{f.name} (symjac.custom, n = {n})"
 
 
 def _derive(spec: Spec, f: CustomFunction, deadline: Deadline) -> CustomDerivation:

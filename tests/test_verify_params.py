@@ -362,3 +362,48 @@ def test_rms_norm_code_gets_a_gain(tmp_path, name, verdict):
     assert r.verdict == verdict, (r.verdict, r.reason, r.notes)
     assert any(note.startswith("parameter g = 1 + k/(2n) = [1, 1.125, 1.25, 1.375]")
                for note in r.notes), r.notes
+
+
+REVIEW_CODE = '''
+import numpy as np
+
+def rms_positional(x, gamma, epsilon):  # (g, eps) in the declared order, other names
+    x = np.ravel(x)
+    r = np.sqrt((x * x).mean() + epsilon)
+    return (np.diag(gamma) - np.outer(gamma * x, x) / (x.size * r * r)) / r
+
+def ln_with_axis(x, axis=-1):  # axis is an option, never a parameter by position
+    x = np.ravel(x)
+    d = x - x.mean(axis=axis)
+    r = np.sqrt((d * d).mean() + 1e-5)
+    y = d / r
+    return (np.eye(x.size) - 1.0 / x.size - np.outer(y, y) / x.size) / r
+'''
+
+
+@pytest.mark.parametrize("function, name", [("rms_norm", "rms_positional"),
+                                            ("layer_norm", "ln_with_axis")])
+def test_positional_parameters_follow_the_declared_order(tmp_path, function, name):
+    path, _ = _module(tmp_path, REVIEW_CODE, "review")
+    r = symjac.verify(function, 4, numpy=f"{path}:{name}")
+    assert r.verdict == "correct", (r.verdict, r.reason, r.notes)
+
+
+def test_a_max_output_still_gets_a_verdict():
+    f = symjac.function("L = max(x)", name="top")
+    assert symjac.verify(f, 3, formula="delta(j, 0)").verdict in ("refuted", "correct")
+
+
+def test_a_loss_target_is_not_a_fixed_parameter():
+    with pytest.raises(symjac.SymjacError, match="has no parameter t"):
+        symjac.verify("softmax_cross_entropy", 3, formula="s[j] - t[j]",
+                      params={"t": [0.2, 0.3, 0.5]})
+
+
+def test_a_huge_time_limit_is_no_limit(tmp_path):
+    """setitimer refuses ~1e10 s: it was an internal error, and left the handler set."""
+    import signal
+
+    d = symjac.derivation("softmax", 2, time_limit=1e10)
+    assert d.n == 2
+    assert signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)

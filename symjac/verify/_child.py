@@ -150,7 +150,7 @@ class Runner:
                     "text": f"{path}:{name} is not callable (it is a {type(func).__name__})"}
         self.func = func
         try:
-            params = [("**" if p.kind is p.VAR_KEYWORD else "") + p.name
+            params = [{p.VAR_KEYWORD: "**", p.VAR_POSITIONAL: "*"}.get(p.kind, "") + p.name
                       for p in inspect.signature(func).parameters.values()]
         except (TypeError, ValueError):
             params = []

@@ -108,6 +108,10 @@ def _again(result: VerifyResult, first: Mapping[str, Any], second: Mapping[str, 
     if not second or result.verdict != "correct":
         return result
     again = judge()
+    if again.verdict not in ("correct", "refuted"):  # (e.g. the time limit): undecided
+        return replace(result, notes=result.notes + (
+            f"not judged again with {_values(second)}: {again.verdict}"
+            + (f" ({again.reason})" if again.reason else ""),))
     if again.verdict == "correct":
         return replace(result, notes=result.notes + (
             f"also correct with {_values(second)}: the parameters are numbers in each "

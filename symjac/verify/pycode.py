@@ -128,6 +128,8 @@ class _Judge:
             kwargs: dict[str, Any] = dict(world.call_params())
             if world.is_gradient and world.t is not None:
                 kwargs["t"] = shape.make([c.t for c in group])
+            order = [p.name for p in world.program.params]  # (the declared order)
+            kwargs = {**{k: kwargs[k] for k in order if k in kwargs}, **kwargs}
             outcome = self.code.call(x, _passed(kwargs, self.code.params))
             if outcome.fatal is not None:
                 raise Failure(f"{outcome.fatal} (called with x of shape {tuple(x.shape)})")
@@ -369,6 +371,11 @@ class _Judge:
                 f"on, {why}{hint}",)
 
 
+OPTIONS = frozenset(("axis", "out", "dtype", "keepdims", "where", "order", "copy", "casting",
+                     "verbose", "debug"))
+"""Arguments of the user's code never given a parameter by position (NumPy-style options)."""
+
+
 def _passed(kwargs: dict[str, Any], takes: list[str]) -> dict[str, Any]:
     """The parameters as the code takes them: by name; a parameter it does not name is not
     passed (it has its own value); when it names none of them but takes as many after x
@@ -376,7 +383,7 @@ def _passed(kwargs: dict[str, Any], takes: list[str]) -> dict[str, Any]:
     if not takes or any(p.startswith("**") for p in takes):
         return kwargs
     named = {k: v for k, v in kwargs.items() if k in takes}
-    rest = [p for p in takes[1:] if not p.startswith("*")]
+    rest = [p for p in takes[1:] if not p.startswith("*") and p not in OPTIONS]
     if not named and kwargs and len(rest) == len(kwargs):
         return dict(zip(rest, kwargs.values()))
     return named

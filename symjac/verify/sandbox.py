@@ -226,7 +226,7 @@ class InProcess:
         self.func = func
         self.label = getattr(func, "__qualname__", repr(func))
         try:
-            self.params = [("**" if p.kind is p.VAR_KEYWORD else "") + p.name
+            self.params = [{p.VAR_KEYWORD: "**", p.VAR_POSITIONAL: "*"}.get(p.kind, "") + p.name
                            for p in inspect.signature(func).parameters.values()]
         except (TypeError, ValueError):
             self.params = []

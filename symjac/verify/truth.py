@@ -493,7 +493,7 @@ def build_world(function: str | Function, n: int, canon: Canon,
     given = dict(params or {})
     t_values: list[sp.Expr] | None = None
     for p in program.params:
-        if p.vector and p.name in given:  # numbers (a gain, for code): fixed, like a scalar
+        if p.vector and p.name in given and not program.scalar_output:  # a gain, for code
             raw_vector = given.pop(p.name)
             t_values = [_exact_number(v, f"parameter {p.name}") for v in raw_vector]
             if len(t_values) != n:
@@ -543,7 +543,8 @@ def build_world(function: str | Function, n: int, canon: Canon,
             generic[st.symbol] = {g: at_k(expr, g) for g in "ij"}
             per_k[st.symbol] = values_k
         elif st.kind == "reduce":
-            if st.symbol == program.output.symbol and st.name not in kinds:
+            if st.symbol == program.output.symbol and (
+                    st.name not in kinds or st.op not in ("sum", "mean")):
                 continue  # a scalar function: its gradient only (unless a claim may name it)
             if st.op not in ("sum", "mean"):
                 raise SymjacError(f"{fn.name}: verify handles sum and mean reductions, not "
