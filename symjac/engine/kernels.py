@@ -91,7 +91,8 @@ class KernelPlan:
 
     @property
     def output(self) -> KStage:
-        return self.stages[-1]
+        """The output stage (named y; a tie count of a max output comes after it)."""
+        return next(st for st in reversed(self.stages) if st.name == OUTPUT.name)
 
     @property
     def scalar_output(self) -> bool:
@@ -119,8 +120,9 @@ def plan(program: Program, jac: Jacobian) -> KernelPlan:
         stages = list(program_stages)
     stages = _insert_scalars(stages, extra)
     stable = []
+    maps = {st.symbol: st.expr for st in stages if st.kind == "map"}
     for st in stages:
-        expr, done = stabilize(st.expr, st.name)
+        expr, done = stabilize(st.expr, st.name, maps)
         rewrites += done
         stable.append(replace(st, expr=expr))
     stages = stable
@@ -159,10 +161,12 @@ def _term(a: sp.Expr, b: sp.Expr, constants: set[sp.Symbol]) -> RankTerm:
 
 
 def _insert_scalars(stages: list[KStage], extra: tuple[KStage, ...]) -> list[KStage]:
-    """Engine scalars go right before the output (they use only the program's stages)."""
-    if not extra:
-        return stages
-    return stages[:-1] + list(extra) + stages[-1:]
+    """Engine scalars go right before the output, or after it when they use it (the tie
+    count of a max that is the output: sum_k [x_k == y])."""
+    output = stages[-1].symbol
+    before = [st for st in extra if output not in st.expr.free_symbols]
+    after = [st for st in extra if output in st.expr.free_symbols]
+    return stages[:-1] + before + stages[-1:] + after
 
 
 def _shift_records(moved) -> list[Rewrite]:

@@ -140,10 +140,26 @@ def _expm1(expr: sp.Expr) -> sp.Expr:
     return ReplaceOptim.__call__(_EXPM1, expr)
 
 
-def stabilize(expr: sp.Expr, where: str) -> tuple[sp.Expr, list[Rewrite]]:
-    """``expr`` with every rule applied (bottom-up, to a fixed point), and the rewrites."""
+def stabilize(expr: sp.Expr, where: str, maps: dict | None = None
+              ) -> tuple[sp.Expr, list[Rewrite]]:
+    """``expr`` with every rule applied (bottom-up, to a fixed point), and the rewrites.
+
+    ``maps`` (symbol -> definition of the elementwise stages): a logarithm of named
+    quantities is also tried with their definitions in view, and taken when a rule then
+    applies (``p = sigmoid(x)``: ``log(1 - p)`` is ``-softplus(x)``, finite where p has
+    rounded to 1)."""
     done: list[Rewrite] = []
     expr = sp.sympify(expr)
+    if maps:
+        def through(e: sp.Expr) -> sp.Expr:
+            inlined = sp.log(e.args[0].xreplace(maps))
+            new, made = stabilize(inlined, where)
+            if not made:
+                return e
+            done.extend(made)
+            return new
+        expr = expr.replace(lambda e: isinstance(e, sp.log)
+                            and bool(e.args[0].free_symbols & maps.keys()), through)
     for _ in range(8):
         changed = False
         for rule, match, why in _RULES:

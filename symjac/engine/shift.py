@@ -6,14 +6,15 @@ E e^{alpha (x_k - m) + beta}`` with ``m = max_k x_k`` (``min`` when alpha < 0) a
 ``E = e^{alpha m}``, and carrying ``E`` through the stages by the rules of algebra:
 
 * a sum of terms that all carry ``E^p`` is ``E^p`` times the sum without it;
-* ``log(E^p R) = p alpha m + log R``;
+* ``log(E^p R) = p (alpha m + beta) + log R`` (beta: an offset every exponent shares,
+  such as ``-mean(x)``, is carried in E too);
 * a quotient of two quantities that carry the same power of ``E`` does not carry it,
 
 the output is computed without ever forming ``E`` when every ``E`` cancels: softmax
 (``e/S`` -> ``e'/S'``), log-sum-exp (``log S = m + log S'``), a cross-entropy, a softmax
 with a temperature. This is detected by doing it, not by names: if some ``E`` is left in
 the output or in a piece the kernels need, the program is left as it is. Every stage's new
-definition is proved equal to the old one (with ``E = e^{alpha m}``) by the zero test.
+definition is proved equal to the old one (with ``E = e^{alpha m + beta}``) by the zero test.
 
 The shifted exponents are ``alpha * shifted(x, m) + beta`` (``symjac.engine.guards``) and a
 shifted sum is divided by and taken the logarithm of through ``recip``/``guarded_log``:
@@ -85,10 +86,12 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
         if (st.kind == "map" and not flat.has(sp.exp, sp.log) and flat.is_polynomial(x)
                 and sp.degree(flat, x) == 1):
             affine.add(st.symbol)
+    # vectors that do not move with x (a bias or mask parameter) may offset the exponents
+    offsets = {p.symbol for p in program.params if p.vector}
     exprs = [s.expr for s in program.stages] + list(pieces.values())
     atoms = {a for e in exprs for a in e.atoms(sp.exp)
              if a.args[0].free_symbols & affine
-             and not (a.args[0].free_symbols & program.vectors) - affine}
+             and not (a.args[0].free_symbols & program.vectors) - affine - offsets}
     if not atoms:
         return None
     alpha, betas = None, {}
@@ -98,7 +101,8 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
             return None
         slope = sp.cancel(sp.diff(arg, x))
         rest = sp.expand(arg - slope * x)
-        if (slope.free_symbols | rest.free_symbols) & program.vectors:
+        if slope.free_symbols & program.vectors or rest.free_symbols & (
+                program.vectors - offsets):
             return None
         if alpha is None:
             alpha = slope
@@ -115,14 +119,25 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
         return None
     names = {s.name for s in program.stages} | {p.name for p in program.params}
     m = sp.Symbol(_fresh("m", names), real=True)
+    # an offset every exponent shares (e^{x - mean(x)}, e^{x + 800}) goes into E too: the
+    # shifted exponents are then x - m exactly, not (x - m) - mean(x), which underflows
+    common = set(betas.values())
+    b = common.pop() if len(common) == 1 else sp.Integer(0)
     E = sp.Dummy("E", positive=True)
-    swap = {a: sp.exp(alpha * shifted(x, m) + betas[a]) * E for a in atoms}
+    if b.free_symbols & offsets:  # e^{alpha x_k + b_k}: shifted by the max of the exponent
+        op, log_e, top = "max", m, alpha * x + b
+        swap = {a: sp.exp(shifted(top, m)) * E for a in atoms}
+    elif any(beta.free_symbols & offsets for beta in betas.values()):
+        return None  # different vector offsets: no common factor
+    else:
+        log_e, top = alpha * m + b, x
+        swap = {a: sp.exp(alpha * shifted(x, m) + betas[a] - b) * E for a in atoms}
 
     def carry(expr: sp.Expr, rel: dict) -> tuple[sp.Expr, sp.Expr] | None:
         """``expr`` in the new symbols as ``E**p * rest``; None if E does not factor out."""
         new = expr.xreplace(rel).xreplace(swap)
         new = sp.expand_log(sp.expand_power_exp(new), force=False)
-        new = new.subs(sp.log(E), alpha * m)
+        new = new.subs(sp.log(E), log_e)
         new = sp.factor_terms(sp.powsimp(new))
         p = sp.Integer(0)
         rest = []
@@ -140,7 +155,7 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
         return p, rest_expr
 
     rel: dict[sp.Symbol, sp.Expr] = {}
-    new_stages = [KStage(m.name, m, "reduce", x, op)]
+    new_stages = [KStage(m.name, m, "reduce", top, op)]
     changes = []
     for st in program.stages:
         carried = carry(st.expr, rel)
@@ -153,7 +168,7 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
         rel[st.symbol] = E**p * st.symbol
         if rest != st.expr or p != 0:
             changes.append((st.name, st.expr, rest, p))
-        _prove(st, rest, p, rel, E, alpha * m, swap)
+        _prove(st, rest, p, rel, E, log_e)
     out = program.output.symbol
     if rel[out] != out or not changes:
         return None
@@ -253,10 +268,9 @@ def _weights(expr: sp.Expr, vectors: frozenset) -> sp.Expr:
     return expr.replace(lambda e: isinstance(e, sp.Mul), rule)
 
 
-def _prove(st, rest: sp.Expr, p: sp.Expr, rel: dict, E: sp.Dummy, log_e: sp.Expr,
-           swap: dict) -> None:
+def _prove(st, rest: sp.Expr, p: sp.Expr, rel: dict, E: sp.Dummy, log_e: sp.Expr) -> None:
     """The old definition (old symbols written as E^p times new ones) equals E^p times the
-    new one, with E = e^{alpha m} and the shift written out; a reduction summand by
+    new one, with E = e^{log_e} and the shift written out; a reduction summand by
     summand."""
     power = sp.exp(log_e)
     old = unguarded(st.expr.xreplace({s: v for s, v in rel.items() if s != st.symbol}))

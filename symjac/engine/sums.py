@@ -98,15 +98,19 @@ class SumAlgebra:
             out += coeff * inner
         return out
 
-    def _name(self, summand: sp.Expr) -> sp.Expr:
-        """``summand`` split by linearity, each k-dependent part a (new) named scalar."""
+    def _name(self, summand: sp.Expr, depth: int = MAX_UNFOLD) -> sp.Expr:
+        """``summand`` split by linearity, each k-dependent part a (new) named scalar
+        (after the refolds: ``sum_k t_k e^{x_k} / s_k`` is S times ``sum_k t_k``)."""
         out = sp.Integer(0)
         for term in sp.Add.make_args(normal(summand)):
             coeff, rest = _split(term, self.vectors)
+            folded = normal(rest.xreplace(self.refold)) if depth > 0 else rest
             if rest == 1:
                 out += coeff * self.program.n
             elif rest in self.known:
                 out += coeff * self.known[rest]
+            elif folded != rest:
+                out += coeff * self._name(folded, depth - 1)
             else:
                 symbol = sp.Symbol(f"C{len(self.made) + 1}", real=True,
                                    positive=bool(rest.is_positive))
