@@ -272,10 +272,13 @@ def _reduction(w: Writer, s: Subject, st, tot) -> None:
         w.para(rf"${name}$ also moves with ${sname}$, through every term at once; the sum "
                rf"that comes out is written with the named quantities:")
         termwise = sp.Sum(nt.at(cf.per_k, k), (k, 1, nt.n))
+        # the other scalars the terms use are held fixed: each moves with x on its own
+        others = tuple(f for f in fixed if f != cf.scalar)
         w.claim(s.context, [
-            Line(Step(sp.Derivative(st.symbol, cf.scalar), termwise, "term by term"),
-                 partial(name, sname, [])),
-            Line(Step(sp.Derivative(st.symbol, cf.scalar), cf.value, _sum_reason(s, cf.per_k))),
+            Line(Step(sp.Derivative(st.symbol, cf.scalar), termwise, "term by term", others),
+                 partial(name, sname, list(others))),
+            Line(Step(sp.Derivative(st.symbol, cf.scalar), cf.value, _sum_reason(s, cf.per_k),
+                      others)),
         ], f"${name}$ by ${sname}$ (a sum over $k$)")
     moving = [cf for cf in coeffs if cf.value != 0]
     if fixed and not moving:
@@ -326,15 +329,22 @@ def _assembly(w: Writer, s: Subject, tot) -> None:
     name = out_tex(s)
     w.section("Assembly")
     if s.scalar_output:
-        used = [sym for sym in out.expr.free_symbols if sym in tot]
-        used.sort(key=lambda sym: sym.name)
-        chainform = sp.Add(*[sp.Mul(sp.diff(out.expr, u), tot[u], evaluate=False)
-                             for u in used], evaluate=False)
         raw = tot[out.symbol]
         named = nt.at(jac.gradient, j)
-        w.para(f"The output ${name}$ is a scalar; its derivative by $x_j$ goes through the "
-               "scalars it is computed from, and is then written with the named quantities:")
-        lines = [Line(Step(sp.Derivative(out.symbol, x[j]), chainform, "chain rule"),
+        if out.kind == "reduce":  # (its derivative was found with the reductions)
+            chainform, why = raw, "the reduction, above"
+            w.para(f"The output ${name}$ is the reduction above; its derivative by $x_j$, "
+                   "written with the named quantities:")
+        else:
+            used = sorted((sym for sym in out.expr.free_symbols if sym in tot),
+                          key=lambda sym: sym.name)
+            chainform = sp.Add(*[sp.Mul(sp.diff(out.expr, u), tot[u], evaluate=False)
+                                 for u in used], evaluate=False)
+            why = "chain rule"
+            w.para(f"The output ${name}$ is a scalar; its derivative by $x_j$ goes through "
+                   "the scalars it is computed from, and is then written with the named "
+                   "quantities:")
+        lines = [Line(Step(sp.Derivative(out.symbol, x[j]), chainform, why),
                       total(name, "x_{j}"))]
         if sp.srepr(raw) != sp.srepr(chainform):
             lines.append(Line(Step(sp.Derivative(out.symbol, x[j]), raw, "collected")))

@@ -331,7 +331,7 @@ def _shift(w: Writer, s: Subject) -> None:
            rf"709 in double precision); after the shift every exponent is at most $0$. The "
            rf"output is the same for every value of ${mt}$, because the common factor "
            "cancels:")
-    out = plan.stages[-1]
+    out = plan.output
     if out.kind == "map":
         lhs, rhs = bases[out.symbol][i], nt.bases[p.output.symbol][i]
     else:

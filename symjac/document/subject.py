@@ -81,7 +81,8 @@ class Subject:
     @functools.cached_property
     def context(self) -> Context:
         """The definitions every check of this function may unfold."""
-        return self.notation.context([(s.symbol, s.expr) for s in self.jacobian.scalars])
+        # every sum the chain rule named (a max's tie count too, even where J cancels it)
+        return self.notation.context([(s.symbol, s.expr) for s in self.jacobian.chain.scalars])
 
     @functools.cached_property
     def cache(self) -> CheckCache:

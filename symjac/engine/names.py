@@ -125,11 +125,18 @@ class Namer:
         start = self.rename(expr)
         candidates = [start]
         flat = self.unfold(expr)
-        if self.program.x in flat.free_symbols:
+        x = self.program.x
+        # an equality test of x (a max's argmax: x_j == M) stays a test of x: written in a
+        # later quantity it would compare a recomputed float (L + M y_j == M fails)
+        tests = {pw: sp.Dummy("test") for pw in flat.atoms(sp.Piecewise)
+                 if any(x in t.free_symbols for t in pw.atoms(sp.Eq, sp.Ne))}
+        back = {d: pw for pw, d in tests.items()}
+        if x in flat.free_symbols:
             for inv in self.inverses:
-                candidate = self.rename(_tidy(flat.subs(self.program.x, inv.solution)))
-                if self.program.x in candidate.free_symbols:
+                candidate = self.rename(_tidy(flat.xreplace(tests).subs(x, inv.solution)))
+                if x in candidate.free_symbols:
                     continue
+                candidate = candidate.xreplace(back)
                 if is_zero(self._flat(candidate) - self._flat(flat)):
                     candidates.append(candidate)
         if self.scalar_inverses:

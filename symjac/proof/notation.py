@@ -15,7 +15,7 @@ from sympy.printing.latex import LatexPrinter
 
 from ..engine.jacobian import DELTA
 from ..lang import Program
-from .symbolic import Context
+from .symbolic import Context, Rate
 
 GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota",
          "kappa", "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi",
@@ -171,6 +171,13 @@ class Notation:
             elif st.kind == "reduce":
                 if st.op in ("sum", "mean"):
                     ctx.define(st.symbol, self.reduction(st.op, st.expr))
+                else:  # the entries that attain the max/min share its derivative
+                    hit = sp.Piecewise((1, sp.Eq(self.at(st.expr, self.k), st.symbol)),
+                                       (0, True))
+                    m = sp.Idx("m", (1, self.n))
+                    count = sp.Sum(hit.xreplace({self.k: m}), (m, 1, self.n))
+                    ctx.rates.append(Rate(st.symbol, hit / count, self.at(st.expr, self.k),
+                                          self.k))
             else:
                 ctx.define(st.symbol, st.expr)
         for symbol, summand in extra:

@@ -41,7 +41,7 @@ import sympy as sp
 from ..errors import CheckFailed
 from .zero import is_zero
 
-__all__ = ["Context", "Definition", "Step", "check_step", "reduce_sums"]
+__all__ = ["Context", "Definition", "Rate", "Step", "check_step", "reduce_sums"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,18 @@ class Step:
     off_diagonal: bool = False  # the claim is for i != j only (every delta_ij is 0)
 
 
+@dataclass(frozen=True)
+class Rate:
+    """How a quantity without a written-out definition moves with the input: ``symbol``
+    (a maximum, say) moves as ``sum_k weight_k d(element_k)/dx_j`` (the entries that attain
+    it share the derivative). ``weight`` and ``element`` are written at the index ``k``."""
+
+    symbol: sp.Symbol
+    weight: sp.Expr
+    element: sp.Expr
+    k: sp.Idx
+
+
 @dataclass
 class Context:
     """The definitions a check may unfold, and the size symbol ``n``."""
@@ -82,6 +94,32 @@ class Context:
     definitions: list[Definition] = field(default_factory=list)
     i: sp.Basic = None  # the free indices of entries, for claims off the diagonal
     j: sp.Basic = None
+    rates: list[Rate] = field(default_factory=list)
+
+    def derivative(self, d: sp.Derivative) -> sp.Expr:
+        """``d`` evaluated, with the rates of the quantities in it that have one."""
+        out = d.doit(deep=False)
+        if len(d.variables) != 1 or not isinstance(d.variables[0], sp.Indexed):
+            return out
+        var = d.variables[0]
+        for r in self.rates:
+            if r.symbol in d.expr.free_symbols:
+                k = sp.Dummy("k", integer=True)
+                moves = sp.Integer(0)
+                for term in sp.Add.make_args(sp.expand(sp.diff(
+                        self.unfold(r.element).xreplace({r.k: k}), var))):
+                    # sum_k w_k delta_kj a_k = w_j a_j, collapsed here: SymPy folds a
+                    # factor into the Piecewise of w_k, where the collapse cannot see it
+                    delta = next((f for f in sp.Mul.make_args(term)
+                                  if isinstance(f, sp.KroneckerDelta) and k in f.args), None)
+                    if delta is None:
+                        moves += sp.Sum(r.weight.xreplace({r.k: k}) * term, (k, 1, self.n))
+                    else:
+                        at = delta.args[0] if delta.args[1] == k else delta.args[1]
+                        moves += (r.weight.xreplace({r.k: at})
+                                  * (term / delta).xreplace({k: at}))
+                out += sp.diff(d.expr, r.symbol) * moves
+        return out
 
     def define(self, lhs: sp.Expr, rhs: sp.Expr) -> Definition:
         d = Definition(lhs, rhs)
@@ -156,7 +194,12 @@ def _split(s: sp.Sum, n: sp.Symbol, used: set[str]) -> sp.Expr:
     if len(s.limits) != 1:
         return s
     k, lo, hi = s.limits[0]
-    body = sp.expand(s.function)
+    body = s.function
+    if body.has(sp.Piecewise):  # (factors free of k leave a Piecewise too)
+        bracketed = _to_indicators(body, k)
+        if bracketed != body:
+            return _from_indicators(_split(sp.Sum(bracketed, s.limits[0]), n, used))
+    body = sp.expand(body)
     if body.has(sp.log):
         body = sp.expand(sp.expand_log(body, force=False))
     parts = []
@@ -180,6 +223,48 @@ def _split(s: sp.Sum, n: sp.Symbol, used: set[str]) -> sp.Expr:
         if free and bound or len(sp.Add.make_args(body)) > 1:
             used.add("linearity")
     return sp.Add(*parts)
+
+
+_INDICATORS = {cls: sp.Function(f"_iverson_{cls.__name__}")
+               for cls in (sp.Eq, sp.Ne, sp.Lt, sp.Le, sp.Gt, sp.Ge)}
+_RELATIONS = {f: cls for cls, f in _INDICATORS.items()}
+
+
+def _to_indicators(expr: sp.Expr, k: sp.Symbol) -> sp.Expr:
+    """Every Piecewise that depends on the summation index k and tests relations, written
+    with Iverson brackets as opaque factors (``Piecewise((a, c), (b, True)) = a [c] +
+    b (1 - [c])``, ``[c & d] = [c][d]``): SymPy folds a factor into a Piecewise, where
+    linearity and the Kronecker collapse cannot see it; a bracket stays a factor."""
+    def bracket(pw: sp.Piecewise) -> sp.Expr:
+        (value, cond), rest = pw.args[0], pw.args[1:]
+        if cond is sp.true:
+            return value
+        tests = cond.args if isinstance(cond, sp.And) else (cond,)
+        if not rest or k not in pw.free_symbols or any(type(t) not in _INDICATORS
+                                                       for t in tests):
+            return pw
+        other = rest[0].expr if rest[0].cond is sp.true else bracket(sp.Piecewise(*rest))
+        iv = sp.Mul(*[_INDICATORS[type(t)](*t.args) for t in tests])
+        return value * iv + other * (1 - iv)
+
+    return expr.replace(lambda e: isinstance(e, sp.Piecewise), bracket)
+
+
+def _from_indicators(expr: sp.Expr) -> sp.Expr:
+    """The Iverson brackets of :func:`_to_indicators` back as Piecewise."""
+    def is_bracket(e: sp.Basic) -> bool:
+        return type(e) in _RELATIONS or (isinstance(e, sp.Pow) and type(e.base) in _RELATIONS
+                                         and e.exp.is_Integer and e.exp > 0)
+
+    def rebuild(factors: tuple) -> sp.Expr:  # [a][b]^2 c = Piecewise((1, a & b), (0, True)) c
+        brackets = [f.base if isinstance(f, sp.Pow) else f for f in factors if is_bracket(f)]
+        rest = sp.Mul(*[f for f in factors if not is_bracket(f)])
+        cond = sp.And(*[_RELATIONS[type(b)](*b.args) for b in brackets])
+        return sp.Piecewise((1, cond), (0, True)) * rest if cond is not sp.false else 0
+
+    expr = expr.replace(lambda e: isinstance(e, sp.Mul) and any(map(is_bracket, e.args)),
+                        lambda e: rebuild(e.args))
+    return expr.replace(is_bracket, lambda e: rebuild((e,)))
 
 
 def _canonical_sums(expr: sp.Expr, depth: int = 0) -> sp.Expr:
@@ -265,10 +350,9 @@ def check_step(step: Step, context: Context, label: str = "") -> str:
     expr = unfolded
     # 3. differentiate, then unfold what was held fixed
     if expr.has(sp.Derivative):
-        expr = expr.replace(lambda e: isinstance(e, sp.Derivative),
-                            lambda d: d.doit(deep=False))
+        expr = expr.replace(lambda e: isinstance(e, sp.Derivative), context.derivative)
         how.append("derivatives")
-    if frozen:
+    if frozen or context.rates:
         expr = context.unfold(expr.xreplace({v: k for k, v in frozen.items()}))
     # 4. sums
     expr, rules = reduce_sums(expr, context.n)

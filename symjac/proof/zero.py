@@ -22,6 +22,7 @@ No numerical evidence is accepted, and ``simplify`` is never called. A False ans
 from __future__ import annotations
 
 import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
 from sympy.core.relational import Relational
 
 from ..lang.functions import relu, sigmoid, softplus
@@ -45,6 +46,12 @@ def is_zero(expr: sp.Expr) -> bool:
     if quick_zero(expr):
         return True
     expr = _exponential_form(expr)
+    if expr.has(sp.Heaviside, sp.Abs, sp.sign):
+        # one written form per test: c (1 - e^x) and c - c e^x are one argument
+        expr = expr.replace(lambda e: isinstance(e, (sp.Heaviside, sp.Abs, sp.sign)),
+                            lambda e: e.func(sp.expand(e.args[0]), *e.args[1:]))
+        if quick_zero(expr):
+            return True
     if expr.has(*_KINKS) or expr.atoms(Relational):
         cases = _cases(sp.piecewise_fold(expr) if expr.has(sp.Piecewise) else expr)
         if cases is None:
@@ -74,6 +81,9 @@ def _exponential_form(expr: sp.Expr) -> sp.Expr:
                             lambda e: e.rewrite(sp.exp))
     if expr.has(sp.tanh, sp.sinh, sp.cosh, sp.sech, sp.coth, sp.csch):
         expr = expr.rewrite(sp.exp)
+    if expr.has(expm1, log1p):  # (the stable forms the kernels use, by definition)
+        expr = expr.replace(lambda e: isinstance(e, expm1), lambda e: sp.exp(e.args[0]) - 1)
+        expr = expr.replace(lambda e: isinstance(e, log1p), lambda e: sp.log(1 + e.args[0]))
     return expr
 
 
@@ -132,6 +142,12 @@ def _cases(expr: sp.Expr) -> list[sp.Expr] | None:
 def _rational_zero(expr: sp.Expr) -> bool:
     """Whether ``expr`` is 0 as a rational function of its exponentials (module doc, 3)."""
     expr = expr.replace(lambda e: isinstance(e, sp.exp), lambda e: sp.exp(sp.expand(e.args[0])))
+    # one written form per root: eps + (S2 - S1^2/n)/(n - 1) and eps - S1^2/(n^2 - n) +
+    # S2/(n - 1) are one base (cancel: numerator and denominator, expanded, no common factor)
+    expr = expr.replace(
+        lambda e: isinstance(e, sp.Pow) and isinstance(e.base, sp.Add)
+        and e.exp.is_Rational and not e.exp.is_Integer,
+        lambda e: sp.Pow(sp.expand(sp.cancel(e.base)), e.exp))
     expr = sp.expand_log(sp.expand_power_exp(expr), force=False)
     powers: dict[sp.Expr, list[tuple[sp.Expr, sp.Rational]]] = {}
     for node in expr.atoms(sp.exp):
