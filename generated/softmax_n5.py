@@ -221,13 +221,13 @@ def hvp(x, u, v, out=None):
     matrix is formed. It is the derivative of the VJP u^T J(x) along v (a double backward).
     """
     x = _vector("x", x)
-    u = _vector("u", u)
-    v = _vector("v", v)
+    _u = _vector("u", u)
+    _v = _vector("v", v)
     with numpy.errstate(**_QUIET):
-        dd, a0, a1, b0, b1, = _second_pieces(x, u)
-        result = dd * v + a0 * numpy.sum(b0 * v, axis=-1, keepdims=True) + a1 * numpy.sum(b1 * v, axis=-1, keepdims=True)
-        return _store(result, out, numpy.broadcast_shapes(_shape(x), u.shape,
-                                                          v.shape))
+        dd, a0, a1, b0, b1, = _second_pieces(x, _u)
+        result = dd * _v + a0 * numpy.sum(b0 * _v, axis=-1, keepdims=True) + a1 * numpy.sum(b1 * _v, axis=-1, keepdims=True)
+        return _store(result, out, numpy.broadcast_shapes(_shape(x), _u.shape,
+                                                          _v.shape))
 
 
 def hessian(x, out=None):

@@ -40,7 +40,7 @@ class DeriveResult:
     pdf_note: str | None = None  # why no PDF was made, when --pdf was asked for
 
 
-def resolve(function: str | Function, *, custom: bool = False) -> Function:
+def resolve(function: str | os.PathLike | Function, *, custom: bool = False) -> Function:
     """A catalog name, a function file's path or a :class:`~symjac.lang.Function`; with
     ``custom``, also a :func:`symjac.custom` function (which only derive takes)."""
     if isinstance(function, Function):
@@ -54,6 +54,8 @@ def resolve(function: str | Function, *, custom: bool = False) -> Function:
                           f"{function.n} inputs (symjac.derive), with no all-n proof and no "
                           "verify; write it in the function language (symjac.function) for "
                           "those")
+    if isinstance(function, os.PathLike):
+        return lang.load(function)
     if not isinstance(function, str):
         raise SymjacError(f"a function is a catalog name, a file or symjac.function(...), "
                           f"got {type(function).__name__}")
@@ -101,7 +103,8 @@ def render(derivation: Derivation,
     return targets.render(derivation, chosen, targets.Options(templates, layout))
 
 
-def derivation(function: str | Function, n: int | None = None, dtype: str = "float64", *,
+def derivation(function: str | os.PathLike | Function, n: int | None = None,
+               dtype: str = "float64", *,
                time_limit: float | None = TIME_LIMIT) -> Derivation:
     """Derive and prove ``function`` at size ``n`` without writing anything.
 
@@ -143,7 +146,7 @@ def _size(fn: Function, n: object) -> int:
 
 
 def derive(
-    function: str | Function,
+    function: str | os.PathLike | Function,
     n: int | None = None,
     *,
     targets: str | tuple[str, ...] | list[str] | None = None,
@@ -230,7 +233,8 @@ class ProveResult:
     pdf_note: str | None = None
 
 
-def prove(function: str | Function, *, out: str | Path | None = None, pdf: bool = False,
+def prove(function: str | os.PathLike | Function, *, out: str | Path | None = None,
+          pdf: bool = False,
           force: bool = False, time_limit: float | None = TIME_LIMIT) -> ProveResult:
     """Write the derivation of ``function``'s Jacobian for arbitrary n, every step checked.
 
@@ -246,7 +250,7 @@ def prove(function: str | Function, *, out: str | Path | None = None, pdf: bool 
     path = _proof_path(fn.name, out)
     if path.suffix != ".tex":  # checked before the (slow) proof
         raise SymjacError(f"the proof is LaTeX: -o must name a .tex file or a folder, got "
-                          f"{shorten_path(path)}")
+                          f"{shorten_path(path)} (a new folder is written with a trailing /)")
     if not force:
         refuse_read_only([path, *([path.with_suffix(".pdf")] if pdf else [])])
     with _job(f"{fn.name} (all n)", time_limit):
@@ -265,6 +269,7 @@ def _all_n(fn: Function) -> tuple[object, str]:
     from .document.render import to_latex
     from .proof.alln import prove as prove_all_n
 
+    stage("deriving J for all n")
     result = prove_all_n(fn)
     return result, to_latex(result.document)
 

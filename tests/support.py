@@ -144,6 +144,16 @@ class Built:
                       params=self.derivation.kernels.params)
 
 
+def central_differences(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """d f / d x by central differences, shape (m, n) (m = 1 for a scalar f): the reference
+    the tests write themselves."""
+    cols = []
+    for k in range(x.size):
+        e = np.zeros_like(x)
+        e[k] = h
+        cols.append((np.atleast_1d(f(x + e)) - np.atleast_1d(f(x - e))) / (2 * h))
+    return np.stack(cols, axis=-1)
+
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m symjac ARGS`` in ``cwd`` (so the installed package is used)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sympy as sp
-from support import compile_shared
+from support import central_differences, compile_shared
 
 import symjac
 from symjac.budget import Deadline
@@ -210,13 +210,6 @@ def close(actual, expected, dtype: str):
     np.testing.assert_allclose(actual, expected, rtol=TOL[dtype], atol=TOL[dtype] * scale)
 
 
-def central_differences(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    cols = []
-    for j in range(x.size):
-        step = np.zeros(x.size)
-        step[j] = h
-        cols.append((f(x + step) - f(x - step)) / (2 * h))
-    return np.stack(cols, axis=-1)
 
 
 def points(n: int, seed: int) -> list[np.ndarray]:

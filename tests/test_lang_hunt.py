@@ -11,17 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from support import Built
+from support import central_differences as _fd
 
 import symjac
-
-
-def _fd(f, x, h=1e-6):
-    cols = []
-    for k in range(x.size):
-        e = np.zeros_like(x)
-        e[k] = h
-        cols.append((np.atleast_1d(f(x + e)) - np.atleast_1d(f(x - e))) / (2 * h))
-    return np.stack(cols, axis=-1)
 
 
 def _softmax(z):
@@ -86,3 +78,66 @@ def test_softmax_of_an_affine_map_derives(tmp_path, text, forward):
     for kernels in (b.np, b.c):
         np.testing.assert_allclose(kernels.forward(x, **kw), forward(x), rtol=1e-13)
         np.testing.assert_allclose(kernels.jacobian(x, **kw), _fd(forward, x), atol=1e-8)
+
+
+@pytest.mark.parametrize("text, keyword", [
+    ("param v = 2\ny = v * exp(x) / sum(exp(x))", "v"),
+    ("param u > 0\ny = tanh(x) / u", "u"),
+])
+def test_parameters_named_like_the_directions(tmp_path, text, keyword):
+    """A parameter named v or u keeps its name; the direction arguments of jvp/vjp/hvp
+    give way (v_, u_). Before, the second-order hvp(x, u, v, *, v=...) was a SyntaxError
+    in NumPy and a duplicate parameter in C."""
+    b = _build(tmp_path, text, "dirs", 3)
+    value = 2.0
+    if keyword == "v":
+        def f(z):
+            return value * _softmax(z)
+    else:
+        def f(z):
+            return np.tanh(z) / value
+    x, d, w = np.array([0.4, -1.3, 0.9]), np.array([1.0, -0.5, 0.25]), np.array([0.3, 2.0, -1.0])
+    J = _fd(f, x)
+    # d/dx of w . J(x) along d: central differences of the VJP written from J's reference
+    hv = (_fd(f, x + 1e-4 * d).T @ w - _fd(f, x - 1e-4 * d).T @ w) / 2e-4
+    p = {keyword: value}
+    np.testing.assert_allclose(b.np.jvp(x, d, **p), J @ d, atol=1e-8)
+    np.testing.assert_allclose(b.np.vjp(x, w, **p), w @ J, atol=1e-8)
+    np.testing.assert_allclose(b.np.hvp(x, w, d, **p), hv, atol=1e-5)
+    np.testing.assert_allclose(b.c._call("jvp", [x, d], (3,), **p), J @ d, atol=1e-8)
+    np.testing.assert_allclose(b.c._call("hvp", [x, w, d], (3,), **p), hv, atol=1e-5)
+
+
+def test_huge_exact_constants_print_as_one_double(tmp_path):
+    """1e400 x / (1e400 + 1) is the exact rational 10^400/(10^400 + 1) x; C printed it as
+    p.0/q.0, constants beyond the range of a double (-Werror=overflow)."""
+    b = _build(tmp_path, "y = 1e400 * x / (1e400 + 1) + x * 12345678901234567891 / 10^19",
+               "huge", 3)
+    x = np.array([0.5, -2.0, 3.0])
+    factor = 1.0 + 1.2345678901234567891  # to double precision
+    for kernels in (b.np, b.c):
+        np.testing.assert_allclose(kernels.forward(x), factor * x, rtol=1e-15)
+        np.testing.assert_allclose(kernels.jacobian(x), factor * np.eye(3), rtol=1e-15)
+
+
+@pytest.mark.parametrize("data", [
+    b"\xef\xbb\xbfe = exp(x)\ny = e / sum(e)\n",  # a byte-order mark
+    b"e = exp(x)\r\ny = e / sum(e)\r\n",  # Windows line ends
+    b"e = exp(x)\ry = e / sum(e)\r",  # old Mac line ends
+])
+def test_files_as_editors_save_them(tmp_path, data):
+    path = tmp_path / "sm.sj"
+    path.write_bytes(data)
+    x = np.array([0.1, 2.0, -1.0])
+    b = Built(path, 3, "float64", tmp_path)  # (a pathlib.Path names a file too)
+    np.testing.assert_allclose(b.np.forward(x), _softmax(x), rtol=1e-15)
+
+
+def test_a_letter_that_is_not_ascii_says_what_names_are(tmp_path):
+    from support import run_cli
+    r = run_cli("derive", "--define", "σ = 2; y = σ * x", "--name", "g", "-n", "2",
+                "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1
+    assert "line 1, column 1" in r.stderr and "ASCII" in r.stderr and "'σ'" in r.stderr
+    assert not (tmp_path / "out").exists()

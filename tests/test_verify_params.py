@@ -13,6 +13,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from support import central_differences as _fd
 
 import symjac
 import symjac.catalog
@@ -91,14 +92,6 @@ def softmax_f16_short(x):  # 3 % of the rank-one term missing, in float16
 '''
 
 
-def _fd(f, x, h=1e-6):
-    """Central differences of f at x: the reference for the right claims."""
-    cols = []
-    for k in range(x.size):
-        e = np.zeros_like(x)
-        e[k] = h
-        cols.append((np.atleast_1d(f(x + e)) - np.atleast_1d(f(x - e))) / (2 * h))
-    return np.stack(cols, axis=-1)
 
 
 def _module(tmp_path, text, name):

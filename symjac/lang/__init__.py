@@ -100,7 +100,8 @@ def load(path: str | Path) -> Function:
         raise SymjacError(f"{shorten_path(path)} is larger than {MAX_FILE_BYTES} bytes; a "
                           "function file is a few lines")
     try:
-        text = data.decode("utf-8")
+        # (a byte-order mark and Windows or old Mac line ends are what editors write)
+        text = data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
     except UnicodeDecodeError as exc:
         raise SymjacError(f"{shorten_path(path)} is not UTF-8 text (byte {exc.start})") from None
     if "\x00" in text:

@@ -140,8 +140,11 @@ def tokenize(text: str, source: str = "") -> list[Token]:
         pos = Pos(line, at - start + 1)
         if m is None:
             char = text[at]
-            shown = repr(char) if char.isprintable() else repr(char)
-            raise LangError(f"unexpected character {shown}", pos.line, pos.column, source)
+            if char.isalpha():  # (a letter that is not ASCII: a Greek name, say)
+                raise LangError(f"unexpected character {char!r}: names are ASCII letters, "
+                                "digits and _ (spell Greek letters out: alpha, sigma)",
+                                pos.line, pos.column, source)
+            raise LangError(f"unexpected character {char!r}", pos.line, pos.column, source)
         kind, value = m.lastgroup, m.group()
         at = m.end()
         if kind == "newline":

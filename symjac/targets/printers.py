@@ -100,6 +100,8 @@ class _Common:
 
     def _print_Rational(self, expr: sp.Rational) -> str:
         _check_number(expr, self._dtype)
+        if max(abs(expr.p), expr.q) > 2**53:  # p.0/q.0 would round (or overflow) twice
+            return self._print_Float(sp.Float(float(expr), 17))
         return super()._print_Rational(expr)
 
     def _print_Float(self, expr: sp.Float) -> str:
