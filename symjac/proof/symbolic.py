@@ -96,18 +96,28 @@ class Context:
     j: sp.Basic = None
     rates: list[Rate] = field(default_factory=list)
 
-    def derivative(self, d: sp.Derivative) -> sp.Expr:
-        """``d`` evaluated, with the rates of the quantities in it that have one."""
-        out = d.doit(deep=False)
-        if len(d.variables) != 1 or not isinstance(d.variables[0], sp.Indexed):
+    def derivative(self, d: sp.Derivative, frozen: dict | None = None) -> sp.Expr:
+        """``d`` evaluated, with the rates of the quantities in it that have one; ``frozen``
+        (symbol -> Dummy): the quantities held fixed, inside the rates too."""
+        frozen = frozen or {}
+        if not self.rates or not d.expr.free_symbols & {r.symbol for r in self.rates}:
+            return d.doit(deep=False)
+        if len(d.variables) != 1:  # one variable at a time: a rate's own rate is taken too
+            out = d.expr
+            for var in d.variables:
+                out = self.derivative(sp.Derivative(out, var), frozen)
             return out
+        out = d.doit(deep=False)
         var = d.variables[0]
+        if not isinstance(var, sp.Indexed):
+            return out
         for r in self.rates:
             if r.symbol in d.expr.free_symbols:
                 k = sp.Dummy("k", integer=True)
                 moves = sp.Integer(0)
+                element = self.unfold(r.element, keep=frozenset(frozen)).xreplace(frozen)
                 for term in sp.Add.make_args(sp.expand(sp.diff(
-                        self.unfold(r.element).xreplace({r.k: k}), var))):
+                        element.xreplace({r.k: k}), var))):
                     # sum_k w_k delta_kj a_k = w_j a_j, collapsed here: SymPy folds a
                     # factor into the Piecewise of w_k, where the collapse cannot see it
                     delta = next((f for f in sp.Mul.make_args(term)
@@ -204,6 +214,10 @@ def _split(s: sp.Sum, n: sp.Symbol, used: set[str]) -> sp.Expr:
         body = sp.expand(sp.expand_log(body, force=False))
     parts = []
     for term in sp.Add.make_args(body):
+        if term.has(sp.Pow):  # 1/(e_k S + c S^2) is 1/S * 1/(e_k + c S): S leaves the sum
+            term = term.replace(
+                lambda e: isinstance(e, sp.Pow) and isinstance(e.base, sp.Add)
+                and e.exp.is_Integer, lambda e: sp.factor_terms(sp.together(e.base)) ** e.exp)
         free, bound = [], []
         for f in sp.Mul.make_args(term):
             (bound if k in f.free_symbols else free).append(f)
@@ -350,7 +364,8 @@ def check_step(step: Step, context: Context, label: str = "") -> str:
     expr = unfolded
     # 3. differentiate, then unfold what was held fixed
     if expr.has(sp.Derivative):
-        expr = expr.replace(lambda e: isinstance(e, sp.Derivative), context.derivative)
+        expr = expr.replace(lambda e: isinstance(e, sp.Derivative),
+                            lambda d: context.derivative(d, frozen))
         how.append("derivatives")
     if frozen or context.rates:
         expr = context.unfold(expr.xreplace({v: k for k, v in frozen.items()}))
