@@ -154,7 +154,7 @@ def analyse(function: Function) -> tuple[Jacobian, KernelPlan, ClosedForm | None
     """The n-independent results for ``function``: J, the kernel plan, the closed form."""
     jac, closed = derivative(function)
     stage("planning the kernels")
-    return jac, plan(function.program, jac), closed
+    return jac, plan(jac.program, jac), closed
 
 
 def derive(spec: Spec, time_limit: float | None = TIME_LIMIT) -> Derivation:

@@ -79,7 +79,7 @@ class SecondOrder:
 def analyse_second(function: Function) -> tuple[Second, KernelPlan, ClosedForm | None]:
     """The n-independent second-order results of ``function`` (cached per function)."""
     jac, _, _ = analyse(function)
-    sec = second(function.program, jac)
+    sec = second(jac.program, jac)
     return sec, plan(sec.program, sec.jacobian), _hessian_closed_form(function, sec)
 
 

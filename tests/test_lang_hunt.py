@@ -114,6 +114,8 @@ def test_huge_exact_constants_print_as_one_double(tmp_path):
     b = _build(tmp_path, "y = 1e400 * x / (1e400 + 1) + x * 12345678901234567891 / 10^19",
                "huge", 3)
     x = np.array([0.5, -2.0, 3.0])
+    big = _build(tmp_path, "y = x * 2^70", "big", 3)  # (an integer literal beyond C's)
+    np.testing.assert_allclose(big.c.forward(x), 2.0**70 * x, rtol=1e-15)
     factor = 1.0 + 1.2345678901234567891  # to double precision
     for kernels in (b.np, b.c):
         np.testing.assert_allclose(kernels.forward(x), factor * x, rtol=1e-15)

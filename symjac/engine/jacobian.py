@@ -18,6 +18,7 @@ from ..lang import Program
 from ..proof.zero import is_zero
 from .chain import Chain, differentiate
 from .names import Namer
+from .rewrite import recognised
 from .sums import Scalar
 
 DELTA = sp.Symbol("delta_ij", integer=True, nonnegative=True)
@@ -146,7 +147,9 @@ def at(expr: sp.Expr, k: int | str, vectors) -> sp.Expr:
 
 
 def jacobian(program: Program) -> Jacobian:
-    """Differentiate ``program`` and assemble its Jacobian for symbolic n."""
+    """Differentiate ``program`` and assemble its Jacobian for symbolic n (the program
+    with its hand-written logistic forms recognised: :func:`rewrite.recognised`)."""
+    program = recognised(program)
     chain = differentiate(program)
     namer = Namer(program)
     if program.scalar_output:

@@ -27,7 +27,7 @@ from ..lang import Program
 from ..proof.zero import is_zero
 from .guards import guarded_log, recip, shifted, unguarded
 from .jacobian import Jacobian
-from .rewrite import Rewrite, plain, stabilize
+from .rewrite import Rewrite, plain, see_through, stabilize
 from .shift import KStage, shift_by_maximum, stages_of
 
 OUTPUT = sp.Symbol("y", real=True)
@@ -110,8 +110,24 @@ def plan(program: Program, jac: Jacobian) -> KernelPlan:
             pieces[f"a{k}"], pieces[f"b{k}"] = t.coeff * t.a, t.b
     # engine scalars (sum_k t_k) are reductions the kernels compute, after the program
     extra = tuple(KStage(s.symbol.name, s.symbol, "reduce", s.expr, "sum") for s in jac.scalars)
+    # e^{-m} e^{x} as e^{x - m} (SymPy's powsimp): the shift then sees the exponent as
+    # written, and one the user shifted by hand is left as it is
+    pieces = {k: sp.powsimp(v, combine="exp") for k, v in pieces.items()}
+    # logarithms of named quantities, with their definitions in view (before the shift:
+    # log(p) of p = e^x is x, not the shifted log(e^{x - m}))
+    maps = {st.symbol: st.expr for st in program.stages if st.kind == "map"}
+    seen, rewrites = [], []
+    for st in program.stages:
+        expr, done = see_through(st.expr, st.name, maps)
+        seen.append(replace(st, expr=expr))
+        rewrites += done
+    program = replace(program, stages=tuple(seen))
     program_stages = stages_of(program)
-    rewrites: list[Rewrite] = []
+    for k in range(len(jac.terms)):  # a_i that is one scalar e^{-A}: into b_j = e^{y_j}
+        a, b = pieces.get(f"a{k}"), pieces.get(f"b{k}")
+        if a is not None and a.has(sp.exp) and b.has(sp.exp) and not (
+                a.free_symbols & program.vectors):
+            pieces[f"a{k}"], pieces[f"b{k}"] = sp.Integer(1), sp.powsimp(a * b, combine="exp")
     moved = shift_by_maximum(program, pieces)
     if moved is not None:
         stages, pieces = list(moved.stages), dict(moved.pieces)
@@ -120,15 +136,20 @@ def plan(program: Program, jac: Jacobian) -> KernelPlan:
         stages = list(program_stages)
     stages = _insert_scalars(stages, extra)
     stable = []
-    maps = {st.symbol: st.expr for st in stages if st.kind == "map"}
     for st in stages:
-        expr, done = stabilize(st.expr, st.name, maps)
+        expr, done = stabilize(st.expr, st.name)
         rewrites += done
         stable.append(replace(st, expr=expr))
     stages = stable
     for name in list(pieces):
         pieces[name], done = stabilize(pieces[name], "the Jacobian")
         rewrites += done
+    # a stage the rewrites left unused (p = sigmoid(x) once log(p) is -softplus(-x)) goes:
+    # C would have an unused helper
+    roots = [program.output.symbol, *pieces.values()]
+    if jac.from_output:
+        roots += [jac.diagonal] + [e for t in jac.terms for e in (t.coeff * t.a, t.b)]
+    stages = list(needed(stages, roots))
     # [program names] -> [kernel names]: the output is y, nothing collides with C/Python
     rename, names = _kernel_names(program, stages)
     stages = [KStage(names[st.name], rename.get(st.symbol, st.symbol), st.kind,
@@ -151,6 +172,19 @@ def plan(program: Program, jac: Jacobian) -> KernelPlan:
     rewrites += more
     return KernelPlan(tuple(stages), params, pieces["D"], terms, None, accurate, backward,
                       tuple(rewrites), moved.maximum.name if moved else "", names)
+
+
+def needed(stages, roots: list[sp.Expr]) -> tuple[KStage, ...]:
+    """The stages ``roots`` depend on, transitively, in program order."""
+    by_symbol = {st.symbol: st for st in stages}
+    need: set[sp.Symbol] = set()
+    todo = [s for r in roots for s in sp.sympify(r).free_symbols]
+    while todo:
+        s = todo.pop()
+        if s in by_symbol and s not in need:
+            need.add(s)
+            todo.extend(by_symbol[s].expr.free_symbols)
+    return tuple(st for st in stages if st.symbol in need)
 
 
 def _term(a: sp.Expr, b: sp.Expr, constants: set[sp.Symbol]) -> RankTerm:

@@ -7,7 +7,7 @@ that does not; every replacement made is proved equal by the zero test where it 
 * ``1/(1 + e^{-u})`` and ``e^u/(1 + e^u)`` are ``sigmoid(u)`` (the kernels evaluate it
   through ``e^{-|u|}``, finite for every u);
 * ``log(1 + e^u)`` is ``softplus(u)``; ``log(sigmoid(u))`` is ``-softplus(-u)``;
-* ``e^c e^u`` with a number c is ``e^{c + u}`` (e^{799} alone is inf in doubles);
+* ``e^a e^b`` is ``e^{a + b}`` (e^{799} alone is inf in doubles, e^{-A} e^{x} is inf * 0);
 * ``1 - sigmoid(u)`` is ``sigmoid(-u)`` (1 - y is 0 once y has rounded to 1);
 * ``1 - tanh(u)^2`` is ``sech(u)^2`` (the same cancellation);
 * ``log(1 + u)`` is ``log1p(u)`` and ``e^u - 1`` is ``expm1(u)`` (SymPy's own rewrites,
@@ -76,11 +76,12 @@ def _sigmoid_ratio(e: sp.Expr) -> sp.Expr | None:
 
 
 def _joined(e: sp.Expr) -> sp.Expr | None:
-    """``e^c e^u`` with a number c (in one product) -> ``e^{c + u}``."""
+    """``e^a e^b`` (in one product) -> ``e^{a + b}``: ``e^{799} e^x`` and ``e^{-A} e^{x_j}``
+    overflow (or give inf * 0) where ``e^{x_j - A}`` is an ordinary number."""
     if not isinstance(e, sp.Mul):
         return None
     powers = [f for f in e.args if isinstance(f, sp.exp)]
-    if len(powers) < 2 or not any(f.args[0].is_number for f in powers):
+    if len(powers) < 2:
         return None
     rest = [f for f in e.args if not isinstance(f, sp.exp)]
     return sp.Mul(*rest) * sp.exp(sp.Add(*(f.args[0] for f in powers)))
@@ -119,8 +120,8 @@ def _complement(e: sp.Expr) -> sp.Expr | None:
 
 
 _RULES: tuple[tuple[str, Callable[[sp.Expr], sp.Expr | None], str], ...] = (
-    ("exponent", _joined, "e^c for a constant c > 709 is inf in floating point although "
-     "e^{c + u} need not be; the exponentials of a product are joined into one"),
+    ("exponent", _joined, "e^a for a > 709 is inf in floating point although e^{a + b} "
+     "need not be; the exponentials of a product are joined into one"),
     ("sigmoid", _sigmoid_ratio, "e^u/(1 + e^u) is inf/inf for u > 709; sigmoid(u) is "
      "evaluated through e^{-|u|}"),
     ("sigmoid", _sigmoid_pow, "1/(1 + e^{-u}) overflows for u < -709; sigmoid(u) is "
@@ -132,6 +133,33 @@ _RULES: tuple[tuple[str, Callable[[sp.Expr], sp.Expr | None], str], ...] = (
 )
 
 
+def recognised(program):
+    """``program`` with the logistic and softplus forms a user writes by hand
+    (``1/(1 + e^{-x})``, ``e^x/(1 + e^x)``, ``log(1 + e^x)``) as sigmoid and softplus, so
+    that the chain rule works in them: the derivative of ``1/(1 + e^{-x})`` written out is
+    ``e^{-x}/(1 + e^{-x})^2``, which the gradient of a BCE turned into a difference of
+    nearly equal numbers (wrong from x ~ 37); ``sigmoid(x) sigmoid(-x)`` is not."""
+    from dataclasses import replace
+
+    def recognise(expr: sp.Expr) -> sp.Expr:
+        for _ in range(4):
+            new = expr
+            for match in (_sigmoid_ratio, _sigmoid_pow, _softplus):
+                new = new.replace(lambda e, m=match: m(e) is not None, lambda e, m=match: m(e))
+            if new == expr:
+                return expr
+            expr = new
+        return expr
+
+    stages = tuple(replace(st, expr=recognise(st.expr)) for st in program.stages)
+    if all(a.expr == b.expr for a, b in zip(stages, program.stages)):
+        return program
+    for old, new in zip(program.stages, stages):  # each an identity: proved, as every rule
+        if new.expr != old.expr:
+            _prove(old.expr, new.expr, "sigmoid", old.name)
+    return replace(program, stages=stages)
+
+
 _EXPM1 = FuncMinusOneOptim(sp.exp, expm1)
 
 
@@ -140,26 +168,51 @@ def _expm1(expr: sp.Expr) -> sp.Expr:
     return ReplaceOptim.__call__(_EXPM1, expr)
 
 
-def stabilize(expr: sp.Expr, where: str, maps: dict | None = None
-              ) -> tuple[sp.Expr, list[Rewrite]]:
-    """``expr`` with every rule applied (bottom-up, to a fixed point), and the rewrites.
+def see_through(expr: sp.Expr, where: str, maps: dict) -> tuple[sp.Expr, list[Rewrite]]:
+    """A logarithm of named quantities (``maps``: symbol -> definition of the elementwise
+    stages) tried with their definitions in view, and taken when it then simplifies or a
+    rule applies: ``p = sigmoid(x)`` makes ``log(1 - p)`` ``-softplus(x)`` (finite where p
+    has rounded to 1), ``log(p/(1 - p))`` the difference of two such; ``p = e^x`` makes
+    ``log(p)`` x (the shift by the maximum would compute log(e^{x - m}), -inf)."""
+    done: list[Rewrite] = []
 
-    ``maps`` (symbol -> definition of the elementwise stages): a logarithm of named
-    quantities is also tried with their definitions in view, and taken when a rule then
-    applies (``p = sigmoid(x)``: ``log(1 - p)`` is ``-softplus(x)``, finite where p has
-    rounded to 1)."""
+    def through(e: sp.Expr) -> sp.Expr:
+        arg = e.args[0]
+        for _ in range(len(maps) + 1):
+            arg = arg.xreplace(maps)
+        inlined = sp.log(arg)
+        if not isinstance(inlined, sp.log):  # SymPy wrote it out: log(e^u) = u
+            _prove(e.xreplace(maps), inlined, "logarithm of a named exponential", where)
+            done.append(Rewrite("logarithm", where, e, inlined, "log(e^u) is u: no "
+                                "exponential to overflow or underflow"))
+            return inlined
+        # log(p / (1 - p)): a quotient of positive quantities split (1 - sigmoid(x) is
+        # sigmoid(-x)), then the rules on each logarithm; else the rules on the whole
+        inner, first = stabilize(arg, where)
+        split = sp.expand_log(sp.log(inner), force=False)
+        if not isinstance(inner, sp.Mul) or split == sp.log(inner):
+            new, made = stabilize(inlined, where)
+            done.extend(made)  # (each rule made is proved where it is made)
+            return new if made else e
+        new, made = stabilize(split, where)
+        if not made:  # (log(e/Z) stays: the shift by the maximum has its own form)
+            return e
+        _prove(sp.log(inner), split, "logarithm", where)
+        done.extend(first + [Rewrite("logarithm", where, sp.log(inner), split, "the "
+                                     "logarithm of a quotient of positive quantities is a "
+                                     "difference of logarithms")] + made)
+        return new
+
+    expr = sp.sympify(expr).replace(
+        lambda e: isinstance(e, sp.log) and bool(e.args[0].free_symbols & maps.keys()),
+        through)
+    return expr, done
+
+
+def stabilize(expr: sp.Expr, where: str) -> tuple[sp.Expr, list[Rewrite]]:
+    """``expr`` with every rule applied (bottom-up, to a fixed point), and the rewrites."""
     done: list[Rewrite] = []
     expr = sp.sympify(expr)
-    if maps:
-        def through(e: sp.Expr) -> sp.Expr:
-            inlined = sp.log(e.args[0].xreplace(maps))
-            new, made = stabilize(inlined, where)
-            if not made:
-                return e
-            done.extend(made)
-            return new
-        expr = expr.replace(lambda e: isinstance(e, sp.log)
-                            and bool(e.args[0].free_symbols & maps.keys()), through)
     for _ in range(8):
         changed = False
         for rule, match, why in _RULES:
@@ -185,7 +238,10 @@ def stabilize(expr: sp.Expr, where: str, maps: dict | None = None
             new = opt(expr)
             function = log1p if rule == "log1p" else expm1
             if new != expr and new.count(function) > expr.count(function):
-                _prove(expr, new, rule, where)
+                try:  # SymPy's rewrite, where the zero test cannot show it: not made
+                    _prove(expr, new, rule, where)  # (log(s + 1e-12) as log1p(1e12 s) - ...)
+                except CheckFailed:
+                    continue
                 done.append(Rewrite(rule, where, expr, new, why))
                 expr, changed = new, True
         if not changed:

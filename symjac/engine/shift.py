@@ -125,7 +125,12 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
     b = common.pop() if len(common) == 1 else sp.Integer(0)
     E = sp.Dummy("E", positive=True)
     if b.free_symbols & offsets:  # e^{alpha x_k + b_k}: shifted by the max of the exponent
-        op, log_e, top = "max", m, alpha * x + b
+        # (its part free of the vectors, which may name stages, goes into E: the max of
+        # alpha x + b_k runs before the stages)
+        moving = sp.Add(*[t for t in sp.Add.make_args(b) if t.free_symbols & offsets])
+        if moving.free_symbols & {st.symbol for st in program.stages}:
+            return None
+        op, log_e, top = "max", m + (b - moving), alpha * x + moving
         swap = {a: sp.exp(shifted(top, m)) * E for a in atoms}
     elif any(beta.free_symbols & offsets for beta in betas.values()):
         return None  # different vector offsets: no common factor

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..engine.kernels import RESERVED, KernelPlan, KStage
+from ..engine.kernels import RESERVED, KernelPlan, KStage, needed
 
 
 @dataclass(frozen=True)
@@ -22,19 +22,6 @@ class KernelFunction:
 
     stages: tuple[KStage, ...]
     outputs: tuple[tuple[str, sp.Expr], ...]
-
-
-def needed(stages: tuple[KStage, ...], roots: list[sp.Expr]) -> tuple[KStage, ...]:
-    """The stages ``roots`` depend on, transitively, in program order."""
-    by_symbol = {st.symbol: st for st in stages}
-    need: set[sp.Symbol] = set()
-    todo = [s for r in roots for s in sp.sympify(r).free_symbols]
-    while todo:
-        s = todo.pop()
-        if s in by_symbol and s not in need:
-            need.add(s)
-            todo.extend(by_symbol[s].expr.free_symbols)
-    return tuple(st for st in stages if st.symbol in need)
 
 
 def function(plan: KernelPlan, outputs: list[tuple[str, sp.Expr]],

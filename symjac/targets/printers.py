@@ -110,6 +110,8 @@ class _Common:
 
     def _print_Integer(self, expr: sp.Integer) -> str:
         _check_number(expr, self._dtype)
+        if abs(expr.p) > 2**53:  # (an integer literal that large is not C: print the double)
+            return self._print_Float(sp.Float(float(expr), 17))
         return super()._print_Integer(expr)
 
 
