@@ -92,7 +92,8 @@ class Case:
     message: str | None  # a part of the one stderr line
     setup: object = None
     verify: bool = False  # needs the verify command
-    inprocess: bool = False  # run through symjac.cli.main, not a new interpreter
+    inprocess: bool = True  # run through symjac.cli.main, not a new interpreter (False:
+    # a real program: one case per command, the hostile formulas that want it)
     result: subprocess.CompletedProcess | None = field(default=None, repr=False)
     before: dict | None = field(default=None, repr=False)
     after: dict | None = field(default=None, repr=False)
@@ -108,12 +109,12 @@ def _hostile(text: str, message: str, id: str, subprocess: bool = False) -> Case
 LONG = "x" * 5000
 CASES = [
     # -- the program itself
-    Case("no-command", [], "command"),
-    Case("unknown-command", ["frobnicate"], "invalid choice"),
-    Case("unknown-option", ["--frobnicate"], "unrecognized arguments"),
-    Case("list-extra-argument", ["list", "extra"], "unrecognized arguments"),
+    Case("no-command", [], "command", inprocess=False),
+    Case("unknown-command", ["frobnicate"], "invalid choice", inprocess=False),
+    Case("unknown-option", ["--frobnicate"], "unrecognized arguments", inprocess=False),
+    Case("list-extra-argument", ["list", "extra"], "unrecognized arguments", inprocess=False),
     # -- derive: n
-    Case("derive-missing-n", ["derive", "softmax"], "-n"),
+    Case("derive-missing-n", ["derive", "softmax"], "-n", inprocess=False),
     Case("derive-n-0", ["derive", "softmax", "-n", "0"], "-n must be a whole number from 1 to"),
     Case("derive-n-negative", ["derive", "softmax", "-n", "-3"], "-n"),
     Case("derive-n-8193", ["derive", "softmax", "-n", "8193"], "-n must be a whole number"),
@@ -159,7 +160,7 @@ CASES = [
     Case("derive-out-is-a-file", ["derive", "softmax", "-n", "3", "-o", "afile"], "afile",
          setup=_setup_blockers),
     Case("derive-out-under-a-file", ["derive", "softmax", "-n", "3", "-o", "afile/sub"],
-         "afile", setup=_setup_blockers),
+         "afile", setup=_setup_blockers, inprocess=False),
     Case("derive-out-name-too-long", ["derive", "softmax", "-n", "3", "-o", "d" * 300],
          f"cannot write to …{'d' * 100} (300 characters): File name too long",
          setup=_setup_blockers),
@@ -179,10 +180,11 @@ CASES = [
          "cannot write"),
     # -- prove
     Case("prove-missing-function", ["prove"], "FUNCTION"),
-    Case("prove-unknown-function", ["prove", "softmin"], "unknown function 'softmin'"),
+    Case("prove-unknown-function", ["prove", "softmin"], "unknown function 'softmin'",
+         inprocess=False),
     Case("prove-out-not-tex", ["prove", "softmax", "-o", "proof.pdf"], ".tex"),
     Case("prove-out-under-a-file", ["prove", "softmax", "-o", "afile/p.tex"], "afile",
-         setup=_setup_blockers),
+         setup=_setup_blockers, inprocess=False),
     Case("prove-out-newline-not-tex", ["prove", "softmax", "-o", "x\ny.pdf"], ".tex"),
     Case("prove-out-empty", ["prove", "softmax", "-o", ""], "output file name is empty"),
     Case("prove-out-folder-is-a-file", ["prove", "softmax", "-o", "afile/"],
@@ -190,7 +192,8 @@ CASES = [
     Case("prove-read-only-output", ["prove", "softmax"], "softmax_proof.tex is read-only",
          setup=_setup_read_only),
     # -- verify: the command line
-    Case("verify-no-claim", ["verify", "softmax", "-n", "4"], "--formula", verify=True),
+    Case("verify-no-claim", ["verify", "softmax", "-n", "4"], "--formula", verify=True,
+         inprocess=False),
     Case("verify-two-claims", ["verify", "softmax", "-n", "4", "--formula", "s[i]", "--numpy",
                                "user.py:right"], "not allowed with", verify=True,
          setup=_setup_user_files),
