@@ -93,3 +93,12 @@ def test_values_where_the_definition_overflows(tmp_path, text, params, forward, 
             np.testing.assert_allclose(y, np.ravel(forward(x)), rtol=1e-13, atol=1e-300)
             J = np.atleast_2d(kernels.jacobian(x, **kw))
             np.testing.assert_allclose(J, jacobian(x), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("text", [text for text, *_ in CASES[6:]])
+def test_the_document_checks_every_rewrite(tmp_path, text):
+    """The document shows each rewrite with its check (log(p_k) = x_k needs p's
+    definition); derive with the LaTeX target fails if one does not check."""
+    symjac.derive(symjac.function(text, name="user"), n=3, targets="latex",
+                  out_dir=tmp_path)
+    assert (tmp_path / "user_n3.tex").read_text().count("\\tag{") > 5

@@ -253,7 +253,8 @@ def stability(w: Writer, s: Subject) -> None:
         if r.rule == "shift by the maximum":
             continue
         before, after = (_indexed(nt, unguard(e), k) for e in (r.before, r.after))
-        ctx = Context(nt.n, i=nt.i, j=nt.j)
+        # (the program's definitions: a rewrite may name a stage, log(p_k) = x_k)
+        ctx = Context(nt.n, list(s.context.definitions), i=nt.i, j=nt.j)
         w.para(f"{r.rule[0].upper() + r.rule[1:]} (in {_where(r.where)}): {r.why}.")
         w.claim(ctx, [Line(Step(before, after, r.rule))], f"{r.rule} in {_where(r.where)}")
 

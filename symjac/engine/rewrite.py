@@ -182,7 +182,7 @@ def see_through(expr: sp.Expr, where: str, maps: dict) -> tuple[sp.Expr, list[Re
             arg = arg.xreplace(maps)
         inlined = sp.log(arg)
         if not isinstance(inlined, sp.log):  # SymPy wrote it out: log(e^u) = u
-            _prove(e.xreplace(maps), inlined, "logarithm of a named exponential", where)
+            _prove(sp.log(arg, evaluate=False), inlined, "logarithm", where)
             done.append(Rewrite("logarithm", where, e, inlined, "log(e^u) is u: no "
                                 "exponential to overflow or underflow"))
             return inlined
