@@ -28,6 +28,10 @@ LOSSES = [  # (program, forward written here)
     ("param t[n]\ny = sum(max(0, 1 - t * x))", lambda v: np.maximum(0, 1 - T * v).sum()),
     ("param t[n]\ny = sum(log(cosh(x - t)))", lambda v: np.log(np.cosh(v - T)).sum()),
     ("y = sum(x^2)", lambda v: (v * v).sum()),
+    ("param t[n]\np = 1 / (1 + exp(-x))\n"  # (a focal loss: logs of rational functions of e^x)
+     "y = -mean(t * (1 - p)^2 * log(p) + (1 - t) * p^2 * log(1 - p))",
+     lambda v: -np.mean(T * (1 - 1 / (1 + np.exp(-v)))**2 * np.log(1 / (1 + np.exp(-v)))
+                        + (1 - T) * (1 / (1 + np.exp(-v)))**2 * np.log(1 - 1 / (1 + np.exp(-v))))),
 ]
 # derives (its document checked at n), not yet proved for all n (the J u program's sums)
 CE_EPS = ("param t[n]\ns = exp(x) / sum(exp(x))\ny = -sum(t * log(s + 1e-12))",
@@ -144,6 +148,9 @@ def test_a_max_held_fixed_and_second_derivatives_through_it():
     with pytest.raises(CheckFailed):
         check_step(Step(sp.Derivative(M, x[j]), share - 1 / n, "", (mu,)), ctx)
     check_step(Step(sp.Derivative(M, x[j]), share - 1 / n), ctx)  # mu moves with x too
+    check_step(Step(sp.Derivative(M, mu), sp.Integer(-1), "", (mu,)), ctx)  # by mu: -1
+    with pytest.raises(CheckFailed):
+        check_step(Step(sp.Derivative(M, mu), sp.Integer(0), "", (mu,)), ctx)
     ctx2, x2, M2, j2, _ = _max_context()
     i2 = ctx2.i
     for wrong in (sp.Derivative(M2**2, x2[j2], x2[j2]), sp.Derivative(M2**2, x2[i2], x2[j2])):

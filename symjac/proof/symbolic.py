@@ -108,9 +108,7 @@ class Context:
                 out = self.derivative(sp.Derivative(out, var), frozen)
             return out
         out = d.doit(deep=False)
-        var = d.variables[0]
-        if not isinstance(var, sp.Indexed):
-            return out
+        var = d.variables[0]  # (an entry x_j, or a scalar such as mu: M = max(x - mu))
         for r in self.rates:
             if r.symbol in d.expr.free_symbols:
                 k = sp.Dummy("k", integer=True)

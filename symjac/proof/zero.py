@@ -157,16 +157,31 @@ def _rational_zero(expr: sp.Expr) -> bool:
         powers.setdefault(base, []).append((node, coeff))
     if expr.has(sp.E):  # e itself is exp(1), an atom of its own in SymPy
         powers.setdefault(sp.S.One, []).append((sp.E, sp.S.One))
-    replace = {}
-    for items in powers.values():
+    replace, logs_of = {}, {}
+    for base, items in powers.items():
         q = sp.ilcm(*[c.q for _, c in items]) if len(items) > 1 else items[0][1].q
         w = sp.Dummy("w", positive=True)
         replace.update({node: w ** (c * q) for node, c in items})
-    replaced = _roots_as_symbols(expr.xreplace(replace))
+        logs_of[sp.log(w)] = base / q  # (w = e^{base/q})
+    replaced = _roots_as_symbols(_logs_factored(expr.xreplace(replace), logs_of))
     if quick_zero(replaced):
         return True
     numerator = sp.together(replaced).as_numer_denom()[0]
     return quick_zero(numerator)
+
+
+def _logs_factored(expr: sp.Expr, logs_of: dict) -> sp.Expr:
+    """Each logarithm of a rational function of the exponentials' symbols w (positive)
+    factored and split: ``log(1 - 1/(1 + 1/w)) = log(1/(w + 1)) = -log(w + 1)``, and
+    ``log(w)`` is the exponent again; one form per logarithm (log(sigmoid(-x)) written two
+    ways)."""
+    ws = {next(iter(w.args[0].free_symbols)) for w in logs_of}
+    table = {}
+    for node in expr.atoms(sp.log):
+        if node.args[0].free_symbols & ws:
+            split = sp.expand_log(sp.log(sp.factor(sp.together(node.args[0]))), force=False)
+            table[node] = split.xreplace(logs_of)
+    return expr.xreplace(table) if table else expr
 
 
 def _roots_as_symbols(expr: sp.Expr) -> sp.Expr:

@@ -223,7 +223,8 @@ def cross_check(world: World, claim: FormulaMatrix, status: list[list[str | None
                 for e in entries:
                     if status[e[0]][e[1]] != EQUAL:
                         continue
-                    value = claim.entry_numeric(*e, point)
+                    with mpmath.workdps(point.dps + 60):  # (a claim may cancel: 1 - s at
+                        value = claim.entry_numeric(*e, point)  # |x| = 60 loses 26 digits)
                     if significant(value, truth[e], scale, 30):
                         raise SymjacError(
                             f"internal check failed: entry {e} was proved equal but differs "
