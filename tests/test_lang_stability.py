@@ -74,6 +74,8 @@ CASES += [  # from an independent review of the first round
     ("p = sigmoid(x)\ny = log(p) - log(1 - p)", {}, lambda x: x, lambda x: np.eye(3)),
     ("p = sigmoid(x)\ny = log(p / (1 - p))", {}, lambda x: x, lambda x: np.eye(3)),
     ("p = exp(x)\ny = log(p)", {}, lambda x: x, lambda x: np.eye(3)),
+    ("p = sigmoid(x)\nq = 1 - p\ny = log(q)", {}, lambda x: _log_sigmoid(-x),
+     lambda x: np.diag(-_sigmoid(x))),  # (J_ii was (p - 1) p / q: 0 at x = 40, for -1)
     ("param t[n]\np = 1 / (1 + exp(-x))\ny = -mean(t * log(p) + (1 - t) * log(1 - p))",
      {"t": T}, lambda x: -(T * _log_sigmoid(x) + (1 - T) * _log_sigmoid(-x)).mean(),
      lambda x: ((_sigmoid(x) - T) / x.size)[None, :]),

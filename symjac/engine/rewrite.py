@@ -102,20 +102,20 @@ def _softplus(e: sp.Expr) -> sp.Expr | None:
 
 
 def _complement(e: sp.Expr) -> sp.Expr | None:
-    """In a sum: ``1 - sigmoid(u)`` -> ``sigmoid(-u)``, ``1 - tanh(u)^2`` -> ``sech(u)^2``."""
+    """In a sum: ``1 - sigmoid(u)`` -> ``sigmoid(-u)``, ``1 - tanh(u)^2`` -> ``sech(u)^2``,
+    and their negatives (``sigmoid(u) - 1`` -> ``-sigmoid(-u)``)."""
     if not isinstance(e, sp.Add):
         return None
     const, terms = e.as_coeff_Add()
-    if const < 1:
+    sign = 1 if const >= 1 else -1 if const <= -1 else 0
+    if not sign:
         return None
     for term in sp.Add.make_args(terms):
-        if term.could_extract_minus_sign():
-            inner = -term
-            if isinstance(inner, sigmoid):
-                return e - 1 - term + sigmoid(-inner.args[0])
-            if isinstance(inner, sp.Pow) and inner.exp == 2 and isinstance(inner.base,
-                                                                            sp.tanh):
-                return e - 1 - term + sp.sech(inner.base.args[0]) ** 2
+        inner = -sign * term
+        if isinstance(inner, sigmoid):
+            return e - sign - term + sign * sigmoid(-inner.args[0])
+        if isinstance(inner, sp.Pow) and inner.exp == 2 and isinstance(inner.base, sp.tanh):
+            return e - sign - term + sign * sp.sech(inner.base.args[0]) ** 2
     return None
 
 
