@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import run_cli
+from support import central_differences, run_cli
 
 from symjac.errors import SymjacError
 from symjac.verify import verify
@@ -44,19 +44,10 @@ FORWARD = {
 }
 
 
-def differences(f, x, h=1e-6):
-    cols = []
-    for k in range(x.size):
-        step = np.zeros_like(x)
-        step[k] = h
-        cols.append((np.atleast_1d(f(x + step)) - np.atleast_1d(f(x - step))) / (2 * h))
-    return np.stack(cols, axis=-1)
-
-
 def truth(function, x, t=None):
     if function == "softmax_cross_entropy":
-        return differences(lambda z: -np.sum(t * np.log(_softmax(z))), x).reshape(1, -1)
-    return differences(FORWARD[function], x)
+        return central_differences(lambda z: -np.sum(t * np.log(_softmax(z))), x).reshape(1, -1)
+    return central_differences(FORWARD[function], x)
 
 
 S, D = _softmax, lambda n: np.eye(n)
