@@ -110,24 +110,8 @@ def plan(program: Program, jac: Jacobian) -> KernelPlan:
             pieces[f"a{k}"], pieces[f"b{k}"] = t.coeff * t.a, t.b
     # engine scalars (sum_k t_k) are reductions the kernels compute, after the program
     extra = tuple(KStage(s.symbol.name, s.symbol, "reduce", s.expr, "sum") for s in jac.scalars)
-    # e^{-m} e^{x} as e^{x - m} (SymPy's powsimp): the shift then sees the exponent as
-    # written, and one the user shifted by hand is left as it is
-    pieces = {k: sp.powsimp(v, combine="exp") for k, v in pieces.items()}
-    # logarithms of named quantities, with their definitions in view (before the shift:
-    # log(p) of p = e^x is x, not the shifted log(e^{x - m}))
-    maps = {st.symbol: st.expr for st in program.stages if st.kind == "map"}
-    seen, rewrites = [], []
-    for st in program.stages:
-        expr, done = see_through(st.expr, st.name, maps)
-        seen.append(replace(st, expr=expr))
-        rewrites += done
-    program = replace(program, stages=tuple(seen))
+    program, pieces, rewrites = _before_the_shift(program, pieces, len(jac.terms))
     program_stages = stages_of(program)
-    for k in range(len(jac.terms)):  # a_i that is one scalar e^{-A}: into b_j = e^{y_j}
-        a, b = pieces.get(f"a{k}"), pieces.get(f"b{k}")
-        if a is not None and a.has(sp.exp) and b.has(sp.exp) and not (
-                a.free_symbols & program.vectors):
-            pieces[f"a{k}"], pieces[f"b{k}"] = sp.Integer(1), sp.powsimp(a * b, combine="exp")
     moved = shift_by_maximum(program, pieces)
     if moved is not None:
         stages, pieces = list(moved.stages), dict(moved.pieces)
@@ -172,6 +156,28 @@ def plan(program: Program, jac: Jacobian) -> KernelPlan:
     rewrites += more
     return KernelPlan(tuple(stages), params, pieces["D"], terms, None, accurate, backward,
                       tuple(rewrites), moved.maximum.name if moved else "", names)
+
+
+def _before_the_shift(program: Program, pieces: dict[str, sp.Expr], rank: int
+                      ) -> tuple[Program, dict[str, sp.Expr], list[Rewrite]]:
+    """The program and the pieces in the forms the shift by the maximum reads: exponentials
+    of one product joined (SymPy's powsimp: e^{-m} e^{x} is e^{x - m}, so a shift the user
+    wrote is seen and left alone), a rank-one factor that is one scalar exponential moved
+    into b (e^{-A} e^{y_j}: inf * 0), and logarithms of named quantities with their
+    definitions in view (log(p) of p = e^x is x, not the shifted log(e^{x - m}))."""
+    pieces = {k: sp.powsimp(v, combine="exp") for k, v in pieces.items()}
+    for k in range(rank):
+        a, b = pieces.get(f"a{k}"), pieces.get(f"b{k}")
+        if a is not None and a.has(sp.exp) and b.has(sp.exp) and not (
+                a.free_symbols & program.vectors):
+            pieces[f"a{k}"], pieces[f"b{k}"] = sp.Integer(1), sp.powsimp(a * b, combine="exp")
+    maps = {st.symbol: st.expr for st in program.stages if st.kind == "map"}
+    seen, rewrites = [], []
+    for st in program.stages:
+        expr, done = see_through(st.expr, st.name, maps)
+        seen.append(replace(st, expr=expr))
+        rewrites += done
+    return replace(program, stages=tuple(seen)), pieces, rewrites
 
 
 def needed(stages, roots: list[sp.Expr]) -> tuple[KStage, ...]:
