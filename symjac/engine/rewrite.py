@@ -22,7 +22,7 @@ gets the stable sigmoid as the catalog's ``sigmoid(x)`` does.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
@@ -139,8 +139,6 @@ def recognised(program):
     that the chain rule works in them: the derivative of ``1/(1 + e^{-x})`` written out is
     ``e^{-x}/(1 + e^{-x})^2``, which the gradient of a BCE turned into a difference of
     nearly equal numbers (wrong from x ~ 37); ``sigmoid(x) sigmoid(-x)`` is not."""
-    from dataclasses import replace
-
     def recognise(expr: sp.Expr) -> sp.Expr:
         for _ in range(4):
             new = expr
@@ -156,7 +154,7 @@ def recognised(program):
         return program
     for old, new in zip(program.stages, stages):  # each an identity: proved, as every rule
         if new.expr != old.expr:
-            _prove(old.expr, new.expr, "sigmoid", old.name)
+            _prove(old.expr, new.expr, "sigmoid/softplus", old.name)
     return replace(program, stages=stages)
 
 
