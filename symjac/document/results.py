@@ -246,15 +246,15 @@ def stability(w: Writer, s: Subject) -> None:
     w.para("The generated kernels do not evaluate the definition literally where that "
            "would overflow or lose digits in floating point. Each rewrite they make is "
            "shown here with its proof: the rewritten form equals the definition exactly.")
-    shifts = [r for r in plan.rewrites if r.rule == "shift by the maximum"]
-    if shifts:
-        _shift(w, s)
+    programs = {"shift by the maximum": _shift, "scale by the magnitude": _scale}
+    for rule, section in programs.items():
+        if any(r.rule == rule for r in plan.rewrites):
+            section(w, s)
     for r in plan.rewrites:
-        if r.rule == "shift by the maximum":
+        if r.rule in programs:
             continue
         before, after = (_indexed(nt, unguard(e), k) for e in (r.before, r.after))
-        # (the program's definitions: a rewrite may name a stage, log(p_k) = x_k)
-        ctx = Context(nt.n, list(s.context.definitions), i=nt.i, j=nt.j)
+        ctx = Context(nt.n, i=nt.i, j=nt.j)
         w.para(f"{r.rule[0].upper() + r.rule[1:]} (in {_where(r.where)}): {r.why}.")
         w.claim(ctx, [Line(Step(before, after, r.rule))], f"{r.rule} in {_where(r.where)}")
 
@@ -279,37 +279,86 @@ def _indexed(nt, expr: sp.Expr, idx) -> sp.Expr:
 def _shift(w: Writer, s: Subject) -> None:
     """The program shifted by the maximum: the kernels' stages (primed) and the proof
     that their output is the definition's, for every m."""
+    plan, p = s.kernels, s.program
+    back = {v: k for k, v in plan.names.items()}
+    m = next((st.symbol for st in plan.stages
+              if st.kind == "reduce" and st.op in ("max", "min")
+              and back.get(st.name, st.name) not in {q.name for q in p.stages}), None)
+    if m is None:
+        return
+    ctx, shown, claim = _primed(s, {m})
+    mt = latex(m)
+    op = "max" if plan.stages[0].op == "max" else "min"
+    w.para(rf"Shift by the {op}imum. With ${mt} = \{op}_k x_k$, the kernels compute the "
+           rf"stages with every exponent shifted by ${mt}$ (primed names):")
+    w.show(shown)
+    w.para(rf"Why: $e^{{x_k}}$ overflows in floating point once $x_k$ is large (beyond about "
+           rf"709 in double precision); after the shift every exponent is at most $0$. The "
+           rf"output is the same for every value of ${mt}$, because the common factor "
+           "cancels:")
+    w.claim(ctx, [Line(Step(*claim, "the factor $e^{" + mt + "}$ cancels"))],
+            "the shifted output is the definition")
+    acc = plan.accurate
+    if acc is not None and acc.splits:
+        w.para(r"On the diagonal the kernels also avoid the cancellation in $Z - e_i$ when "
+               r"one term dominates: they write the sum of the other terms as the sum of the "
+               r"terms not at the maximum plus (the terms at the maximum minus the own term), "
+               r"which is exact where it matters. This is a reordering of the same sum.")
+
+
+def _scale(w: Writer, s: Subject) -> None:
+    """The program computed from x times a scale: the kernels' stages (primed) and the
+    proof that their output is the definition's, for every scale > 0."""
+    plan = s.kernels
+    taken = {st.name for st in s.program.stages} | {q.name for q in s.program.params}
+    kappa = sp.Symbol("kappa" if "kappa" not in taken else plan.scale.name, positive=True)
+    ctx, shown, claim = _primed(s, set(), {plan.scale: kappa})
+    k = latex(kappa)
+    w.para(rf"Scale by the magnitude. Where a sum over the entries is not finite, or a sum "
+           rf"of their squares is beyond $2^{{300}}$ in size ($2^{{40}}$ in single precision), "
+           rf"the kernels compute the row again with every $x_k$ "
+           rf"multiplied by ${k} = 2^{{-e}}$, the power of two with ${k} \max_k |x_k|$ in "
+           rf"$[\tfrac12, 1)$ (an exact scaling); otherwise ${k} = 1$. The stages (primed "
+           "names):")
+    w.show(shown)
+    w.para(r"Why: the squares of entries beyond about $10^{154}$ overflow in floating point "
+           r"(a sum of entries near $10^{308}$), and powers of a norm in $J$ such as $r^3$ "
+           r"well before, while the output is an ordinary number; after the scaling every "
+           rf"entry is less than $1$ in size. The output is the same for every ${k} > 0$:")
+    w.claim(ctx, [Line(Step(*claim, f"the scale ${k}$ cancels"))],
+            "the scaled output is the definition")
+
+
+def _primed(s: Subject, skip: set, shown_as: dict | None = None
+            ) -> tuple[Context, list[str], tuple[sp.Expr, sp.Expr]]:
+    """The kernels' stages (except ``skip``) as primed definitions, free symbols renamed
+    by ``shown_as``: the context, the shown lines, and the claim that the primed output is
+    the definition's."""
     nt, plan, p = s.notation, s.kernels, s.program
     i = nt.i
     back = {v: k for k, v in plan.names.items()}
     prime: dict[sp.Symbol, sp.Symbol] = {}
     bases: dict[sp.Symbol, sp.IndexedBase] = {}
-    m = None
     for st in plan.stages:
-        original = back.get(st.name, st.name)
-        if st.kind == "reduce" and st.op in ("max", "min") and st.expr.free_symbols == {
-                sp.Symbol("x", real=True)} and original not in {q.name for q in p.stages}:
-            m = st.symbol
+        if st.symbol in skip:
             continue
-        new = original + "'"
+        new = back.get(st.name, st.name) + "'"
         if st.kind == "map":
             bases[st.symbol] = sp.IndexedBase(new, real=True)
         else:
             prime[st.symbol] = sp.Symbol(new, real=True)
-    if m is None:
-        return
     ctx = Context(nt.n, list(s.context.definitions), nt.i, nt.j)
     shown = []
 
     def at(expr, idx):
-        expr = unguard(expr).xreplace(prime)
+        expr = unguard(expr).xreplace(shown_as or {}).xreplace(prime)
         table = {v: base[idx] for v, base in nt.bases.items()
                  if v == p.x or v in {q.symbol for q in plan.params}}
         table.update({b: base[idx] for b, base in bases.items()})
         return expr.xreplace(table)
 
     for st in plan.stages:
-        if st.symbol == m:
+        if st.symbol in skip:
             continue
         if st.kind == "map":
             lhs = bases[st.symbol][nt.k]
@@ -323,25 +372,9 @@ def _shift(w: Writer, s: Subject) -> None:
         else:
             ctx.define(prime[st.symbol], at(st.expr, i))
             shown.append(f"{latex(prime[st.symbol])} &= {latex(at(st.expr, i))}")
-    mt = latex(m)
-    op = "max" if plan.stages[0].op == "max" else "min"
-    w.para(rf"Shift by the {op}imum. With ${mt} = \{op}_k x_k$, the kernels compute the "
-           rf"stages with every exponent shifted by ${mt}$ (primed names):")
-    w.show(shown)
-    w.para(rf"Why: $e^{{x_k}}$ overflows in floating point once $x_k$ is large (beyond about "
-           rf"709 in double precision); after the shift every exponent is at most $0$. The "
-           rf"output is the same for every value of ${mt}$, because the common factor "
-           "cancels:")
     out = plan.output
     if out.kind == "map":
-        lhs, rhs = bases[out.symbol][i], nt.bases[p.output.symbol][i]
+        claim = (bases[out.symbol][i], nt.bases[p.output.symbol][i])
     else:
-        lhs, rhs = prime[out.symbol], p.output.symbol
-    w.claim(ctx, [Line(Step(lhs, rhs, "the factor $e^{" + mt + "}$ cancels"))],
-            "the shifted output is the definition")
-    acc = plan.accurate
-    if acc is not None and acc.splits:
-        w.para(r"On the diagonal the kernels also avoid the cancellation in $Z - e_i$ when "
-               r"one term dominates: they write the sum of the other terms as the sum of the "
-               r"terms not at the maximum plus (the terms at the maximum minus the own term), "
-               r"which is exact where it matters. This is a reordering of the same sum.")
+        claim = (prime[out.symbol], p.output.symbol)
+    return ctx, shown, claim

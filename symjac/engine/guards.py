@@ -98,7 +98,31 @@ class xmul(sp.Function):  # noqa: N801
         return base if exp is None else rf"\left({base}\right)^{{{exp}}}"
 
 
-GUARDS = (shifted, recip, guarded_log, xmul)
+class rescaled(sp.Function):  # noqa: N801
+    """``ci * x``, kept one factor (``rescaled(x, ci)**2`` is the square of the product, not
+    ``ci**2 x**2``, which would underflow where ci is tiny): x scaled by a power of two ci
+    (:mod:`symjac.engine.scale`)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        x, ci = self.args
+        return ci if argindex == 1 else x
+
+    def _eval_rewrite_as_Mul(self, x, ci, **kwargs):
+        return ci * x
+
+    def _eval_is_real(self):
+        return all(a.is_real for a in self.args)
+
+    def _latex(self, printer, exp=None):
+        level = sp.printing.precedence.PRECEDENCE["Mul"]
+        x, ci = (printer.parenthesize(a, level) for a in self.args)
+        base = rf"{ci}\,{x}"
+        return base if exp is None else rf"\left({base}\right)^{{{exp}}}"
+
+
+GUARDS = (shifted, recip, guarded_log, xmul, rescaled)
 
 
 def unguarded(expr: sp.Expr) -> sp.Expr:
@@ -106,4 +130,5 @@ def unguarded(expr: sp.Expr) -> sp.Expr:
     return expr.replace(lambda e: isinstance(e, shifted), lambda e: e.args[0] - e.args[1]) \
                .replace(lambda e: isinstance(e, recip), lambda e: 1 / e.args[0]) \
                .replace(lambda e: isinstance(e, guarded_log), lambda e: sp.log(e.args[0])) \
-               .replace(lambda e: isinstance(e, xmul), lambda e: e.args[0] * e.args[1])
+               .replace(lambda e: isinstance(e, xmul), lambda e: e.args[0] * e.args[1]) \
+               .replace(lambda e: isinstance(e, rescaled), lambda e: e.args[1] * e.args[0])

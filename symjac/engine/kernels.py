@@ -28,6 +28,7 @@ from ..proof.zero import is_zero
 from .guards import guarded_log, recip, shifted, unguarded
 from .jacobian import Jacobian
 from .rewrite import Rewrite, plain, see_through, stabilize
+from .scale import scale_by_magnitude
 from .shift import KStage, shift_by_maximum, stages_of
 
 OUTPUT = sp.Symbol("y", real=True)
@@ -45,6 +46,7 @@ RESERVED = _C_WORDS | set(keyword.kwlist) | {
     "exp", "log", "sqrt", "sum", "max", "min", "row", "one", "zero", "tmp", "grad",
     "forward", "jacobian", "jvp", "vjp", "backward", "hvp", "hessian", "dot", "rest",
     "unit", "hess",  # the second-order kernels' (templates/*/second.*.jinja)
+    "ci", "retry",  # the scale of a rescaled program and its second pass (engine/scale.py)
 }
 
 
@@ -88,6 +90,9 @@ class KernelPlan:
     rewrites: tuple[Rewrite, ...] = ()
     shifted_by: str = ""  # the maximum's name when the program was shifted
     names: dict[str, str] = field(default_factory=dict)  # program name -> kernel name
+    scale: sp.Symbol | None = None  # ci of a program rescaled on overflow (engine/scale.py)
+    guards: tuple[tuple[str, int], ...] = ()  # sums (and the power of x they carry) whose
+    # overflow runs the program again with ci
 
     @property
     def output(self) -> KStage:
@@ -119,6 +124,17 @@ def plan(program: Program, jac: Jacobian) -> KernelPlan:
     else:
         stages = list(program_stages)
     stages = _insert_scalars(stages, extra)
+    scaled = None
+    if moved is None:  # (the two never meet: an exponential of x is not scale-free)
+        scaled = scale_by_magnitude(stages, pieces, program.x, program.output.symbol)
+    if scaled is not None:
+        stages, pieces = list(scaled.stages), dict(scaled.pieces)
+        why = ("the squares of entries beyond ~1e154 overflow (a sum of entries near 1e308); "
+               "where a sum leaves the range the row is computed again from x times "
+               f"{scaled.scale.name}, a power of two at or below 1/max_k |x_k|, and the "
+               "output does not change with the scale")
+        rewrites += [Rewrite("scale by the magnitude", name, before, after, why)
+                     for name, before, after, _ in scaled.changes]
     stable = []
     for st in stages:
         expr, done = stabilize(st.expr, st.name)
@@ -141,9 +157,13 @@ def plan(program: Program, jac: Jacobian) -> KernelPlan:
     pieces = {k: v.xreplace(rename) for k, v in pieces.items()}
     params = tuple(replace(p, name=names.get(p.name, p.name),
                            symbol=rename.get(p.symbol, p.symbol)) for p in program.params)
+    scale = {} if scaled is None else {
+        "scale": scaled.scale,
+        "guards": tuple((names[g], p) for g, p in scaled.guards if g in names)}
     if jac.gradient is not None:
         return KernelPlan(tuple(stages), params, sp.Integer(0), (), pieces["g"], None, None,
-                          tuple(rewrites), moved.maximum.name if moved else "", names)
+                          tuple(rewrites), moved.maximum.name if moved else "", names,
+                          **scale)
     constants = {p.symbol for p in params if not p.vector} | {program.n}
     terms = tuple(_term(pieces[f"a{k}"], pieces[f"b{k}"], constants)
                   for k in range(len(jac.terms)))
@@ -155,7 +175,7 @@ def plan(program: Program, jac: Jacobian) -> KernelPlan:
     accurate, more = _accurate_diagonal(stages, pieces["D"], terms, moved, rename)
     rewrites += more
     return KernelPlan(tuple(stages), params, pieces["D"], terms, None, accurate, backward,
-                      tuple(rewrites), moved.maximum.name if moved else "", names)
+                      tuple(rewrites), moved.maximum.name if moved else "", names, **scale)
 
 
 def _before_the_shift(program: Program, pieces: dict[str, sp.Expr], rank: int

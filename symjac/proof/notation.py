@@ -52,6 +52,13 @@ class _Printer(LatexPrinter):
 
     _print_Dummy = _print_Symbol
 
+    def _helper_print_standard_power(self, expr, template: str) -> str:
+        text = super()._helper_print_standard_power(expr, template)
+        if isinstance(expr.base, sp.Indexed) and "'" in str(expr.base.base.label):
+            base = self._print(expr.base)  # d'_{k}^{2} is a double superscript
+            text = text.replace(base, f"{{{base}}}", 1)
+        return text
+
     def _print_Idx(self, expr: sp.Idx) -> str:
         return self._print(expr.label)
 

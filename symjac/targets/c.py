@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import re
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
 from .. import __version__
 from ..derivation import DTYPES, Derivation
+from ..engine.guards import rescaled
 from ..engine.kernels import KStage
+from ..engine.scale import limit
 from .lower import KernelFunction, backward_function, directional, function
 from .printers import c_code, helpers_used
 
@@ -81,6 +83,8 @@ class CFunction:
     locals: tuple[str, ...]
     outputs: tuple[tuple[str, str], ...]  # (array, code at k)
     unused: tuple[str, ...]
+    scale: str = ""  # ci: the body runs again, x rescaled, when a guard (a stage) finds a
+    # sum out of range (symjac.engine.scale)
 
 
 def argument_names(d: Derivation) -> dict[str, str]:
@@ -177,13 +181,19 @@ class _Printer:
         maps = [st.name for st in kf.stages if st.kind == "map"]
         arrays = self.arrays(maps, inputs)
         stages = self.stages(kf.stages, arrays, fuse=self.d.n <= FUSE_MAX_N)
+        if kf.scale:  # a guard after each sum it checks (a fused one: after the pass)
+            guards = dict(kf.guards)
+            stages = [g for st in stages for g in [st] + [
+                CStage("guard", t.name, rescale_call(inputs[0], t.name, guards[t.name],
+                                                     self.dtype))
+                for t in (st.terms or (st,)) if t.name in guards]]
         outputs = tuple((name, self.code(e, arrays)) for name, e in kf.outputs)
         text = " ".join([s.code for s in stages] + [t.code for s in stages for t in s.terms]
                         + [c for _, c in outputs])
         candidates = [*inputs, *(p.name for p in self.plan.params)]
         unused = tuple(n for n in candidates if not re.search(rf"\b{re.escape(n)}\b", text))
         locals_ = tuple(m for m in maps if m not in written)
-        return CFunction(tuple(stages), locals_, outputs, unused)
+        return CFunction(tuple(stages), locals_, outputs, unused, kf.scale)
 
 
 def _rows(d: Derivation, kf: KernelFunction, outputs: bool = False) -> dict | None:
@@ -195,6 +205,13 @@ def _rows(d: Derivation, kf: KernelFunction, outputs: bool = False) -> dict | No
     (``jacobian_parts_rows``); else its last map writes ``y``."""
     if d.n > ROWS_MAX_N or any(p.vector for p in d.kernels.params):
         return None
+    again = ""
+    if kf.scale:  # the rows as with ci = 1; a row a guard finds again by the one-row kernel
+        kf = _unscaled(kf)
+        params = "".join(f", {p.name}" for p in d.kernels.params)
+        again = (f"jacobian_parts(x + row * N{params}, dg + row * N"
+                 + "".join(f", {o} + row * N" for o, _ in kf.outputs[1:]) + ")"
+                 if outputs else f"forward_into(x + row * N{params}, y + row * N)")
     maps = [st.name for st in kf.stages if st.kind == "map"]
     scalars = [st.name for st in kf.stages if st.kind != "map"]
     taken = {*maps, *scalars, *(p.name for p in d.kernels.params), *(o for o, _ in kf.outputs)}
@@ -231,7 +248,27 @@ def _rows(d: Derivation, kf: KernelFunction, outputs: bool = False) -> dict | No
     unused = [p.name for p in d.kernels.params
               if not re.search(rf"\b{re.escape(p.name)}\b", text)]
     return {"stages": stages, "scalars": scalars, "outputs": printed, "unused": unused,
-            "locals": [m for m in maps if outputs or m != "y"]}
+            "locals": [m for m in maps if outputs or m != "y"],
+            "guards": [rescale_call("x + row * N", f"{g}[row]", p, d.spec.dtype)
+                       for g, p in kf.guards], "again": again}
+
+
+def rescale_call(x: str, total: str, power: int, dtype: str) -> str:
+    """The call that gives a row's scale ci from its sum ``total`` carrying ``power`` of x:
+    1 while the sum is in range (symjac.engine.scale.limit)."""
+    e = limit(power, dtype)
+    f = "f" if dtype == "float32" else ""
+    bound = f"HUGE_VAL{f.upper()}" if e is None else f"0x1p{e}{f.upper()}"
+    return f"symjac_rescale{f}({x}, {total}, {bound})"
+
+
+def _unscaled(kf: KernelFunction) -> KernelFunction:
+    """``kf`` with its scale ci at 1 (x rescaled by ci is x): the first pass's values."""
+    def plain(e: sp.Expr) -> sp.Expr:
+        e = sp.sympify(e).replace(lambda a: isinstance(a, rescaled), lambda a: a.args[0])
+        return e.xreplace({s: sp.Integer(1) for s in e.free_symbols if s.name == kf.scale})
+    return KernelFunction(tuple(replace(st, expr=plain(st.expr)) for st in kf.stages),
+                          tuple((o, plain(e)) for o, e in kf.outputs), kf.scale, kf.guards)
 
 
 def _params(d: Derivation, ctype: str) -> list[CParam]:
@@ -277,7 +314,7 @@ def vector_context(d: Derivation) -> dict:
     y = plan.output.symbol
     forward = pr.function(function(plan, [("y", y)]), written=frozenset({"y"}))
     # forward_into writes y itself: its output statement is the map's own loop
-    forward = CFunction(forward.stages, forward.locals, (), forward.unused)
+    forward = replace(forward, outputs=())
     acc = plan.accurate
     extra = acc.stages if acc else ()
     splits = dict(acc.splits) if acc else None
@@ -343,7 +380,7 @@ def scalar_context(d: Derivation) -> dict:
     pr = _Printer(d)
     out = plan.output
     forward = pr.function(function(plan, [("y", out.symbol)]))
-    forward = CFunction(forward.stages, forward.locals, (), forward.unused)  # y is a scalar
+    forward = replace(forward, outputs=())  # y is a scalar
     grad = function(plan, [("jac", plan.gradient)])
     ctx = {
         **_common(d),

@@ -22,6 +22,8 @@ class KernelFunction:
 
     stages: tuple[KStage, ...]
     outputs: tuple[tuple[str, sp.Expr], ...]
+    scale: str = ""  # ci, when the kernel runs again rescaled if a sum in ``guards`` is
+    guards: tuple[tuple[str, int], ...] = ()  # too large (symjac.engine.scale); else ""
 
 
 def function(plan: KernelPlan, outputs: list[tuple[str, sp.Expr]],
@@ -34,17 +36,25 @@ def function(plan: KernelPlan, outputs: list[tuple[str, sp.Expr]],
     if splits:
         program = _split(program, extra, splits)
     stages = needed(tuple(program), [e for _, e in outputs])
-    return hoisted(stages, tuple(outputs), plan.params)
+    kf = hoisted(stages, tuple(outputs), plan.params, plan.scale)
+    ci = plan.scale
+    if ci is None or not any(sp.sympify(e).has(ci) for e in
+                             [st.expr for st in kf.stages] + [e for _, e in kf.outputs]):
+        return kf
+    kept = {st.name for st in kf.stages}
+    return KernelFunction(kf.stages, kf.outputs, ci.name,
+                          tuple((g, p) for g, p in plan.guards if g in kept))
 
 
 def hoisted(stages: tuple[KStage, ...], outputs: tuple[tuple[str, sp.Expr], ...],
-            params=()) -> KernelFunction:
+            params=(), scale: sp.Symbol | None = None) -> KernelFunction:
     """The kernel with each function call on scalars only (``log(Z)``, ``1/sqrt(v + eps)``)
     that sits in a loop over k (a map, a reduction, an output array) computed once before
     it, as a let: the same operation on the same operands, so the same value, without a
     libm call per entry (a compiler may not move ``log`` out of a loop: it can set errno)."""
     scalars = {st.symbol for st in stages if st.kind in ("reduce", "let")}
     scalars |= {p.symbol for p in params if not p.vector}
+    scalars |= {scale} if scale is not None else set()
     taken = {st.name for st in stages} | {p.name for p in params} | RESERVED
     found: dict[sp.Expr, sp.Symbol] = {}  # computed once, reused by every later loop
     out: list[KStage] = []

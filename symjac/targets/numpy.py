@@ -15,6 +15,7 @@ import sympy as sp
 
 from ..derivation import Derivation
 from ..engine.kernels import KStage
+from ..engine.scale import limit
 from . import inplace
 from .c import argument_names, header_lines
 from .lower import KernelFunction, backward_function, directional, function
@@ -74,8 +75,29 @@ def _function(d: Derivation, kf: KernelFunction, into: bool = False,
         out.append(Assign(st.name, code))
     returns = tuple(numpy_code(e, d.spec.dtype) for _, e in kf.outputs)
     if into:
-        return _in_place(kf, out, returns, names)
-    return PyFunction(_reuse(kf, out, names), returns)
+        return _retried(d, kf, _in_place(kf, out, returns, names))
+    return _retried(d, kf, PyFunction(_reuse(kf, out, names), returns))
+
+
+def _retried(d: Derivation, kf: KernelFunction, f: PyFunction) -> PyFunction:
+    """``f`` in a loop that runs it a second time, for the rows where a sum in
+    ``kf.guards`` is not finite, with x rescaled by ci (symjac.engine.scale)."""
+    if not kf.scale:
+        return f
+    body = []
+    for a in f.stages:
+        body.append("    " + (f"{a.target} = " if a.target else "") + a.code)
+        if a.target in dict(kf.guards):
+            e = limit(dict(kf.guards)[a.target], d.spec.dtype)
+            body += ["    if _retry == 0:",
+                     f"        _ci = _rescale(x, {a.target}, "
+                     f"{'numpy.inf' if e is None else f'2.0**{e}'})",
+                     "        if _ci is not None:",
+                     f"            {kf.scale} = _ci",
+                     "            continue  # those rows again, from x times ci"]
+    body += ["    " + line for line in f.final] + ["    break"]
+    return PyFunction((Assign(kf.scale, "1.0"), Assign("", "for _retry in (0, 1):"),
+                       *(Assign("", line) for line in body)), f.returns)
 
 
 def _reuse(kf: KernelFunction, stages: list[Assign], arrays: set[str]) -> tuple[Assign, ...]:

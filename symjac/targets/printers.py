@@ -23,14 +23,14 @@ from sympy.codegen.cfunctions import expm1, log1p
 from sympy.printing.c import C99CodePrinter
 from sympy.printing.numpy import NumPyPrinter
 
-from ..engine.guards import guarded_log, recip, shifted, xmul
+from ..engine.guards import guarded_log, recip, rescaled, shifted, xmul
 from ..errors import SymjacError
 from ..lang.functions import relu, sigmoid, softplus
 
 HELPERS = {
     sigmoid: "sigmoid", softplus: "softplus", relu: "relu", sp.sech: "sech",
     shifted: "shifted", recip: "recip", guarded_log: "glog", xmul: "xmul",
-    sp.Heaviside: "step",
+    sp.Heaviside: "step", rescaled: "rescale",
 }
 """SymPy function -> helper name (C: ``symjac_<name>``, float ``symjac_<name>f``; NumPy:
 ``_<name>``)."""
@@ -195,6 +195,9 @@ class CPrinter(_Common, C99CodePrinter):
     def _print_xmul(self, expr):
         return self._helper("xmul", expr.args)
 
+    def _print_rescaled(self, expr):  # one product, in parentheses (not distributed)
+        return f"({self._print(expr.args[1])}*{self._print(expr.args[0])})"
+
     def _print_Heaviside(self, expr):
         return self._helper("step", expr.args[:1])
 
@@ -258,6 +261,9 @@ class NumpyPrinter(_Common, NumPyPrinter):
 
     def _print_xmul(self, expr):
         return self._helper("xmul", expr.args)
+
+    def _print_rescaled(self, expr):  # x itself while ci is 1 (no temporary array)
+        return self._helper("rescaled", expr.args)
 
     def _print_Heaviside(self, expr):
         return self._helper("step", expr.args[:1])

@@ -1,0 +1,162 @@
+"""Normalisations at any finite magnitude (SPEC 6): the squares of entries beyond ~1e154
+overflow a double (~1e19 a float), while a layer norm, an RMS norm or an l2-normalisation
+of such x is an ordinary number. The kernels compute a row again from x times a power of
+two when a sum over it is not finite; the values here are against mpmath at 60 digits,
+evaluating the definitions and the closed forms of J written in this file.
+
+Before: y = 0 instead of +-1.6 beyond ~1e154, layer norm NaN at 1e308.
+"""
+
+from __future__ import annotations
+
+import mpmath as mp
+import numpy as np
+import pytest
+from support import Built
+
+mp.mp.dps = 60
+
+
+def _layer_norm(x, eps):
+    n = len(x)
+    mu = mp.fsum(x) / n
+    d = [v - mu for v in x]
+    s = mp.sqrt(mp.fsum(v * v for v in d) / n + eps)
+    y = [v / s for v in d]
+    jac = [[((i == j) - mp.mpf(1) / n - y[i] * y[j] / n) / s for j in range(n)]
+           for i in range(n)]
+    return y, jac
+
+
+def _rms_norm(x, eps, g):
+    n = len(x)
+    r = mp.sqrt(mp.fsum(v * v for v in x) / n + eps)
+    y = [g[i] * x[i] / r for i in range(n)]
+    jac = [[g[i] * ((i == j) / r - x[i] * x[j] / (n * r**3)) for j in range(n)]
+           for i in range(n)]
+    return y, jac
+
+
+def _l2_normalize(x, eps):
+    n = len(x)
+    r = mp.sqrt(mp.fsum(v * v for v in x) + eps)
+    y = [v / r for v in x]
+    jac = [[(i == j) / r - x[i] * x[j] / r**3 for j in range(n)] for i in range(n)]
+    return y, jac
+
+
+def _reference(name, x, params):
+    xs = [mp.mpf(float(v)) for v in x]
+    eps = mp.mpf(float(params["eps"]))
+    if name == "layer_norm":
+        y, jac = _layer_norm(xs, eps)
+    elif name == "rms_norm":
+        y, jac = _rms_norm(xs, eps, [mp.mpf(float(v)) for v in params["g"]])
+    else:
+        y, jac = _l2_normalize(xs, eps)
+    return np.array([float(v) for v in y]), np.array([[float(v) for v in r] for r in jac])
+
+
+def _params(name, n, dtype):
+    rng = np.random.default_rng(5)
+    eps = {"layer_norm": 1e-5, "rms_norm": 1e-6, "l2_normalize": 1e-12}[name]
+    p = {"eps": eps}
+    if name == "rms_norm":
+        p["g"] = rng.uniform(0.5, 2.0, n).astype(dtype)
+    return p
+
+
+def _close(got, want, tol):
+    scale = np.max(np.abs(want))
+    assert np.all(np.isfinite(got)), got
+    assert np.max(np.abs(got - want)) <= tol * scale, (got, want)
+
+
+SIZES = [("layer_norm", 8), ("rms_norm", 8), ("l2_normalize", 8), ("layer_norm", 33),
+         ("rms_norm", 33)]
+MAGNITUDES = [1.0, 1e150, 1e200, 1e300, 1.7e308]
+
+
+@pytest.fixture(scope="module", params=SIZES, ids=[f"{f}-n{n}" for f, n in SIZES])
+def built(request, tmp_path_factory):
+    name, n = request.param
+    return name, Built(name, n, "float64", tmp_path_factory.mktemp(f"{name}{n}"))
+
+
+@pytest.mark.parametrize("magnitude", MAGNITUDES)
+def test_values_at_any_magnitude(built, magnitude):
+    name, b = built
+    n = b.c.n
+    rng = np.random.default_rng(int(np.log10(magnitude)) + n)
+    x = rng.uniform(-1.0, 1.0, n) * magnitude
+    if name == "layer_norm":
+        x = x / 2 + magnitude / 2  # an offset too: the mean's sum overflows near 1e308
+    p = _params(name, n, np.float64)
+    y, jac = _reference(name, x, p)
+    u = rng.normal(size=n)
+    for k in (b.c, b.np):
+        _close(k.forward(x, **p), y, 1e-13)
+        _close(k.jacobian(x, **p), jac, 1e-13)
+        _close(k.jvp(x, u, **p), jac @ u, 1e-12)
+        _close(k.vjp(x, u, **p), u @ jac, 1e-12)
+
+
+def test_a_batch_computes_only_the_overflowing_rows_again(built):
+    """Normal rows in a batch with huge ones come out bit for bit as alone (they are not
+    rescaled), in the C batch kernels (11 rows: 8 at once, then 3 one by one) and NumPy
+    alike; the huge rows are right."""
+    name, b = built
+    n = b.c.n
+    rng = np.random.default_rng(9)
+    xs = rng.normal(size=(11, n))
+    huge = [1, 9]
+    xs[huge] *= 1e250
+    p = _params(name, n, np.float64)
+    for what in ("forward", "jacobian"):
+        together = getattr(b.np, what)(xs, **p)
+        c_together = b.c.batch(what, [xs], **p)
+        for r in range(len(xs)):
+            if r in huge:
+                y, jac = _reference(name, xs[r], p)
+                _close(together[r], y if what == "forward" else jac, 1e-13)
+                _close(c_together[r], y if what == "forward" else jac, 1e-13)
+            else:
+                assert np.array_equal(together[r], getattr(b.np, what)(xs[r], **p))
+                assert np.array_equal(c_together[r], getattr(b.c, what)(xs[r], **p))
+
+
+@pytest.mark.parametrize("name", ["layer_norm", "rms_norm", "l2_normalize"])
+def test_float32_beyond_the_square_range(tmp_path, name):
+    n = 8
+    b = Built(name, n, "float32", tmp_path)
+    rng = np.random.default_rng(3)
+    x = (rng.uniform(-1.0, 1.0, n) * 1e30).astype(np.float32)
+    p = _params(name, n, np.float32)
+    y, jac = _reference(name, x.astype(np.float64), p)
+    for k in (b.c, b.np):
+        _close(k.forward(x, **p), y, 2e-6)
+        _close(k.jacobian(x, **p), jac, 2e-6)
+
+
+def test_non_finite_entries_keep_their_convention(built):
+    """NaN in, NaN out; a row is not computed again for an infinite entry."""
+    name, b = built
+    n = b.c.n
+    p = _params(name, n, np.float64)
+    x = np.linspace(-1.0, 1.0, n) * 1e200
+    x[1] = np.nan
+    for k in (b.c, b.np):
+        assert np.all(np.isnan(k.forward(x, **p)))
+
+
+def test_a_constant_huge_row_is_not_rescaled(tmp_path):
+    """A layer norm of equal entries (d = 0, v = 0) at 1e300: y = 0 and J = (delta - 1/n)
+    / sqrt(eps), as the definition gives; a rescaled row would have eps ci^2 = 0 there."""
+    n = 8
+    b = Built("layer_norm", n, "float64", tmp_path)
+    x = np.full(n, 1e300)
+    p = _params("layer_norm", n, np.float64)
+    y, jac = _reference("layer_norm", x, p)
+    for k in (b.c, b.np):
+        assert np.array_equal(k.forward(x, **p), y)
+        _close(k.jacobian(x, **p), jac, 1e-13)
