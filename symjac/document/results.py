@@ -254,7 +254,8 @@ def stability(w: Writer, s: Subject) -> None:
         if r.rule in programs:
             continue
         before, after = (_indexed(nt, unguard(e), k) for e in (r.before, r.after))
-        ctx = Context(nt.n, i=nt.i, j=nt.j)
+        # (the program's definitions: a rewrite may name a stage, log(p_k) = x_k)
+        ctx = Context(nt.n, list(s.context.definitions), i=nt.i, j=nt.j)
         w.para(f"{r.rule[0].upper() + r.rule[1:]} (in {_where(r.where)}): {r.why}.")
         w.claim(ctx, [Line(Step(before, after, r.rule))], f"{r.rule} in {_where(r.where)}")
 
@@ -283,6 +284,7 @@ def _shift(w: Writer, s: Subject) -> None:
     back = {v: k for k, v in plan.names.items()}
     m = next((st.symbol for st in plan.stages
               if st.kind == "reduce" and st.op in ("max", "min")
+              and st.expr.free_symbols == {p.x}
               and back.get(st.name, st.name) not in {q.name for q in p.stages}), None)
     if m is None:
         return
@@ -350,10 +352,14 @@ def _primed(s: Subject, skip: set, shown_as: dict | None = None
     ctx = Context(nt.n, list(s.context.definitions), nt.i, nt.j)
     shown = []
 
+    # x and the parameters under their program names (a kernel renames b to b_)
+    own = {q.name: q.symbol for q in p.params}
+    params = {q.symbol: own[back.get(q.name, q.name)] for q in plan.params}
+
     def at(expr, idx):
-        expr = unguard(expr).xreplace(shown_as or {}).xreplace(prime)
+        expr = unguard(expr).xreplace(shown_as or {}).xreplace(prime).xreplace(params)
         table = {v: base[idx] for v, base in nt.bases.items()
-                 if v == p.x or v in {q.symbol for q in plan.params}}
+                 if v == p.x or v in own.values()}
         table.update({b: base[idx] for b, base in bases.items()})
         return expr.xreplace(table)
 
