@@ -143,3 +143,38 @@ def test_a_letter_that_is_not_ascii_says_what_names_are(tmp_path):
     assert r.stderr.count("\n") == 1
     assert "line 1, column 1" in r.stderr and "ASCII" in r.stderr and "'σ'" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+UNBIASED = """param eps = 1e-5
+m = mean(x)
+d = x - m
+v = sum(d^2) / (n - 1)
+y = d / sqrt(v + eps)
+"""
+
+
+def _unbiased(x, eps=1e-5):
+    d = x - x.mean()
+    return d / np.sqrt((d * d).sum() / (x.size - 1) + eps)
+
+
+def test_layer_norm_with_the_unbiased_variance(tmp_path):
+    """torch.var's default: a let with n in it (v = S/(n - 1)). The per-entry proof kept
+    that n a symbol beside the numbers of n = 8 (derive failed: 'entry (i, i) does not
+    match'); the term's coefficient is -1/((n - 1) sqrt(eps + v)), negative."""
+    b = _build(tmp_path, UNBIASED, "unbiased", 8)
+    assert b.derivation.structure == "diagonal minus rank two, symmetric"
+    x = np.random.default_rng(4).normal(size=8) * 3
+    ref = _fd(_unbiased, x)
+    for kernels in (b.np, b.c):
+        np.testing.assert_allclose(kernels.forward(x), _unbiased(x), rtol=1e-13)
+        np.testing.assert_allclose(kernels.jacobian(x), ref, atol=1e-8)
+
+
+def test_verify_the_unbiased_layer_norm(tmp_path):
+    path = tmp_path / "unbiased.txt"
+    path.write_text(UNBIASED)
+    right = "(delta(i, j) - 1/n - y[i]*y[j]/(n - 1))/sqrt(v + eps)"
+    wrong = "(delta(i, j) - 1/n - y[i]*y[j]/n)/sqrt(v + eps)"
+    assert symjac.verify(str(path), 8, formula=right).verdict == "correct"
+    assert symjac.verify(str(path), 8, formula=wrong).verdict == "refuted"

@@ -110,7 +110,8 @@ class Jacobian:
         k = _WORDS.get(self.rank, str(self.rank))
         roots = {s.symbol for s in self.program.stages if s.kind == "let"
                  and isinstance(s.expr, sp.Pow) and not s.expr.exp.is_integer}
-        sign = "minus" if all(_negative(t.coeff, roots) for t in self.terms) else "plus"
+        sign = "minus" if all(_negative(t.coeff, roots, self.program.n)
+                              for t in self.terms) else "plus"
         if self.diagonal == 0:
             head = f"rank {k}"
         elif self.diagonal == 1:
@@ -130,14 +131,16 @@ class Jacobian:
         return self.gradient is None and all(e.free_symbols <= allowed for e in pieces)
 
 
-def _negative(coeff: sp.Expr, root_symbols: set[sp.Symbol]) -> bool:
+def _negative(coeff: sp.Expr, root_symbols: set[sp.Symbol], n: sp.Symbol) -> bool:
     """Whether a term's coefficient is negative wherever it is defined: a root in it (or a
     quantity defined as a root) is positive there (it is a divisor, or the root of a
-    nonnegative number)."""
+    nonnegative number); a divisor n - 1 is positive (there is no term at n = 1)."""
     roots = {p: sp.Dummy(positive=True) ** p.exp for p in coeff.atoms(sp.Pow)
              if not p.exp.is_integer}
     roots.update({s: sp.Dummy(positive=True) for s in root_symbols})
-    return bool(coeff.xreplace(roots).is_negative)
+    plain = coeff.xreplace(roots)
+    return bool(plain.is_negative or plain.xreplace(
+        {n: sp.Dummy(positive=True, integer=True) + 1}).is_negative)
 
 
 def at(expr: sp.Expr, k: int | str, vectors) -> sp.Expr:
@@ -161,7 +164,7 @@ def jacobian(program: Program) -> Jacobian:
     for r, a in chain.a.items():
         ca, ah = namer.split(namer.best(a))
         cb, bh = namer.split(namer.best(chain.beta[r]))
-        coeff = sp.factor_terms(sp.cancel(ca * cb))
+        coeff = _coefficient(ca * cb)
         if bh in merged:  # the same column factor: one term, a_1 + a_2
             old = merged[bh]
             merged[bh] = RankOne(old.reduction, sp.Integer(1),
@@ -171,11 +174,22 @@ def jacobian(program: Program) -> Jacobian:
     terms = []
     for t in merged.values():
         c, a = namer.split(t.a)
-        coeff = sp.factor_terms(sp.cancel(t.coeff * c))
+        coeff = _coefficient(t.coeff * c)
         if coeff != 0 and a != 0:
             terms.append(RankOne(t.reduction, coeff, a, t.b))
     used = _used_scalars(chain, [diagonal] + [e for t in terms for e in (t.coeff, t.a, t.b)])
     return Jacobian(program, diagonal, tuple(terms), None, used, chain)
+
+
+def _coefficient(expr: sp.Expr) -> sp.Expr:
+    """A term's coefficient over one denominator, factored where that is shorter:
+    ``-1/((n - 1) sqrt(eps + v))``, not ``-sqrt(eps + v)/(eps n - eps + n v - v)``."""
+    plain = sp.factor_terms(sp.cancel(expr))
+    try:
+        factored = sp.factor(plain)
+    except (sp.PolynomialError, ValueError, TypeError):  # pragma: no cover - exotic atoms
+        return plain
+    return factored if sp.count_ops(factored) < sp.count_ops(plain) else plain
 
 
 def _used_scalars(chain: Chain, pieces: list[sp.Expr]) -> tuple[Scalar, ...]:

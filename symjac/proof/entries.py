@@ -94,7 +94,8 @@ def prove_entries(jac: Jacobian, n: int) -> EntryProof:
     program = jac.program
     ex = _Explicit(program, n)
     proved = _coefficients(ex, jac) if n <= WRITTEN_OUT_MAX_N else 0
-    lets = _lets(program)  # abbreviations: written as their definitions on both sides
+    # abbreviations: written as their definitions on both sides (n put in: v = S/(n - 1))
+    lets = {s: e.xreplace({program.n: sp.Integer(n)}) for s, e in _lets(program).items()}
     conv = se.sympify if se is not None else (lambda e: e)
 
     def piece(expr: sp.Expr, k: str):

@@ -145,9 +145,9 @@ def _rational_zero(expr: sp.Expr) -> bool:
     # one written form per root: eps + (S2 - S1^2/n)/(n - 1) and eps - S1^2/(n^2 - n) +
     # S2/(n - 1) are one base (cancel: numerator and denominator, expanded, no common factor)
     expr = expr.replace(
-        lambda e: isinstance(e, sp.Pow) and isinstance(e.base, sp.Add)
-        and e.exp.is_Rational and not e.exp.is_Integer,
-        lambda e: sp.Pow(sp.expand(sp.cancel(e.base)), e.exp))
+        lambda e: isinstance(e, sp.Pow) and isinstance(e.base, (sp.Add, sp.Mul))
+        and e.base.has(sp.Add) and e.exp.is_Rational and not e.exp.is_Integer,
+        lambda e: _root(e.base, e.exp))
     expr = sp.expand_log(sp.expand_power_exp(expr), force=False)
     powers: dict[sp.Expr, list[tuple[sp.Expr, sp.Rational]]] = {}
     for node in expr.atoms(sp.exp):
@@ -168,6 +168,30 @@ def _rational_zero(expr: sp.Expr) -> bool:
         return True
     numerator = sp.together(replaced).as_numer_denom()[0]
     return quick_zero(numerator)
+
+
+def _root(base: sp.Expr, exp: sp.Rational) -> sp.Expr:
+    """``base^exp`` in one written form: ``base`` cancelled to P/Q, and each positive
+    factor of P and Q taken out of the power (``(n B)^(1/2) = n^(1/2) B^(1/2)`` for n > 0:
+    ``(S2 n - S1^2)/(n - 1)`` and ``(S2 n - S1^2)/(n (n - 1))`` under one root)."""
+    num, den = sp.cancel(base).as_numer_denom()
+    out, inside = sp.Integer(1), []
+    for part, sign in ((num, 1), (den, -1)):
+        try:
+            c, factors = sp.factor_list(part)
+        except (sp.PolynomialError, ValueError, TypeError):  # pragma: no cover - exotic
+            c, factors = sp.Integer(1), [(part, 1)]
+        if c.is_negative:
+            c = -c
+            inside.append((sp.Integer(-1), 1))
+        out *= c ** (sign * exp)
+        for f, m in factors:
+            if f.is_positive:
+                out *= f ** (sign * m * exp)
+            else:
+                inside.append((f, sign * m))
+    rest = sp.Mul(*[f**m for f, m in inside])
+    return out * sp.Pow(sp.expand(sp.cancel(rest)), exp)
 
 
 def _logs_factored(expr: sp.Expr, logs_of: dict) -> sp.Expr:
