@@ -52,6 +52,11 @@ def is_zero(expr: sp.Expr) -> bool:
                             lambda e: e.func(sp.expand(e.args[0]), *e.args[1:]))
         if quick_zero(expr):
             return True
+    if expr.has(sp.Piecewise):  # zero for every value of each piecewise factor: zero
+        opaque = {p: sp.Dummy("P") for p in expr.atoms(sp.Piecewise)}
+        plain = expr.xreplace(opaque)
+        if not plain.atoms(Relational) and _rational_zero(plain):
+            return True
     if expr.has(*_KINKS) or expr.atoms(Relational):
         cases = _cases(sp.piecewise_fold(expr) if expr.has(sp.Piecewise) else expr)
         if cases is None:
