@@ -322,8 +322,10 @@ def _from_indicators(expr: sp.Expr) -> sp.Expr:
     return expr.replace(is_bracket, lambda e: rebuild((e,)))
 
 
+@functools.lru_cache(maxsize=4096)
 def _canonical_sums(expr: sp.Expr, depth: int = 0) -> sp.Expr:
-    """Summation indices renamed to one fixed name per nesting depth."""
+    """Summation indices renamed to one fixed name per nesting depth (a pure function:
+    remembered, as the checks of one document meet the same sums again)."""
     if not expr.has(sp.Sum):
         return expr
     if isinstance(expr, sp.Sum) and len(expr.limits) == 1:
@@ -338,11 +340,11 @@ def _atoms_as_symbols(expr: sp.Expr) -> sp.Expr:
     """Every remaining sum a symbol (positive if its terms are), every entry a symbol."""
     sums = sorted(expr.atoms(sp.Sum), key=sp.default_sort_key)
     table = {}
-    for s in sums:
+    for place, s in enumerate(sums):  # numbered by place: the same sums, the same symbols
         positive = bool(s.function.is_positive)
         nonneg = bool(s.function.is_nonnegative)
-        table[s] = sp.Dummy("S", real=True, positive=positive or None,
-                            nonnegative=nonneg or None)
+        table[s] = sp.Dummy("S", dummy_index=_FIRST_DUMMY + place, real=True,
+                            positive=positive or None, nonnegative=nonneg or None)
     expr = expr.xreplace(table)
     entries = {}
     for e in expr.atoms(sp.Indexed):
