@@ -46,6 +46,8 @@ CASES = [
      lambda x: np.diag(_softmax(x + B)) - np.outer(_softmax(x + B), _softmax(x + B))),
     ("param t[n]\ns = exp(x) / sum(exp(x))\ny = -sum(t * log(s))", {"t": T},
      lambda x: -(T * _log_softmax(x)).sum(), lambda x: (_softmax(x) * T.sum() - T)[None, :]),
+    ("s = exp(x) / sum(exp(x))\ny = log(s)", {}, _log_softmax,
+     lambda x: np.eye(x.size) - _softmax(x)[None, :]),
     ("p = sigmoid(x)\ny = log(p)", {}, _log_sigmoid,
      lambda x: np.diag(np.exp(_log_sigmoid(-x)))),
     ("param t[n]\np = sigmoid(x)\ny = -mean(t * log(p) + (1 - t) * log(1 - p))", {"t": T},

@@ -184,7 +184,21 @@ def _before_the_shift(program: Program, pieces: dict[str, sp.Expr], rank: int
     of one product joined (SymPy's powsimp: e^{-m} e^{x} is e^{x - m}, so a shift the user
     wrote is seen and left alone), a rank-one factor that is one scalar exponential moved
     into b (e^{-A} e^{y_j}: inf * 0), and logarithms of named quantities with their
-    definitions in view (log(p) of p = e^x is x, not the shifted log(e^{x - m}))."""
+    definitions in view (log(p) of p = e^x is x, not the shifted log(e^{x - m})); a piece
+    that is a constant once the maps are unfolded is that constant (e/(S s) with s = e/S is
+    1: s underflows to 0 where e/S does not, and 0/0 was NaN)."""
+    rewrites = []
+    unfold = {st.symbol: st.expr for st in program.stages if st.kind == "map"}
+    constants = {p.symbol for p in program.params if not p.vector} | {program.n}
+    for k, v in pieces.items():
+        flat = v
+        for _ in range(len(unfold)):
+            flat = flat.xreplace(unfold)
+        if flat != v and flat.free_symbols <= constants:
+            rewrites.append(Rewrite("a constant piece", "the Jacobian", v, flat,
+                                    "a named quantity over its own definition is a constant, "
+                                    "and the quotient of two that underflow is not"))
+            pieces[k] = flat
     pieces = {k: sp.powsimp(v, combine="exp") for k, v in pieces.items()}
     for k in range(rank):
         a, b = pieces.get(f"a{k}"), pieces.get(f"b{k}")
@@ -192,7 +206,7 @@ def _before_the_shift(program: Program, pieces: dict[str, sp.Expr], rank: int
                 a.free_symbols & program.vectors):
             pieces[f"a{k}"], pieces[f"b{k}"] = sp.Integer(1), sp.powsimp(a * b, combine="exp")
     maps = {st.symbol: st.expr for st in program.stages if st.kind == "map"}
-    seen, rewrites = [], []
+    seen = []
     for st in program.stages:
         expr, done = see_through(st.expr, st.name, maps)
         seen.append(replace(st, expr=expr))
