@@ -199,6 +199,14 @@ def _before_the_shift(program: Program, pieces: dict[str, sp.Expr], rank: int
                                     "a named quantity over its own definition is a constant, "
                                     "and the quotient of two that underflow is not"))
             pieces[k] = flat
+            continue
+        short = _relations_used(v, program)
+        if short is not None:
+            rewrites.append(Rewrite("the relations of the named quantities used", "the "
+                                    "Jacobian", v, short, "the piece cancels to a shorter "
+                                    "form (q = 1 - p: (p - t)/n, not a quotient by q, which "
+                                    "is 0 where p rounds to 1)"))
+            pieces[k] = short
     pieces = {k: sp.powsimp(v, combine="exp") for k, v in pieces.items()}
     for k in range(rank):
         a, b = pieces.get(f"a{k}"), pieces.get(f"b{k}")
@@ -212,6 +220,23 @@ def _before_the_shift(program: Program, pieces: dict[str, sp.Expr], rank: int
         seen.append(replace(st, expr=expr))
         rewrites += done
     return replace(program, stages=tuple(seen)), pieces, rewrites
+
+
+def _relations_used(piece: sp.Expr, program: Program) -> sp.Expr | None:
+    """``piece`` with each map that is a polynomial with number coefficients in earlier
+    maps (q = 1 - p) written as that polynomial and cancelled, when that is shorter; None
+    when it is not."""
+    vectors = {st.symbol for st in program.stages if st.kind == "map"}
+    linear = {st.symbol: st.expr for st in program.stages if st.kind == "map"
+              and st.expr.free_symbols and st.expr.free_symbols <= vectors
+              and st.expr.is_polynomial(*vectors)}
+    if not (piece.free_symbols & set(linear)):
+        return None
+    try:
+        short = sp.factor(sp.cancel(piece.xreplace(linear)))
+    except (sp.PolynomialError, ValueError, TypeError):  # pragma: no cover - exotic atoms
+        return None
+    return short if sp.count_ops(short) < sp.count_ops(piece) else None
 
 
 def needed(stages, roots: list[sp.Expr]) -> tuple[KStage, ...]:
