@@ -51,6 +51,10 @@ CASES = [
     ("param t[n]\np = sigmoid(x)\nq = 1 - p\ny = -mean(t * log(p) + (1 - t) * log(q))",
      {"t": T}, lambda x: -(T * _log_sigmoid(x) + (1 - T) * _log_sigmoid(-x)).mean(),
      lambda x: ((np.exp(_log_sigmoid(x)) - T) / x.size)[None, :]),
+    ("param t[n]\ns = exp(x) / sum(exp(x))\ny = -sum(t * log(s + 1e-12))", {"t": T},
+     lambda x: -(T * np.log(_softmax(x) + 1e-12)).sum(),
+     lambda x: (_softmax(x) * ((T * _softmax(x) / (_softmax(x) + 1e-12)).sum()
+                               - T / (_softmax(x) + 1e-12)))[None, :]),
     ("p = sigmoid(x)\ny = log(p)", {}, _log_sigmoid,
      lambda x: np.diag(np.exp(_log_sigmoid(-x)))),
     ("param t[n]\np = sigmoid(x)\ny = -mean(t * log(p) + (1 - t) * log(1 - p))", {"t": T},

@@ -336,8 +336,17 @@ def _canonical_sums(expr: sp.Expr, depth: int = 0) -> sp.Expr:
     return expr.func(*(_canonical_sums(a, depth) for a in expr.args))
 
 
+def _one_form(s: sp.Sum) -> sp.Expr:
+    """A sum with its summand cancelled and the number factor outside."""
+    c, rest = sp.cancel(s.function).as_coeff_Mul()
+    return c * sp.Sum(rest, *s.limits)
+
+
 def _atoms_as_symbols(expr: sp.Expr) -> sp.Expr:
     """Every remaining sum a symbol (positive if its terms are), every entry a symbol."""
+    # one written form per summand: sum_k t s/(s + 1/10^12) and sum_k 10^12 t s/(10^12 s + 1)
+    # are one sum (cancel: one numerator over one denominator, no common factor)
+    expr = expr.replace(lambda e: isinstance(e, sp.Sum), _one_form)
     sums = sorted(expr.atoms(sp.Sum), key=sp.default_sort_key)
     table = {}
     for place, s in enumerate(sums):  # numbered by place: the same sums, the same symbols
