@@ -23,7 +23,7 @@ import numpy as np
 import sympy as sp
 
 from .. import catalog
-from ..api import resolve
+from ..resolve import resolve
 from ..derivation import Derivation, Spec, derivative, derive
 from ..engine.jacobian import DELTA, at
 from ..errors import SymjacError
