@@ -22,7 +22,7 @@ def resolve(function: str | os.PathLike | Function, *, custom: bool = False) -> 
     if isinstance(function, os.PathLike):
         return lang.load(function)
     if isinstance(function, str):
-        if function in catalog.catalog():
+        if catalog.known(function):
             return catalog.get(function)
         if lang.is_path(function):
             return lang.load(function)
