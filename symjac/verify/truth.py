@@ -71,7 +71,7 @@ class World:
     _write: Callable[[], Written]  # the canonical half (:func:`_written_forms`)
     t: list[sp.Expr] | None = None  # canonical vector parameter t_k
     target: str | None = None  # "probability" (t sums to 1) or "any"; None: no target
-    cache: dict[str, Any] = field(default_factory=dict)  # matrices built from this world
+    cache: dict[Any, Any] = field(default_factory=dict)  # what is built once from it
 
     # -- the canonical half, written on first use (see build_world's ``canonical``) ------
 
@@ -328,16 +328,22 @@ class World:
         return (per_k.get(out.symbol) if out.vector else None), ss
 
     def forward_floats(self, xs: np.ndarray) -> dict[str, np.ndarray]:
-        lib = Numeric("mpmath", 40)
-        with mpmath.workdps(40):
-            taus = {t: mpmath.mpf(0) for t in self.canon.t} if self.t is not None else {}
-            ys, ss = self.forward([mpmath.mpf(float(v)) for v in xs], lib, taus)
-        out = {}
-        if ys is not None:
-            out[self.output_name] = np.array([float(mpmath.re(v)) for v in ys])
-        if ss is not None and "s" not in out:
-            out["s"] = np.array([float(mpmath.re(v)) for v in ss])
-        return out
+        """The outputs (y, s) at float x, from the program run in 40 digits; computed once
+        per x (code of the output is called at the same points in every shape), copies
+        returned (code may change its argument in place)."""
+        key = ("forward_floats", np.asarray(xs, dtype=np.float64).tobytes())
+        if key not in self.cache:
+            lib = Numeric("mpmath", 40)
+            with mpmath.workdps(40):
+                taus = {t: mpmath.mpf(0) for t in self.canon.t} if self.t is not None else {}
+                ys, ss = self.forward([mpmath.mpf(float(v)) for v in xs], lib, taus)
+            out = {}
+            if ys is not None:
+                out[self.output_name] = np.array([float(mpmath.re(v)) for v in ys])
+            if ss is not None and "s" not in out:
+                out["s"] = np.array([float(mpmath.re(v)) for v in ss])
+            self.cache[key] = out
+        return {name: values.copy() for name, values in self.cache[key].items()}
 
     def closed_values(self, values: tuple[dict[sp.Symbol, list[Any]], dict[sp.Basic, Any]],
                       xs: list[Any], lib: Numeric, i: int, j: int) -> dict[sp.Basic, Any]:
