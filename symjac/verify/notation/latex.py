@@ -16,8 +16,7 @@ import re
 
 from ...errors import SymjacError
 from .mathparse import Tok
-from .matrix import right_hand_side
-from .source import MATRIX, Source, check_brackets, normalise
+from .source import MATRIX, Source, check_brackets, normalise, right_hand_side
 
 WORDS = ("softplus", "sigmoid", "diag", "sech", "tanh", "sinh", "cosh", "sqrt", "outer",
          "ones", "exp", "log", "erf", "ln")  # spelled out without a backslash
@@ -270,11 +269,18 @@ class _Scanner:
         return end
 
 
-def tokenize_latex(text: str) -> list[Tok]:
-    """LaTeX text -> tokens (the right-hand side of an equation, if there is one)."""
+def tokenize_latex(text: str) -> tuple[list[Tok], str]:
+    """LaTeX text -> tokens of the (last) right-hand side of an equation, if there is one,
+    and a note when that was a choice (a chain of '=')."""
     source = _trim(normalise(text, "latex", MATRIX))
     check_brackets(source)
-    return _Scanner(source).scan(right_hand_side(source))
+    masked = _ENVIRONMENT.sub(lambda m: ("(" if m.group(1) == "begin" else ")")
+                              .rjust(len(m.group(0))), source.text)
+    start, note = right_hand_side(source, masked)
+    return _Scanner(source).scan(start), note
+
+
+_ENVIRONMENT = re.compile(r"\\(begin|end)\s*\{[A-Za-z*]*\}")
 
 
 def _trim(source: Source) -> Source:

@@ -1,0 +1,102 @@
+r"""symjac verify on forms people paste as they wrote them: equations with a left-hand side
+or a chain of '=' (J_{ij} = \frac{\partial y_i}{\partial x_j} = ...), LaTeX norms, cases,
+sums with bounds, I_n / \mathbf{1} / \operatorname{diag}, and NumPy code returning a
+flattened (n*n,) Jacobian.
+
+Each claim comes with its meaning written here in NumPy; the test checks symjac's verdict
+and that the meaning agrees with central differences exactly when symjac says correct, so
+the expected verdict is not taken on trust.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from support import central_differences, run_cli
+
+from symjac.errors import SymjacError
+from symjac.verify import verify
+
+
+def _softmax(x):
+    e = np.exp(x - np.max(x))
+    return e / e.sum()
+
+
+def _s_outer(x):
+    s = _softmax(x)
+    return np.diag(s) - np.outer(s, s)
+
+
+def _check_meaning(forward, meaning, verdict: str, n: int = 4, seed: int = 5) -> None:
+    """The claim's meaning against central differences: right iff the verdict is correct."""
+    x = np.random.default_rng(seed).normal(0, 1.5, n)
+    right = np.allclose(meaning(x), central_differences(forward, x), atol=1e-6)
+    assert right == (verdict == "correct"), (verdict, right)
+
+
+# -- equations: a left-hand side, a chain of '=' -----------------------------------------------
+
+EQUATIONS = [
+    ("formula", "J[i,j] = s[i]*(delta(i,j) - s[j])", "correct", _s_outer),
+    ("formula", "J[i,j] = s[i]*(delta(i,j) - s[i])", "refuted",
+     lambda x: _softmax(x)[:, None] * (np.eye(4) - _softmax(x)[:, None])),
+    ("formula", "J[i][j] = dy_i/dx_j = s[i]*delta(i, j) - s[i]*s[j]", "correct", _s_outer),
+    ("latex", r"J_{ij} = \frac{\partial y_i}{\partial x_j} = s_i(\delta_{ij} - s_j)",
+     "correct", _s_outer),
+    ("latex", r"J_{ij} = \frac{\partial y_i}{\partial x_j} = s_j(\delta_{ij} - s_j)",
+     "refuted", lambda x: _softmax(x)[None, :] * (np.eye(4) - _softmax(x)[None, :])),
+    ("latex", r"\frac{\partial s_i}{\partial x_j} = s_i(\delta_{ij} - s_j)", "correct",
+     _s_outer),
+    ("latex", r"\partial_j s_i = s_i(\delta_{ij} - s_j)", "correct", _s_outer),
+    ("matrix", "J = ds/dx = diag(s) - s s^T", "correct", _s_outer),
+    ("matrix", "J = ds/dx = diag(s) + s s^T", "refuted",
+     lambda x: np.diag(_softmax(x)) + np.outer(_softmax(x), _softmax(x))),
+]
+
+
+@pytest.mark.parametrize(("kind", "text", "verdict", "meaning"), EQUATIONS,
+                         ids=[e[1][:40] for e in EQUATIONS])
+def test_equations_judge_the_last_right_hand_side(kind, text, verdict, meaning):
+    r = verify("softmax", 4, **{kind: text})
+    assert r.verdict == verdict, r.to_text()
+    _check_meaning(_softmax, meaning, verdict)
+    chain = text.count("=") > 1
+    said = "the text is a chain of 2 '=': judged its last right-hand side"
+    assert (said in r.to_text()) == chain, r.to_text()
+
+
+def test_a_chain_is_said_in_the_cli_and_errors_keep_their_columns(tmp_path):
+    proc = run_cli("verify", "softmax", "-n", "3", "--latex",
+                   r"J_{ij} = \frac{\partial y_i}{\partial x_j} = s_i(\delta_{ij} - s_j)",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert r"judged its last right-hand side, s_i(\delta_{ij} - s_j)" in proc.stdout
+    with pytest.raises(SymjacError, match=r'^formula: unknown name "q" \(column 10\)'):
+        verify("softmax", 3, formula="J[i,j] = q[i]")
+    with pytest.raises(SymjacError, match="^formula: empty"):
+        verify("softmax", 3, formula="J[i, j] =")
+
+
+# -- NumPy code returning a flattened Jacobian --------------------------------------------------
+
+
+def _flat_right(x):
+    s = _softmax(np.ravel(x))
+    return (np.diag(s) - np.outer(s, s)).ravel()
+
+
+def _flat_wrong(x):  # the rank-one term doubled
+    s = _softmax(np.ravel(x))
+    return (np.diag(s) - np.outer(s, s) * 2).ravel()
+
+
+@pytest.mark.parametrize(("code", "verdict"), [(_flat_right, "correct"),
+                                               (_flat_wrong, "refuted")])
+def test_numpy_flattened_jacobian_is_judged_reshaped(code, verdict):
+    r = verify("softmax", 4, numpy=code)
+    assert r.verdict == verdict, r.to_text()
+    _check_meaning(_softmax, lambda x: code(x).reshape(4, 4), verdict)
+    flat = r.shapes[0]
+    assert flat.shape == "flat (n,)" and flat.verdict == verdict
+    assert "judged as J.reshape(4, 4) (row-major, J[i, j] = out[i*4 + j])" in flat.reading
