@@ -100,3 +100,40 @@ def test_numpy_flattened_jacobian_is_judged_reshaped(code, verdict):
     flat = r.shapes[0]
     assert flat.shape == "flat (n,)" and flat.verdict == verdict
     assert "judged as J.reshape(4, 4) (row-major, J[i, j] = out[i*4 + j])" in flat.reading
+
+
+# -- I_n, the ones vector, diag -----------------------------------------------------------------
+
+S4 = _softmax
+ONES = [
+    ("latex", "softmax", r"\operatorname{diag}(s)(\mathbf{I}_n - \mathbf{1}_n s^\top)",
+     "correct", _s_outer),
+    ("latex", "softmax", r"\mathrm{diag}(\mathbf{s})(I_n - \mathbb{1} \mathbf{s}^\top)",
+     "correct", _s_outer),
+    ("latex", "softmax", r"\mathrm{diag}(s) - \mathrm{diag}(s)\mathbf{1}\mathbf{1}^\top"
+     r"\mathrm{diag}(s)", "correct", _s_outer),
+    ("latex", "softmax", r"\mathrm{diag}(s) - \mathrm{diag}(s)\mathbf{1}\mathbf{1}^\top",
+     "refuted", lambda x: np.diag(S4(x)) - np.outer(S4(x), np.ones(4))),
+    ("latex", "softmax", r"\operatorname{diag}(s)(I_n - s \mathbf{1}^\top)", "refuted",
+     lambda x: np.diag(S4(x)) @ (np.eye(4) - np.outer(S4(x), np.ones(4)))),
+    ("latex", "log_softmax", r"I_n - \mathbf{1}_n\mathbf{1}_n^\top \operatorname{diag}(s)",
+     "correct", lambda x: np.eye(4) - np.ones((4, 4)) @ np.diag(S4(x))),
+    ("latex", "log_softmax", r"I_n - \operatorname{diag}(s)\mathbf{1}\mathbf{1}^\top",
+     "refuted", lambda x: np.eye(4) - np.diag(S4(x)) @ np.ones((4, 4))),
+    ("matrix", "log_softmax", "I_n - ones s^T", "correct",
+     lambda x: np.eye(4) - np.outer(np.ones(4), S4(x))),
+    # a 1 beside a matrix, or transposed, is the ones vector (a number would only scale)
+    ("matrix", "softmax", "diag(s) - diag(s) 1 1^T diag(s)", "correct", _s_outer),
+    ("matrix", "softmax", "diag(s) - diag(s) 1 1^T", "refuted",
+     lambda x: np.diag(S4(x)) - np.outer(S4(x), np.ones(4))),
+    ("latex", "softmax", r"\mathrm{diag}(s)(I - 1 s^\top)", "correct", _s_outer),
+]
+
+
+@pytest.mark.parametrize(("kind", "function", "text", "verdict", "meaning"), ONES,
+                         ids=[o[2][:50] for o in ONES])
+def test_identity_ones_and_diag(kind, function, text, verdict, meaning):
+    r = verify(function, 4, **{kind: text})
+    assert r.verdict == verdict, r.to_text()
+    forward = S4 if function == "softmax" else (lambda x: x - np.log(np.sum(np.exp(x))))
+    _check_meaning(forward, meaning, verdict)

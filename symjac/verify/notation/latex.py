@@ -167,6 +167,8 @@ class _Scanner:
                 kind = "num" if text.isdigit() else kind
                 self.emit(kind, text, start)
             return end
+        if name == "ones" and inner in ("n", "N"):  # \mathbf{1}_n: the ones vector
+            return end
         if name == "ones":  # the indicator 1_{i=j}: an Iverson bracket
             self.tokens.pop()
             self.emit("op", "(", start)

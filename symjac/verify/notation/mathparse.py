@@ -133,7 +133,9 @@ class Parser:
         return tok.kind in ("num", "name", "sum") or (tok.kind == "op" and tok.text in "([")
 
     def term(self) -> Val:
+        start = self.pos
         value = self.unary()
+        one = self.is_one(start)
         while True:
             if self.is_op("*", "/"):
                 op = self.next()
@@ -143,14 +145,27 @@ class Parser:
                 value = self.matmul(op, value, self.unary())
             elif self.starts_operand():
                 self.juxtaposed = True
-                tok = self.tok
+                tok, right_start = self.tok, self.pos
                 right = self.unary()
+                if one and right.rows == 1 and right.cols == N and not right.flat:
+                    value = self.vector_of("1")  # 1 s^T: the ones column times a row
+                elif self.is_one(right_start) and not value.scalar and value.cols == N \
+                        and not value.flat:
+                    right = self.vector_of("1")  # diag(s) 1: times the ones column
                 if value.scalar or right.scalar:
                     value = self.elementwise(tok, value, right, "*")
                 else:
                     value = self.matmul(tok, value, right)
             else:
                 return value
+            one = False
+
+    def is_one(self, start: int) -> bool:
+        """Whether the operand from token ``start`` to here is the number 1 alone: in a
+        product written without an operator, maths means the ones vector by it (1 s^T,
+        A 1), where a number would only scale."""
+        tok = self.tokens[start]
+        return self.pos == start + 1 and tok.kind == "num" and tok.text in ("1", "1.0")
 
     def unary(self) -> Val:
         self.level += 1
@@ -216,6 +231,8 @@ class Parser:
 
     def primary(self) -> Val:
         tok = self.next()
+        if tok.kind == "num" and tok.text == "1" and self.tok.kind == "T":
+            return self.vector_of("1")  # 1^T: the ones vector, transposed
         if tok.kind == "num":
             return const(tok.text)
         if tok.kind == "op" and tok.text in "([":
@@ -260,7 +277,10 @@ class Parser:
             return const("pi")
         if name == "sigma":
             return self.vector("y")
-        if name in ("I", "Id", "identity_matrix"):
+        if name in ("I", "Id", "identity_matrix", "I_n", "I_N", "Id_n"):
+            if self.is_op("[") and [t.text for t in self.tokens[self.pos:self.pos + 3]] \
+                    in (["[", "n", "]"], ["[", "N", "]"]):
+                self.pos += 3  # I_n: the identity of size n
             return Val(N, N, lambda r, c: f"delta({r}, {c})")
         if name in ("ones", "one"):
             return self.vector_of("1")
