@@ -137,3 +137,43 @@ def test_identity_ones_and_diag(kind, function, text, verdict, meaning):
     assert r.verdict == verdict, r.to_text()
     forward = S4 if function == "softmax" else (lambda x: x - np.log(np.sum(np.exp(x))))
     _check_meaning(forward, meaning, verdict)
+
+
+# -- sums with bounds ---------------------------------------------------------------------------
+
+
+def _cross_entropy(t):
+    return lambda z: -np.sum(t * np.log(_softmax(z)))
+
+
+SUMS = [
+    ("softmax", r"s_i(\delta_{ij} - s_j \sum_{k=1}^{N} s_k)", "correct", _s_outer),
+    ("softmax", r"s_i(\delta_{ij} - s_j \sum_{k=0}^{N-1} s_k)", "correct", _s_outer),
+    ("softmax", r"s_i\delta_{ij} - \frac{e^{x_i+x_j}}{(\sum_{k=1}^n e^{x_k})^2}", "correct",
+     _s_outer),
+    ("softmax", r"s_i\delta_{ij} - \frac{e^{x_i+x_j}}{\sum_{k=1}^{n} e^{2 x_k}}", "refuted",
+     lambda x: np.diag(S4(x)) - np.outer(np.exp(x), np.exp(x)) / np.sum(np.exp(2 * x))),
+    ("softmax_cross_entropy", r"\frac{e^{x_j}}{\sum_{k=1}^{n} e^{x_k}} - t_j", "correct",
+     lambda x, t: (S4(x) - t)[None, :]),
+    ("softmax_cross_entropy", r"s_j \sum_{k=1}^{N} t_k - t_j", "correct",
+     lambda x, t: (S4(x) * t.sum() - t)[None, :]),
+    ("softmax_cross_entropy", r"\sum_{k=1}^{n} t_k - t_j", "refuted",
+     lambda x, t: (t.sum() - t)[None, :]),
+]
+
+
+@pytest.mark.parametrize(("function", "text", "verdict", "meaning"), SUMS,
+                         ids=[s[1][:50] for s in SUMS])
+def test_sums_with_bounds(function, text, verdict, meaning):
+    r = verify(function, 4, latex=text)
+    assert r.verdict == verdict, r.to_text()
+    if function == "softmax":
+        _check_meaning(S4, meaning, verdict)
+    else:
+        t = np.array([0.1, 0.2, 0.3, 0.4])
+        _check_meaning(_cross_entropy(t), lambda x: meaning(x, t), verdict)
+
+
+def test_a_sum_over_part_of_k_is_refused_with_its_column():
+    with pytest.raises(SymjacError, match=r"^latex: only sums over all k .* at column 5$"):
+        verify("softmax", 4, latex=r"s_i \sum_{k=2}^{N} s_k")

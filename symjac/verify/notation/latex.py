@@ -248,7 +248,7 @@ class _Scanner:
         raise self.fail(pos, f"the command \\{name} is not known here")
 
     def sum(self, pos: int, end: int) -> int:
-        r"""``\sum_k``, ``\sum_{k}``, ``\sum_{k=1}^{n}``, ``\sum_{k=0}^{n-1}``: all k."""
+        r"""``\sum_k``, ``\sum_{k}``, ``\sum_{k=1}^{n}``, ``\sum_{k=0}^{n-1}`` (or N): all k."""
         text = self.text
         rest = text[end:].lstrip()
         if rest.startswith("\\limits"):
@@ -265,8 +265,10 @@ class _Scanner:
             upper = upper.replace(" ", "")
         if not re.fullmatch(r"[A-Za-z]", index):
             raise self.fail(pos, f"the index of a sum must be one letter, not {index!r}")
-        if (lower, upper) not in (("", ""), ("1", "n"), ("0", "n-1"), ("1", ""), ("0", "")):
-            raise self.fail(pos, "only sums over all k are supported (k = 1..n or 0..n-1)")
+        if (lower, upper.replace("N", "n")) not in (("", ""), ("1", "n"), ("0", "n-1"),
+                                                    ("1", ""), ("0", "")):
+            raise self.fail(pos, "only sums over all k are supported (k = 1..n or 0..n-1, "
+                            "n or N the size)")
         self.emit("sum", index, pos)
         return end
 
