@@ -177,3 +177,72 @@ def test_sums_with_bounds(function, text, verdict, meaning):
 def test_a_sum_over_part_of_k_is_refused_with_its_column():
     with pytest.raises(SymjacError, match=r"^latex: only sums over all k .* at column 5$"):
         verify("softmax", 4, latex=r"s_i \sum_{k=2}^{N} s_k")
+
+
+# -- norms -------------------------------------------------------------------------------------
+
+PLAIN_L2 = "r = sqrt(sum(x^2)); y = x / r"  # l2_normalize without eps
+
+
+def _plain_l2(x):
+    return x / np.sqrt(np.sum(x ** 2))
+
+
+def _l2_eps(eps):
+    return lambda x: x / np.sqrt(np.sum(x ** 2) + eps)
+
+
+def _norm(x):
+    return np.sqrt(np.sum(x ** 2))
+
+
+NORMS = [
+    ("latex", r"\frac{\delta_{ij}}{\|x\|} - \frac{x_i x_j}{\|x\|^3}", "correct",
+     lambda x: np.eye(4) / _norm(x) - np.outer(x, x) / _norm(x) ** 3),
+    ("latex", r"\frac{\delta_{ij}}{\lVert x \rVert_2} - \frac{x_i x_j}{\lVert x \rVert_2^3}",
+     "correct", lambda x: np.eye(4) / _norm(x) - np.outer(x, x) / _norm(x) ** 3),
+    ("latex", r"\frac{\delta_{ij}}{\left\| x \right\|} - \frac{x_i x_j}{\|x\|^2}", "refuted",
+     lambda x: np.eye(4) / _norm(x) - np.outer(x, x) / _norm(x) ** 2),
+    ("matrix", "np.eye(n)/np.linalg.norm(x) - np.outer(x, x)/np.linalg.norm(x)**3", "correct",
+     lambda x: np.eye(4) / _norm(x) - np.outer(x, x) / _norm(x) ** 3),
+    ("matrix", "I/norm(x) - x x^T/norm(x)^2", "refuted",
+     lambda x: np.eye(4) / _norm(x) - np.outer(x, x) / _norm(x) ** 2),
+]
+
+
+@pytest.mark.parametrize(("kind", "text", "verdict", "meaning"), NORMS,
+                         ids=[m[1][:50] for m in NORMS])
+def test_norms_of_a_function_without_eps(kind, text, verdict, meaning):
+    from symjac import function
+
+    r = verify(function(PLAIN_L2, "l2"), 4, **{kind: text})
+    assert r.verdict == verdict, r.to_text()
+    _check_meaning(_plain_l2, meaning, verdict)
+
+
+@pytest.mark.parametrize(("text", "verdict"), [
+    (r"\frac{\delta_{ij}}{\sqrt{\|x\|^2+\varepsilon}} - \frac{x_i x_j}{(\|x\|^2+\varepsilon)^{3/2}}",
+     "correct"),
+    (r"\frac{\delta_{ij}}{\|x\|} - \frac{x_i x_j}{\|x\|^3}", "refuted"),  # eps forgotten
+])
+def test_norms_in_the_catalogs_l2_normalize(text, verdict):
+    """The catalog's l2_normalize has eps: the formula without it is refuted (eps = 1/2
+    here, so central differences see the difference too)."""
+    r = verify("l2_normalize", 4, latex=text, params={"eps": 0.5})
+    assert r.verdict == verdict, r.to_text()
+    q = lambda x: np.sum(x ** 2) + (0.5 if verdict == "correct" else 0.0)  # noqa: E731
+    _check_meaning(_l2_eps(0.5),
+                   lambda x: np.eye(4) / np.sqrt(q(x)) - np.outer(x, x) / q(x) ** 1.5, verdict)
+
+
+@pytest.mark.parametrize(("text", "message", "column"), [
+    (r"\frac{\delta_{ij}}{\|x\|_1}", r"only the Euclidean norm (\|x\|_2) is supported", 25),
+    (r"\|x + 1", r"this norm bar \| is never closed", 1),
+    (r"x_i \rVert", r"this norm bar closes no \lVert", 5),
+    (r"\|\lVert x\rVert\|", "a norm inside a norm is not supported", 3),
+])
+def test_bad_norms_are_one_line_with_the_column(text, message, column):
+    with pytest.raises(SymjacError) as info:
+        verify("l2_normalize", 4, latex=text)
+    got = str(info.value)
+    assert got.startswith("latex: ") and message in got and f"column {column}" in got, got

@@ -5,7 +5,8 @@ Index notation (``s_i(\delta_{ij} - s_j)``) and matrix notation
 ``s[i]``, ``\delta_{ij}`` is ``delta(i, j)``), ``\frac{a}{b}`` a quotient, ``e^{x}`` and
 ``\exp`` the exponential, ``\sum_k`` (or ``\sum_{k=1}^{n}``) a sum over all k, ``^\top``
 and ``^T`` a transpose, ``\sigma(z)`` the logistic function and ``\sigma_i`` the output,
-``[i = j]`` and ``\mathbb{1}_{i=j}`` Iverson brackets; ``\left``, spacing and ``$`` are
+``[i = j]`` and ``\mathbb{1}_{i=j}`` Iverson brackets, ``\|x\|`` (``\lVert x \rVert``,
+``\|x\|_2``) the Euclidean norm; ``\left``, spacing and ``$`` are
 ignored, and a left-hand side ``J_{ij} =`` is dropped. Only the commands listed here are
 known; any other is refused with its column.
 """
@@ -45,6 +46,7 @@ class _Scanner:
         self.fracs: list[tuple[int, int]] = []  # (brace depth before it, groups closed)
         self.depth = 0
         self.bar_open = False
+        self.norm_open = -1  # where an open norm bar \| is, or -1
 
     def col(self, pos: int) -> int:
         return self.source.column(pos)
@@ -120,6 +122,8 @@ class _Scanner:
                 raise self.fail(pos, f"{char!r} is not allowed")
         if self.bar_open:
             raise self.fail(len(text), "a '|' is never closed")
+        if self.norm_open >= 0:
+            raise self.fail(self.norm_open, "this norm bar \\| is never closed")
         self.tokens.append(Tok("end", "", self.col(len(text))))
         return self.tokens
 
@@ -215,6 +219,8 @@ class _Scanner:
             else:
                 self.emit("op", op, pos)
             return end
+        if name in ("|", "Vert", "lVert", "rVert"):
+            return self.norm(pos, end, name)
         if name in ("frac", "dfrac", "tfrac"):
             self.emit("op", "(", pos)
             self.fracs.append((self.depth, 0))
@@ -246,6 +252,30 @@ class _Scanner:
             self.emit("name", word, pos)
             return self.subscript(end, word)
         raise self.fail(pos, f"the command \\{name} is not known here")
+
+    def norm(self, pos: int, end: int, name: str) -> int:
+        r"""``\|x\|``, ``\lVert x \rVert``, ``\Vert x \Vert``: the Euclidean norm; a
+        subscript 2 after it (``\|x\|_2``) is the same norm, any other is refused."""
+        opening = name == "lVert" or (name != "rVert" and self.norm_open < 0)
+        if opening:
+            if self.norm_open >= 0:
+                raise self.fail(pos, "a norm inside a norm is not supported")
+            self.emit("name", "norm", pos)
+            self.emit("op", "(", pos)
+            self.norm_open = pos
+            return end
+        if self.norm_open < 0:
+            raise self.fail(pos, "this norm bar closes no \\lVert")
+        self.emit("op", ")", pos)
+        self.norm_open = -1
+        rest = self.text[end:].lstrip()
+        if rest.startswith("_"):
+            content, after = self.group(len(self.text) - len(rest) + 1)
+            if content.strip() != "2":
+                raise self.fail(end, f"only the Euclidean norm (\\|x\\|_2) is supported, "
+                                f"not _{content.strip() or '{}'}")
+            return after
+        return end
 
     def sum(self, pos: int, end: int) -> int:
         r"""``\sum_k``, ``\sum_{k}``, ``\sum_{k=1}^{n}``, ``\sum_{k=0}^{n-1}`` (or N): all k."""

@@ -10,7 +10,8 @@ by the index-formula parser like typed text, and shown to the user.
 * ``@``, ``dot`` and juxtaposition of two non-numbers are the matrix product (a sum over
   a new index when the inner size is n); juxtaposition with a number scales;
 * transpose (``^T``, ``.T``, ``'``) swaps rows and columns (a flat array stays flat);
-* ``diag``, ``outer``, ``sum``, ``I``/``eye``, ``ones``, ``[:, None]``, ``.reshape``;
+* ``diag``, ``outer``, ``sum``, ``norm``, ``I``/``eye``, ``ones``, ``[:, None]``,
+  ``.reshape``;
 * entries (``s_i``, ``s[i]``, ``delta_ij``, sums over k) are numbers that depend on the
   final i, j: index notation works inside matrix notation.
 """
@@ -263,6 +264,8 @@ class Parser:
             return self.vector_of("1")
         if name in self.scalars and name in UNARY and not self.is_op("("):
             return const(name)  # the function's own scalar (entropy's H), not the step
+        if name == "norm" and name in self.scalars | self.vectors:
+            return const(name) if name in self.scalars else self.vector(name)  # its own
         if name in UNARY or name in TWO_ARGUMENTS or name in CALLS:
             return self.call(tok)
         if name in self.vectors:
@@ -536,6 +539,19 @@ def _sum(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
     return _sum_all(p, tok, args)
 
 
+def _norm(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
+    """The Euclidean norm of a vector (of a number: its absolute value)."""
+    if len(args) != 1:
+        raise p.fail(tok, "the norm takes one vector")
+    (v,) = args
+    if v.scalar:
+        return Val(1, 1, lambda r, c: f"abs({v.entry(r, c)})")
+    if v.rows == N and v.cols == N:
+        raise p.fail(tok, "the norm of a matrix is not supported; take the norm of a vector")
+    k = p.index_name()
+    return Val(1, 1, lambda r, c: f"sqrt(sum(({v.entry(k, k)})**2, {k}))")
+
+
 def _eye(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
     if len(args) > 1:
         raise p.fail(tok, f"{name} takes the size n")
@@ -576,5 +592,5 @@ def _delta(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
 CALLS: dict[str, Callable[[Parser, Tok, str, list[Val]], Val]] = {
     "diag": _diag, "diagflat": _diag, "outer": _outer, "sum": _sum, "eye": _eye,
     "identity": _eye, "ones": _ones, "ones_like": _ones, "dot": _matmul, "matmul": _matmul,
-    "transpose": _transpose, "delta": _delta, "len": _len,
+    "transpose": _transpose, "delta": _delta, "len": _len, "norm": _norm,
 }

@@ -2,8 +2,9 @@
 
 Accepted: the vectors x y s t (columns, as in maths), numbers, ``n``, ``I``, ``ones``,
 ``+ - * / @ ** ^``, juxtaposition (``s s^T``), transposes ``^T .T ' ᵀ``, ``[:, None]``,
-``.reshape(-1, 1)``, the functions of :mod:`.functions` and ``diag outer sum eye dot``,
-with or without ``np.``; entries such as ``s_i`` and ``delta_ij``; a leading ``J =``.
+``.reshape(-1, 1)``, the functions of :mod:`.functions` and ``diag outer sum eye dot
+norm``, with or without ``np.`` (``np.linalg.norm``); entries such as ``s_i`` and
+``delta_ij``; a leading ``J =`` (of a chain ``J = dy/dx = ...``, the last side).
 Anything else is refused with its column.
 
 Text that reads as NumPy code (no juxtaposition, no ``^``, no ``'``) is also read with the
@@ -50,6 +51,8 @@ def tokenize(source: Source, start: int = 0) -> list[Tok]:
         name = _NAME.match(text, pos)
         if name is not None:
             word, pos = name.group(0), name.end()
+            if word in ("np", "numpy") and text.startswith(".linalg.norm", pos):
+                pos += len(".linalg")  # np.linalg.norm(v): the Euclidean norm, only
             if word in ("np", "numpy", "math") and text.startswith(".", pos):
                 attr = _NAME.match(text, pos + 1)
                 if attr is None or attr.group(0) not in NUMPY_NAMES:
