@@ -346,7 +346,9 @@ MATRIX_TOKENS = ["s", "x", "y", "t", "I", "1", "2", "0.5", "n", "diag(", "outer(
 LATEX_TOKENS = ["s", "_i", "_j", "_{ij}", "\\delta", "\\frac{", "}{", "}", "{", "^\\top", "^T",
                 "^2", "^{", "\\sum_k", "\\sum_{k=1}^{n}", "\\operatorname{diag}", "(", ")", "[",
                 "]", "=", "-", "+", "\\cdot", "\\sigma", "e", "x", "\\left(", "\\right)", "|",
-                "\\mathbb{1}", "\\input", "\\def", "$", " ", "\\,", "1", "n", "\\exp", "\\tanh"]
+                "\\mathbb{1}", "\\input", "\\def", "$", " ", "\\,", "1", "n", "\\exp", "\\tanh",
+                "\\|", "\\lVert", "\\rVert", "_2", "\\begin{cases}", "&", "\\\\", "\\end{cases}",
+                "\\text{otherwise}", "\\text{if }", "I_n", "\\mathbf{1}", "i=j", "\\neq", ","]
 
 
 def _fuzz(kind: str, text: str) -> None:

@@ -246,3 +246,49 @@ def test_bad_norms_are_one_line_with_the_column(text, message, column):
         verify("l2_normalize", 4, latex=text)
     got = str(info.value)
     assert got.startswith("latex: ") and message in got and f"column {column}" in got, got
+
+
+# -- cases -------------------------------------------------------------------------------------
+
+CASES = [
+    ("softmax", r"\begin{cases} s_i(1-s_i) & i=j \\ -s_i s_j & i\neq j\end{cases}", "correct",
+     _s_outer),
+    ("softmax", r"J_{ij} = \begin{cases} s_i(1-s_i), & \text{if } i=j \\ -s_i s_j, & "
+     r"\text{otherwise} \end{cases}", "correct", _s_outer),
+    ("softmax", r"\begin{cases} s_i(1-s_i), & i=j, \\ -s_i s_j, & i \ne j. \end{cases}",
+     "correct", _s_outer),
+    ("softmax", r"\begin{cases} s_i(1-s_i) & \text{if } i=j \\ s_i s_j & \text{otherwise.}"
+     r"\end{cases}", "refuted", lambda x: np.where(np.eye(4) == 1, np.diag(_s_outer(x)),
+                                                  np.outer(S4(x), S4(x)))),
+    ("softmax", r"\begin{cases} s_i & i=j \\ -s_i s_j & \text{else} \end{cases}", "refuted",
+     lambda x: np.where(np.eye(4) == 1, S4(x)[:, None], -np.outer(S4(x), S4(x)))),
+    ("relu", r"\begin{cases} 1 & i = j \text{ and } x_i > 0 \\ 0 & \text{otherwise}"
+     r"\end{cases}", "correct", lambda x: np.diag((x > 0).astype(float))),
+    ("relu", r"\delta_{ij}\begin{cases} 1 & x_i < 0 \\ 0 & \text{otherwise}\end{cases}",
+     "refuted", lambda x: np.diag((x < 0).astype(float))),
+]
+
+
+@pytest.mark.parametrize(("function", "text", "verdict", "meaning"), CASES,
+                         ids=[c[1][:50] for c in CASES])
+def test_cases(function, text, verdict, meaning):
+    r = verify(function, 4, latex=text)
+    assert r.verdict == verdict, r.to_text()
+    forward = S4 if function == "softmax" else (lambda x: np.maximum(x, 0.0))
+    _check_meaning(forward, meaning, verdict)
+
+
+@pytest.mark.parametrize(("text", "message", "column"), [
+    (r"\begin{cases} s_i & i=j \\ -s_i s_j & \end{cases}", "a case needs its condition", 39),
+    (r"\begin{cases} s_i & i=j \\ -s_i s_j & i \neq j", r"this \begin{cases} is never ended",
+     1),
+    (r"s_i \end{cases}", r"\end{cases} without \begin{cases}", 5),
+    (r"\begin{cases} s_i & \text{otherwise} \end{cases}", "'otherwise' needs a case", 1),
+    (r"\begin{pmatrix} s_1 \end{pmatrix}", "the environment {pmatrix} is not supported", 1),
+])
+def test_bad_cases_are_one_line_with_the_column(text, message, column):
+    with pytest.raises(SymjacError) as info:
+        verify("softmax", 4, latex=text)
+    got = str(info.value)
+    assert got.startswith("latex: ") and "\n" not in got, got
+    assert message in got and f"column {column}" in got, got

@@ -6,7 +6,8 @@ Index notation (``s_i(\delta_{ij} - s_j)``) and matrix notation
 ``\exp`` the exponential, ``\sum_k`` (or ``\sum_{k=1}^{n}``) a sum over all k, ``^\top``
 and ``^T`` a transpose, ``\sigma(z)`` the logistic function and ``\sigma_i`` the output,
 ``[i = j]`` and ``\mathbb{1}_{i=j}`` Iverson brackets, ``\|x\|`` (``\lVert x \rVert``,
-``\|x\|_2``) the Euclidean norm; ``\left``, spacing and ``$`` are
+``\|x\|_2``) the Euclidean norm, ``\begin{cases} a & i = j \\ b & \text{otherwise}
+\end{cases}`` a sum of Iverson brackets; ``\left``, spacing and ``$`` are
 ignored, and a left-hand side ``J_{ij} =`` is dropped. Only the commands listed here are
 known; any other is refused with its column.
 """
@@ -47,6 +48,7 @@ class _Scanner:
         self.depth = 0
         self.bar_open = False
         self.norm_open = -1  # where an open norm bar \| is, or -1
+        self.cases: list[int] = []  # where the open \begin{cases} are
 
     def col(self, pos: int) -> int:
         return self.source.column(pos)
@@ -80,8 +82,11 @@ class _Scanner:
         text = self.text
         while pos < len(text):
             char = text[pos]
-            if char in " \t~&":
+            if char == "&" and self.cases:
+                self.emit("op", "&", pos)  # a case's value & its condition
                 pos += 1
+            elif char in " \t~&" or (char == "." and self.cases):
+                pos += 1  # (a full stop ending a case)
             elif char == "\\":
                 pos = self.command(pos)
             elif char.isdigit():
@@ -122,6 +127,8 @@ class _Scanner:
                 raise self.fail(pos, f"{char!r} is not allowed")
         if self.bar_open:
             raise self.fail(len(text), "a '|' is never closed")
+        if self.cases:
+            raise self.fail(self.cases[-1], "this \\begin{cases} is never ended")
         if self.norm_open >= 0:
             raise self.fail(self.norm_open, "this norm bar \\| is never closed")
         self.tokens.append(Tok("end", "", self.col(len(text))))
@@ -146,7 +153,7 @@ class _Scanner:
             self.emit("op", "(", pos)
         self.bar_open = not self.bar_open
 
-    def letters(self, pos: int) -> int:
+    def letter_name(self, pos: int) -> int:
         text = self.text
         word = next((w for w in WORDS if text.startswith(w, pos)), None)
         if word is not None:
@@ -219,6 +226,22 @@ class _Scanner:
             else:
                 self.emit("op", op, pos)
             return end
+        if name in ("begin", "end"):
+            return self.environment(pos, end, name)
+        if name == "\\" and self.cases:  # the next case
+            self.emit("op", ";", pos)
+            return end
+        if name in ("text", "textrm", "mathrm", "mbox") and self.cases:
+            content, after = self.group(end)
+            word = content.strip().rstrip(",.;").strip()
+            if word in ("if", "for", "when", "where", "if and only if", ""):
+                return after  # \text{if } i = j: the condition follows
+            if word == "and":
+                self.emit("op", ",", pos)  # i = j \text{ and } x_i > 0: both hold
+                return after
+            if word in ("otherwise", "else", "for all other", "sonst"):
+                self.emit("name", "otherwise", pos)
+                return after
         if name in ("|", "Vert", "lVert", "rVert"):
             return self.norm(pos, end, name)
         if name in ("frac", "dfrac", "tfrac"):
@@ -252,6 +275,32 @@ class _Scanner:
             self.emit("name", word, pos)
             return self.subscript(end, word)
         raise self.fail(pos, f"the command \\{name} is not known here")
+
+    def environment(self, pos: int, end: int, name: str) -> int:
+        r"""``\begin{cases} a & i = j \\ b & i \neq j \end{cases}``: the only environment."""
+        content, after = self.group(end)
+        kind = content.strip()
+        if kind not in ("cases", "dcases"):
+            raise self.fail(pos, f"the environment {{{kind}}} is not supported here (only "
+                            "cases)")
+        if name == "begin":
+            self.cases.append(pos)
+            self.emit("op", "cases{", pos)
+        else:
+            if not self.cases:
+                raise self.fail(pos, "\\end{cases} without \\begin{cases}")
+            self.cases.pop()
+            self.emit("op", "}cases", pos)
+        return after
+
+    def letters(self, pos: int) -> int:
+        word = re.match(r"otherwise|else|if|for", self.text[pos:])
+        if self.cases and word and not self.text[pos + word.end():pos + word.end() + 1] \
+                .isalpha():
+            if word.group(0) in ("otherwise", "else"):
+                self.emit("name", "otherwise", pos)
+            return pos + word.end()  # if i = j: the condition follows
+        return self.letter_name(pos)
 
     def norm(self, pos: int, end: int, name: str) -> int:
         r"""``\|x\|``, ``\lVert x \rVert``, ``\Vert x \Vert``: the Euclidean norm; a

@@ -131,7 +131,8 @@ class Parser:
 
     def starts_operand(self) -> bool:
         tok = self.tok
-        return tok.kind in ("num", "name", "sum") or (tok.kind == "op" and tok.text in "([")
+        return tok.kind in ("num", "name", "sum") or (tok.kind == "op" and
+                                                       tok.text in ("(", "[", "cases{"))
 
     def term(self) -> Val:
         start = self.pos
@@ -247,7 +248,65 @@ class Parser:
             return value
         if tok.kind == "name":
             return self.name(tok)
+        if tok.kind == "op" and tok.text == "cases{":
+            return self.cases(tok)
         raise self.fail(tok, "expected a number, a name or '('")
+
+    def cases(self, opening: Tok) -> Val:
+        r"""``\begin{cases} A & i = j \\ B & i \neq j \end{cases}``: each value times its
+        condition (an Iverson bracket), added; the conditions are read as disjoint, and
+        ``otherwise`` holds where none of the others does."""
+        values: list[Val] = []
+        conditions: list[Val] = []
+        while True:
+            value = self.expr()
+            if self.is_op(","):
+                self.next()
+            self.expect("&")
+            if self.tok.kind == "name" and self.tok.text == "otherwise":
+                self.next()
+                if not conditions:
+                    raise self.fail(opening, "'otherwise' needs a case with a condition "
+                                    "before it")
+                rest = list(conditions)
+                condition = Val(1, 1, lambda r, c: " * ".join(
+                    f"(1 - ({k.entry(r, c)}))" for k in rest))
+            else:
+                if self.is_op(";", "}cases") or self.tok.kind == "end":
+                    raise self.fail(self.tok, "a case needs its condition after '&', e.g. "
+                                    "i = j or \\text{otherwise}")
+                left = self.expr()
+                if not (self.tok.kind == "op" and self.tok.text in RELOPS):
+                    raise self.fail(self.tok, "a case's condition is a comparison, e.g. "
+                                    "i = j, i \\neq j or \\text{otherwise}")
+                condition = self.iverson(self.next(), left)
+                while self.is_op(",") and not (self.tokens[self.pos + 1].kind == "end" or
+                                               self.tokens[self.pos + 1].text in (";", "}cases")):
+                    self.next()  # i = j, x_i > 0 (or "and"): both hold
+                    left = self.expr()
+                    if not (self.tok.kind == "op" and self.tok.text in RELOPS):
+                        raise self.fail(self.tok, "expected a comparison")
+                    condition = self.elementwise(opening, condition,
+                                                 self.iverson(self.next(), left), "*")
+                if not condition.scalar:
+                    raise self.fail(opening, "a case's condition compares numbers or "
+                                    "indices, e.g. i = j")
+            if self.is_op(",", "."):
+                self.next()
+            values.append(value)
+            conditions.append(condition)
+            if self.is_op(";"):
+                self.next()
+            if self.is_op("}cases"):
+                self.next()
+                break
+            if self.tok.kind == "end":
+                raise self.fail(self.tok, "expected \\end{cases}")
+        total = self.elementwise(opening, values[0], conditions[0], "*")
+        for value, condition in zip(values[1:], conditions[1:]):
+            term = self.elementwise(opening, value, condition, "*")
+            total = self.elementwise(opening, total, term, "+")
+        return total
 
     def iverson(self, op: Tok, left: Val) -> Val:
         right = self.expr()
