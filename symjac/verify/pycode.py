@@ -312,6 +312,10 @@ class _Judge:
                      else f"{argument}, the probabilities e^x / sum(e^x)")
             parts.append(f"called with {given} instead of x: your function takes "
                          f"{argument}, not x")
+        if how == "flattened":
+            n = self.world.n
+            parts.append(f"returned a flat array of n*n = {n * n} numbers: judged as "
+                         f"J.reshape({n}, {n}) (row-major, J[i, j] = out[i*{n} + j])")
         if how == "vector":
             parts.append("returned a vector: judged as the diagonal of J (J_ij = 0 for "
                          "i != j)" + (f"; J is diagonal for {self.world.name}, so this is "
