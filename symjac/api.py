@@ -24,6 +24,7 @@ from .files import refuse_read_only, write_atomically
 from .lang import Function
 from .pdf import NO_PDFLATEX, compile_pdf
 from .render import user_templates
+from .resolve import resolve
 
 TARGETS = targets.ALL
 DEFAULT_TARGETS = targets.DEFAULT
@@ -38,32 +39,6 @@ class DeriveResult:
     files: tuple[Path, ...]
     pdf: Path | None = None
     pdf_note: str | None = None  # why no PDF was made, when --pdf was asked for
-
-
-def resolve(function: str | os.PathLike | Function, *, custom: bool = False) -> Function:
-    """A catalog name, a function file's path or a :class:`~symjac.lang.Function`; with
-    ``custom``, also a :func:`symjac.custom` function (which only derive takes)."""
-    if isinstance(function, Function):
-        return function
-    from .custom import CustomFunction
-
-    if isinstance(function, CustomFunction):
-        if custom:
-            return function  # type: ignore[return-value]
-        raise SymjacError(f"{function.name} is a symjac.custom function: it is derived at its "
-                          f"{function.n} inputs (symjac.derive), with no all-n proof and no "
-                          "verify; write it in the function language (symjac.function) for "
-                          "those")
-    if isinstance(function, os.PathLike):
-        return lang.load(function)
-    if not isinstance(function, str):
-        raise SymjacError(f"a function is a catalog name, a file or symjac.function(...), "
-                          f"got {type(function).__name__}")
-    if function in catalog.catalog():
-        return catalog.get(function)
-    if lang.is_path(function):
-        return lang.load(function)
-    return catalog.get(function)  # (the unknown name, reported with the known ones)
 
 
 def parse_targets(chosen: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:

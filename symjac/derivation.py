@@ -63,7 +63,7 @@ class Spec:
 
     def __post_init__(self) -> None:
         if isinstance(self.function, str):  # a catalog name or a file's path
-            from .api import resolve
+            from .resolve import resolve
 
             object.__setattr__(self, "function", resolve(self.function))
         object.__setattr__(self, "n", as_size(self.n))

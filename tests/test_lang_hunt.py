@@ -178,3 +178,21 @@ def test_verify_the_unbiased_layer_norm(tmp_path):
     wrong = "(delta(i, j) - 1/n - y[i]*y[j]/n)/sqrt(v + eps)"
     assert symjac.verify(str(path), 8, formula=right).verdict == "correct"
     assert symjac.verify(str(path), 8, formula=wrong).verdict == "refuted"
+
+
+def test_the_zero_test_takes_a_piecewise_factor_whole():
+    """Min-max scaling's all-n step (6): the same indicator [lo = x_j] in two terms whose
+    coefficients cancel (it was refused: the case split could not read Eq(lo, x_j));
+    dropping a term must still be refused."""
+    import sympy as sp
+
+    from symjac.proof.zero import is_zero
+
+    lo, hi, s, xi, xj = sp.symbols("lo hi S x_i x_j", real=True)
+    p = sp.Piecewise((1, sp.Eq(lo, xj)), (0, True))
+    h = hi - lo
+    first = -(-1 + (xi - lo) / h) * p / (s * h)
+    second = (-1 / h + (xi - lo) / h**2) * p / s
+    assert is_zero(first + second)
+    assert not is_zero(first)
+    assert not is_zero(first + second + p / s)

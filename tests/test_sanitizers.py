@@ -34,7 +34,7 @@ CATALOG = catalog()
 FUNCTIONS = ["softmax", "log_softmax", "softmax_temperature", "sigmoid", "tanh", "relu",
              "softmax_cross_entropy"]  # the functions with references written here
 SIZES = {"float64": [1, 5, 17, 32], "float32": [1, 5, 20, 32]}
-# Sizes whose batched Jacobian has the streaming path (n > 16, rows a multiple of 16 bytes).
+# Sizes whose batched Jacobian has the streaming path (n >= 16, rows a multiple of 16 bytes).
 STREAM_SIZES = {"float64": [32], "float32": [20, 32]}
 TOL = {"float64": 1e-12, "float32": 1e-5}
 SANITIZE = ["-fsanitize=address,undefined,float-cast-overflow,float-divide-by-zero",

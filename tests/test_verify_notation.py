@@ -235,7 +235,7 @@ BAD = [
     ("matrix", "np.linalg.inv(s)", "np.linalg is not supported", "column 1"),
     ("matrix", "diag(s) + ", "expected a number, a name or '('", "at the end"),
     ("matrix", "A^2", 'unknown name "A"', "column 1"),
-    ("matrix", "J = a = b", "several '='", "columns 3, 7"),
+    ("matrix", "J = a = b", 'unknown name "b"', "column 9"),  # the last side of a chain
     ("matrix", "(s @ s.T)^2", "a power of a matrix is ambiguous", "column 10"),
     ("matrix", "s.__class__", "the method .__class__() is not supported", "column 3"),
     ("matrix", "__import__('os')", 'unknown name "__import__"', "column 1"),
@@ -346,7 +346,9 @@ MATRIX_TOKENS = ["s", "x", "y", "t", "I", "1", "2", "0.5", "n", "diag(", "outer(
 LATEX_TOKENS = ["s", "_i", "_j", "_{ij}", "\\delta", "\\frac{", "}{", "}", "{", "^\\top", "^T",
                 "^2", "^{", "\\sum_k", "\\sum_{k=1}^{n}", "\\operatorname{diag}", "(", ")", "[",
                 "]", "=", "-", "+", "\\cdot", "\\sigma", "e", "x", "\\left(", "\\right)", "|",
-                "\\mathbb{1}", "\\input", "\\def", "$", " ", "\\,", "1", "n", "\\exp", "\\tanh"]
+                "\\mathbb{1}", "\\input", "\\def", "$", " ", "\\,", "1", "n", "\\exp", "\\tanh",
+                "\\|", "\\lVert", "\\rVert", "_2", "\\begin{cases}", "&", "\\\\", "\\end{cases}",
+                "\\text{otherwise}", "\\text{if }", "I_n", "\\mathbf{1}", "i=j", "\\neq", ","]
 
 
 def _fuzz(kind: str, text: str) -> None:

@@ -71,16 +71,39 @@ ORDER = ("softmax", "log_softmax", "softmax_temperature", "sigmoid", "tanh", "re
 
 
 @functools.cache
-def catalog() -> dict[str, Function]:
-    """Every catalog function by name, in alphabetical order."""
+def _texts() -> dict[str, str]:
+    """Every catalog file's text by name, in the order of ORDER (the rest alphabetical):
+    read, not parsed."""
     root = resources.files(__name__)
-    found = {}
-    for item in root.iterdir():
-        if item.name.endswith(".toml"):
-            name = item.name[: -len(".toml")]
-            found[name] = _load(name, item.read_text(encoding="utf-8"))
+    found = {item.name[: -len(".toml")]: item.read_text(encoding="utf-8")
+             for item in root.iterdir() if item.name.endswith(".toml")}
     order = [n for n in ORDER if n in found] + sorted(set(found) - set(ORDER))
     return {name: found[name] for name in order}
+
+
+@functools.cache
+def _parsed(name: str) -> Function:
+    """One catalog file, parsed (its program built) once."""
+    return _load(name, _texts()[name])
+
+
+@functools.cache
+def catalog() -> dict[str, Function]:
+    """Every catalog function by name, in alphabetical order."""
+    return {name: _parsed(name) for name in _texts()}
+
+
+def _held() -> dict[str, Function] | None:
+    """What :func:`catalog` holds, once it has been built (a caller may have added to
+    it); None before: then only the files say what is known, and one function is found
+    by parsing its own file alone (``symjac verify softmax`` need not build 17 programs)."""
+    return catalog() if catalog.cache_info().currsize else None
+
+
+def known(name: str) -> bool:
+    """Whether ``name`` is a catalog function."""
+    held = _held()
+    return name in held if held is not None else name in _texts()
 
 
 def names() -> list[str]:
@@ -89,8 +112,10 @@ def names() -> list[str]:
 
 def get(name: str) -> Function:
     """The catalog function called ``name``; unknown names are a user error."""
-    try:
-        return catalog()[name]
-    except KeyError:
-        raise SymjacError(f"unknown function {name!r}; known functions: "
-                          f"{', '.join(names())} (or a function file)") from None
+    held = _held()
+    if held is not None and name in held:
+        return held[name]
+    if held is None and name in _texts():
+        return _parsed(name)
+    raise SymjacError(f"unknown function {name!r}; known functions: "
+                      f"{', '.join(names())} (or a function file)")

@@ -16,6 +16,7 @@ import sympy as sp
 
 from ..proof.notation import latex, symbol_tex
 from ..proof.symbolic import Step
+from ..proof.zero import shown_to_depend
 from .subject import Subject
 from .writer import Line, Writer
 
@@ -314,11 +315,23 @@ def _sum_reason(s: Subject, per_k: sp.Expr) -> str:
         summand = st.expr
         for _ in range(len(maps) + 1):
             summand = summand.xreplace(maps)
-        if any(sp.simplify(t / summand).free_symbols.isdisjoint(p.vectors)
+        if any(_free_of(t / summand, p.vectors)
                for t in sp.Add.make_args(flat) if t.free_symbols & p.vectors):
             total_ = st.symbol if st.op == "sum" else p.n * st.symbol
             used.append(rf"$\sum_k {latex(nt.at(st.expr, nt.k))} = {latex(total_)}$")
     return ("sum algebra, with " + ", ".join(used)) if used else "sum algebra"
+
+
+def _free_of(expr: sp.Expr, vectors) -> bool:
+    """Whether ``simplify(expr)`` is free of the vector quantities, simplify called only
+    when neither cheap answer holds: written without them (simplify adds no symbol), or
+    shown to change with one (simplify keeps the value). Its first call imports SymPy's
+    units, a quarter second."""
+    if expr.free_symbols.isdisjoint(vectors):
+        return True
+    if shown_to_depend(expr, vectors):
+        return False
+    return sp.simplify(expr).free_symbols.isdisjoint(vectors)
 
 
 def _assembly(w: Writer, s: Subject, tot) -> None:

@@ -184,7 +184,29 @@ def _before_the_shift(program: Program, pieces: dict[str, sp.Expr], rank: int
     of one product joined (SymPy's powsimp: e^{-m} e^{x} is e^{x - m}, so a shift the user
     wrote is seen and left alone), a rank-one factor that is one scalar exponential moved
     into b (e^{-A} e^{y_j}: inf * 0), and logarithms of named quantities with their
-    definitions in view (log(p) of p = e^x is x, not the shifted log(e^{x - m}))."""
+    definitions in view (log(p) of p = e^x is x, not the shifted log(e^{x - m})); a piece
+    that is a constant once the maps are unfolded is that constant (e/(S s) with s = e/S is
+    1: s underflows to 0 where e/S does not, and 0/0 was NaN)."""
+    rewrites = []
+    unfold = {st.symbol: st.expr for st in program.stages if st.kind == "map"}
+    constants = {p.symbol for p in program.params if not p.vector} | {program.n}
+    for k, v in pieces.items():
+        flat = v
+        for _ in range(len(unfold)):
+            flat = flat.xreplace(unfold)
+        if flat != v and flat.free_symbols <= constants:
+            rewrites.append(Rewrite("a constant piece", "the Jacobian", v, flat,
+                                    "a named quantity over its own definition is a constant, "
+                                    "and the quotient of two that underflow is not"))
+            pieces[k] = flat
+            continue
+        short = _relations_used(v, program)
+        if short is not None:
+            rewrites.append(Rewrite("the relations of the named quantities used", "the "
+                                    "Jacobian", v, short, "the piece cancels to a shorter "
+                                    "form (q = 1 - p: (p - t)/n, not a quotient by q, which "
+                                    "is 0 where p rounds to 1)"))
+            pieces[k] = short
     pieces = {k: sp.powsimp(v, combine="exp") for k, v in pieces.items()}
     for k in range(rank):
         a, b = pieces.get(f"a{k}"), pieces.get(f"b{k}")
@@ -192,12 +214,29 @@ def _before_the_shift(program: Program, pieces: dict[str, sp.Expr], rank: int
                 a.free_symbols & program.vectors):
             pieces[f"a{k}"], pieces[f"b{k}"] = sp.Integer(1), sp.powsimp(a * b, combine="exp")
     maps = {st.symbol: st.expr for st in program.stages if st.kind == "map"}
-    seen, rewrites = [], []
+    seen = []
     for st in program.stages:
         expr, done = see_through(st.expr, st.name, maps)
         seen.append(replace(st, expr=expr))
         rewrites += done
     return replace(program, stages=tuple(seen)), pieces, rewrites
+
+
+def _relations_used(piece: sp.Expr, program: Program) -> sp.Expr | None:
+    """``piece`` with each map that is a polynomial with number coefficients in earlier
+    maps (q = 1 - p) written as that polynomial and cancelled, when that is shorter; None
+    when it is not."""
+    vectors = {st.symbol for st in program.stages if st.kind == "map"}
+    linear = {st.symbol: st.expr for st in program.stages if st.kind == "map"
+              and st.expr.free_symbols and st.expr.free_symbols <= vectors
+              and st.expr.is_polynomial(*vectors)}
+    if not (piece.free_symbols & set(linear)):
+        return None
+    try:
+        short = sp.factor(sp.cancel(piece.xreplace(linear)))
+    except (sp.PolynomialError, ValueError, TypeError):  # pragma: no cover - exotic atoms
+        return None
+    return short if sp.count_ops(short) < sp.count_ops(piece) else None
 
 
 def needed(stages, roots: list[sp.Expr]) -> tuple[KStage, ...]:

@@ -21,12 +21,12 @@ gets the stable sigmoid as the catalog's ``sigmoid(x)`` does.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
-from sympy.codegen.rewriting import FuncMinusOneOptim, ReplaceOptim, log1p_opt
 
 from ..errors import CheckFailed
 from ..lang.functions import sigmoid, softplus
@@ -158,12 +158,16 @@ def recognised(program):
     return replace(program, stages=stages)
 
 
-_EXPM1 = FuncMinusOneOptim(sp.exp, expm1)
+@functools.cache
+def _optims() -> tuple[Callable[[sp.Expr], sp.Expr], Callable[[sp.Expr], sp.Expr]]:
+    """SymPy's ``log1p_opt`` and ``expm1_opt`` on the terms as written (see the module
+    docstring). :mod:`sympy.codegen.rewriting` is imported here, on first use: it pulls in
+    sympy.tensor and sympy.combinatorics (~30 ms of every start), and only the kernel plan
+    uses it, not J for all n (all ``symjac verify`` reads)."""
+    from sympy.codegen.rewriting import FuncMinusOneOptim, ReplaceOptim, log1p_opt
 
-
-def _expm1(expr: sp.Expr) -> sp.Expr:
-    """SymPy's ``expm1_opt`` on the terms as written (see the module docstring)."""
-    return ReplaceOptim.__call__(_EXPM1, expr)
+    expm1_opt = FuncMinusOneOptim(sp.exp, expm1)
+    return log1p_opt, lambda expr: ReplaceOptim.__call__(expm1_opt, expr)
 
 
 def see_through(expr: sp.Expr, where: str, maps: dict) -> tuple[sp.Expr, list[Rewrite]]:
@@ -229,9 +233,10 @@ def stabilize(expr: sp.Expr, where: str) -> tuple[sp.Expr, list[Rewrite]]:
                     _prove(before, after, rule, where)
                     done.append(Rewrite(rule, where, before, after, why))
                 expr, changed = new, True
+        log1p_opt, expm1_opt = _optims()
         for rule, opt, why in (("log1p", log1p_opt, "log(1 + u) loses the digits of a "
                                 "small u; log1p keeps them"),
-                               ("expm1", _expm1, "e^u - 1 loses the digits of a small "
+                               ("expm1", expm1_opt, "e^u - 1 loses the digits of a small "
                                 "u; expm1 keeps them")):
             new = opt(expr)
             function = log1p if rule == "log1p" else expm1

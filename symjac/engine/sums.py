@@ -126,6 +126,13 @@ def normal(expr: sp.Expr) -> sp.Expr:
 
 
 def _split(term: sp.Expr, vectors: frozenset[sp.Symbol]) -> tuple[sp.Expr, sp.Expr]:
-    """``term`` as (factor free of k, factor that depends on k)."""
+    """``term`` as (factor free of k, factor that depends on k); a factor free of k in a
+    sum inside the term leaves it too (``t_k/(S^2 s_k + eps S^2)`` is ``S^-2`` times
+    ``t_k/(s_k + eps)``)."""
     coeff, rest = term.as_independent(*vectors, as_Add=False)
+    if any(isinstance(f, sp.Add) or (isinstance(f, sp.Pow) and isinstance(f.base, sp.Add))
+           for f in sp.Mul.make_args(rest)):
+        c2, rest2 = sp.factor_terms(rest).as_independent(*vectors, as_Add=False)
+        if c2 != 1:
+            return coeff * c2, rest2
     return coeff, rest

@@ -33,6 +33,7 @@ reported, so the document can say how each equation was checked.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 
@@ -95,6 +96,20 @@ class Context:
     i: sp.Basic = None  # the free indices of entries, for claims off the diagonal
     j: sp.Basic = None
     rates: list[Rate] = field(default_factory=list)
+    # the stand-ins a check makes (fresh summation indices, held quantities) are Dummies
+    # numbered from 0 again at each check (:meth:`begin_check`): distinct within a check as
+    # before, the same objects in the next one, so SymPy's caches and the assumptions it
+    # stored on an object serve every check that unfolds the same name
+    _fresh: itertools.count = field(default_factory=itertools.count, init=False,
+                                    repr=False, compare=False)
+
+    def begin_check(self) -> None:
+        """Number the next check's stand-ins from the start."""
+        self._fresh = itertools.count()
+
+    def dummy(self, name: str, **assumptions) -> sp.Dummy:
+        """A stand-in distinct from every other one of the current check."""
+        return sp.Dummy(name, dummy_index=_FIRST_DUMMY + next(self._fresh), **assumptions)
 
     def derivative(self, d: sp.Derivative, frozen: dict | None = None) -> sp.Expr:
         """``d`` evaluated, with the rates of the quantities in it that have one; ``frozen``
@@ -111,7 +126,7 @@ class Context:
         var = d.variables[0]  # (an entry x_j, or a scalar such as mu: M = max(x - mu))
         for r in self.rates:
             if r.symbol in d.expr.free_symbols:
-                k = sp.Dummy("k", integer=True)
+                k = self.dummy("k", integer=True)
                 moves = sp.Integer(0)
                 element = self.unfold(r.element, keep=frozenset(frozen)).xreplace(frozen)
                 for term in sp.Add.make_args(sp.expand(sp.diff(
@@ -152,7 +167,7 @@ class Context:
             rhs = d.rhs
             if isinstance(e, sp.Indexed):
                 rhs = rhs.xreplace(dict(zip(d.lhs.indices, e.indices, strict=True)))
-            return _fresh_bounds(rhs, fresh)
+            return _fresh_bounds(rhs, fresh, self.dummy)
 
         for _ in range(4 * len(table) + 2):
             # each defined atom once, then one rebuild (replace() walks and rebuilds the
@@ -165,18 +180,23 @@ class Context:
         return expr
 
 
+_FIRST_DUMMY = 1 << 40
+"""A check's Dummies are numbered from here: far above SymPy's own count, so none is ever
+equal to a Dummy made elsewhere."""
+
+
 def _head(expr: sp.Basic) -> sp.Basic:
     return expr.base if isinstance(expr, sp.Indexed) else expr
 
 
-def _fresh_bounds(expr: sp.Basic, counter) -> sp.Basic:
+def _fresh_bounds(expr: sp.Basic, counter, dummy) -> sp.Basic:
     """Each summation index of ``expr`` renamed to a new Dummy (no capture on nesting)."""
     if not expr.has(sp.Sum):
         return expr
 
     def rename(s: sp.Sum) -> sp.Sum:
         v, lo, hi = s.limits[0]
-        new = sp.Dummy(f"k{next(counter)}", integer=True)
+        new = dummy(f"k{next(counter)}", integer=True)
         return sp.Sum(s.function.xreplace({v: new}), (new, lo, hi))
 
     return expr.replace(lambda e: isinstance(e, sp.Sum) and len(e.limits) == 1, rename)
@@ -199,6 +219,22 @@ def reduce_sums(expr: sp.Expr, n: sp.Symbol) -> tuple[sp.Expr, set[str]]:
 
 
 def _split(s: sp.Sum, n: sp.Symbol, used: set[str]) -> sp.Expr:
+    """One round of linearity and collapse on the sum ``s`` (its own sums are done by the
+    caller); the rules that changed it go into ``used``."""
+    out, rules = _split_once(s, n)
+    used.update(rules)
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_once(s: sp.Sum, n: sp.Symbol) -> tuple[sp.Expr, frozenset[str]]:
+    """:func:`_split` as a pure function of the sum: every round of :func:`reduce_sums`
+    meets the sums it already split (and each check the sums the last one did)."""
+    used: set[str] = set()
+    return _split_rules(s, n, used), frozenset(used)
+
+
+def _split_rules(s: sp.Sum, n: sp.Symbol, used: set[str]) -> sp.Expr:
     if len(s.limits) != 1:
         return s
     k, lo, hi = s.limits[0]
@@ -206,7 +242,7 @@ def _split(s: sp.Sum, n: sp.Symbol, used: set[str]) -> sp.Expr:
     if body.has(sp.Piecewise):  # (factors free of k leave a Piecewise too)
         bracketed = _to_indicators(body, k)
         if bracketed != body:
-            return _from_indicators(_split(sp.Sum(bracketed, s.limits[0]), n, used))
+            return _from_indicators(_split_rules(sp.Sum(bracketed, s.limits[0]), n, used))
     body = sp.expand(body)
     if body.has(sp.log):
         body = sp.expand(sp.expand_log(body, force=False))
@@ -215,7 +251,7 @@ def _split(s: sp.Sum, n: sp.Symbol, used: set[str]) -> sp.Expr:
         if term.has(sp.Pow):  # 1/(e_k S + c S^2) is 1/S * 1/(e_k + c S): S leaves the sum
             term = term.replace(
                 lambda e: isinstance(e, sp.Pow) and isinstance(e.base, sp.Add)
-                and e.exp.is_Integer, lambda e: sp.factor_terms(sp.together(e.base)) ** e.exp)
+                and e.exp.is_Integer, _factored_power)
         free, bound = [], []
         for f in sp.Mul.make_args(term):
             (bound if k in f.free_symbols else free).append(f)
@@ -235,6 +271,13 @@ def _split(s: sp.Sum, n: sp.Symbol, used: set[str]) -> sp.Expr:
         if free and bound or len(sp.Add.make_args(body)) > 1:
             used.add("linearity")
     return sp.Add(*parts)
+
+
+@functools.lru_cache(maxsize=1024)
+def _factored_power(e: sp.Pow) -> sp.Expr:
+    """``(a S + b S^2)^m`` as ``S^m (a + b S)^m``: the common factors of the base taken out
+    (one power meets many sums)."""
+    return sp.factor_terms(sp.together(e.base)) ** e.exp
 
 
 _INDICATORS = {cls: sp.Function(f"_iverson_{cls.__name__}")
@@ -279,8 +322,10 @@ def _from_indicators(expr: sp.Expr) -> sp.Expr:
     return expr.replace(is_bracket, lambda e: rebuild((e,)))
 
 
+@functools.lru_cache(maxsize=4096)
 def _canonical_sums(expr: sp.Expr, depth: int = 0) -> sp.Expr:
-    """Summation indices renamed to one fixed name per nesting depth."""
+    """Summation indices renamed to one fixed name per nesting depth (a pure function:
+    remembered, as the checks of one document meet the same sums again)."""
     if not expr.has(sp.Sum):
         return expr
     if isinstance(expr, sp.Sum) and len(expr.limits) == 1:
@@ -291,15 +336,24 @@ def _canonical_sums(expr: sp.Expr, depth: int = 0) -> sp.Expr:
     return expr.func(*(_canonical_sums(a, depth) for a in expr.args))
 
 
+def _one_form(s: sp.Sum) -> sp.Expr:
+    """A sum with its summand cancelled and the number factor outside."""
+    c, rest = sp.cancel(s.function).as_coeff_Mul()
+    return c * sp.Sum(rest, *s.limits)
+
+
 def _atoms_as_symbols(expr: sp.Expr) -> sp.Expr:
     """Every remaining sum a symbol (positive if its terms are), every entry a symbol."""
+    # one written form per summand: sum_k t s/(s + 1/10^12) and sum_k 10^12 t s/(10^12 s + 1)
+    # are one sum (cancel: one numerator over one denominator, no common factor)
+    expr = expr.replace(lambda e: isinstance(e, sp.Sum), _one_form)
     sums = sorted(expr.atoms(sp.Sum), key=sp.default_sort_key)
     table = {}
-    for s in sums:
+    for place, s in enumerate(sums):  # numbered by place: the same sums, the same symbols
         positive = bool(s.function.is_positive)
         nonneg = bool(s.function.is_nonnegative)
-        table[s] = sp.Dummy("S", real=True, positive=positive or None,
-                            nonnegative=nonneg or None)
+        table[s] = sp.Dummy("S", dummy_index=_FIRST_DUMMY + place, real=True,
+                            positive=positive or None, nonnegative=nonneg or None)
     expr = expr.xreplace(table)
     entries = {}
     for e in expr.atoms(sp.Indexed):
@@ -338,6 +392,7 @@ def check_step(step: Step, context: Context, label: str = "") -> str:
         CheckFailed: naming the step and what is left, when the rest is not shown 0.
     """
     how: list[str] = []
+    context.begin_check()
     expr = sp.sympify(step.lhs) - sp.sympify(step.rhs)
     # 1. hold fixed: frozen quantities inside derivatives
     frozen: dict[sp.Symbol, sp.Dummy] = {}
@@ -345,7 +400,8 @@ def check_step(step: Step, context: Context, label: str = "") -> str:
     def freeze(d: sp.Derivative) -> sp.Derivative:
         keep = set(step.fixed) | {v for v in d.variables if isinstance(v, sp.Symbol)}
         for s in keep:
-            frozen.setdefault(s, sp.Dummy(s.name, **s.assumptions0))
+            if s not in frozen:
+                frozen[s] = context.dummy(s.name, **s.assumptions0)
         table = {s: frozen[s] for s in keep}
         inner = context.unfold(d.expr, keep=frozenset(keep)).xreplace(table)
         return sp.Derivative(inner, *[table.get(v, v) for v in d.variables])

@@ -52,12 +52,38 @@ def is_zero(expr: sp.Expr) -> bool:
                             lambda e: e.func(sp.expand(e.args[0]), *e.args[1:]))
         if quick_zero(expr):
             return True
+    if expr.has(sp.Piecewise):  # zero for every value of each piecewise factor: zero
+        opaque = {p: sp.Dummy("P") for p in expr.atoms(sp.Piecewise)}
+        plain = expr.xreplace(opaque)
+        if not plain.atoms(Relational) and _rational_zero(plain):
+            return True
     if expr.has(*_KINKS) or expr.atoms(Relational):
         cases = _cases(sp.piecewise_fold(expr) if expr.has(sp.Piecewise) else expr)
         if cases is None:
             return False
         return all(_rational_zero(case) for case in cases)
     return _rational_zero(expr)
+
+
+def shown_to_depend(expr: sp.Expr, symbols) -> bool:
+    """Whether ``expr`` is shown to change with one of ``symbols``: a partial derivative by
+    one of them is a finite nonzero number at a point (every symbol of ``expr`` a distinct
+    prime, where its assumptions allow that). False means "not shown"; no number is
+    rounded (the point and the arithmetic are exact)."""
+    free = sorted(expr.free_symbols, key=sp.default_sort_key)
+    point = {}
+    for s, value in zip(free, sp.primerange(2, sp.oo), strict=False):
+        value = sp.Integer(value)
+        if any(getattr(value, f"is_{key}") is not held for key, held in
+               s.assumptions0.items()):
+            return False
+        point[s] = value
+    for s in free:
+        if s in symbols:
+            at = sp.diff(expr, s).xreplace(point)
+            if at.is_number and at.is_finite and at.is_zero is False:
+                return True
+    return False
 
 
 def quick_zero(expr: sp.Expr) -> bool:

@@ -36,7 +36,8 @@ from .printers import c_code, helpers_used
 UNROLL_MAX_N = 15
 FUSE_MAX_N = 15
 """Up to this n, sums that do not use each other run in one pass."""
-STREAM_MIN_N = 17  # streaming stores lose below this (n = 16: 11 GB/s streamed vs 20 plain)
+STREAM_MIN_N = 16  # streamed rows of J from n = 16 (this Xeon: 8.1 GB/s streamed, 6.7 plain,
+# .fill 7.8; an earlier AMD machine lost there, 11 vs 20: -DSYMJAC_STREAM_MIN_BYTES='((size_t)-1)')
 ROWS_MAX_N = 16
 """Up to this n, forward_batch runs ROWS rows at a time (templates/c/rows.c.jinja)."""
 LANE = "k + l"

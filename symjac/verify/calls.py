@@ -2,8 +2,8 @@
 
 People write Jacobian code for a flat vector ``(n,)``, a column ``(n, 1)``, a row
 ``(1, n)`` or a batch ``(b, n)``; it returns ``(n, n)`` (or ``(1, n, n)``, ``(n, n, 1)``),
-a batch ``(b, n, n)``, or only a vector ``(n,)`` -- the derivative of an elementwise
-function, i.e. J's diagonal. Each call is a :class:`Shape`; each result becomes one 2-D
+a batch ``(b, n, n)``, a flattened ``(n*n,)`` (read as ``J.reshape(n, n)``), or only a
+vector ``(n,)`` -- the derivative of an elementwise function, i.e. J's diagonal. Each call is a :class:`Shape`; each result becomes one 2-D
 claim per input vector (n x n, or 1 x n for a gradient), or says why it cannot be read.
 
 For a flat vector or a column (the shapes Jacobian code is written for) a result of any
@@ -55,7 +55,8 @@ def shapes_for(n: int) -> tuple[Shape, ...]:
 class Read:
     """A result read as claims, one per input vector, or why it could not be.
 
-    ``how`` is "matrix", "vector" (J's diagonal), "row" (a gradient), or for results that
+    ``how`` is "matrix", "flattened" (an (n*n,) result read as J.reshape(n, n)), "vector"
+    (J's diagonal), "row" (a gradient), or for results that
     cannot be judged: "wrong" (refutes: a single vector got a wrong-shaped answer),
     "not batch" (a batch got a result that is no batch: not judged) or "batch of ones"
     (a column read by batch code as n vectors of length 1).
@@ -68,7 +69,11 @@ class Read:
 
 def read_result(out: np.ndarray, x: np.ndarray, n: int, count: int, gradient: bool,
                 batch: bool) -> Read:
-    """Read ``out`` returned for input ``x`` holding ``count`` vectors of length n."""
+    """Read ``out`` returned for input ``x`` holding ``count`` vectors of length n.
+
+    A flat ``(n*n,)`` result is read as ``J.reshape(n, n)`` (row-major: entry i*n + j is
+    J[i, j]); a column-major flattening then reads as the transpose, and is diagnosed so.
+    """
     shape = tuple(out.shape)
     given = f"returned shape {shape} for x of shape {tuple(x.shape)}"
     if out.dtype.kind == "c":
@@ -85,6 +90,8 @@ def read_result(out: np.ndarray, x: np.ndarray, n: int, count: int, gradient: bo
         return Read("matrix", (out.reshape(1, 1),))
     if shape in ((n, n), (1, n, n), (n, n, 1)):
         return Read("matrix", (out.reshape(n, n),))
+    if shape == (n * n,):  # a flattened Jacobian (J.ravel(), jacfwd of a flat output)
+        return Read("flattened", (out.reshape(n, n),))
     if shape in ((n,), (n, 1), (1, n)):
         return Read("vector", (np.diag(out.reshape(n)),))
     if shape == (n, 1, 1) and x.shape == (n, 1):
@@ -100,6 +107,8 @@ def _read_batch(out: np.ndarray, n: int, count: int, gradient: bool, given: str)
         return Read("not batch", text=given)
     if shape == (count, n, n):
         return Read("matrix", tuple(out[b] for b in range(count)))
+    if shape == (count, n * n):
+        return Read("flattened", tuple(out[b].reshape(n, n) for b in range(count)))
     if shape == (count, n):
         return Read("vector", tuple(np.diag(out[b]) for b in range(count)))
     return Read("not batch", text=given)

@@ -28,15 +28,25 @@ from .truth import World
 # -- candidates -----------------------------------------------------------------------------
 
 
-def candidates(world: World) -> list[tuple[str, ClosedMatrix]]:
-    """Named wrong Jacobians (or gradients), as matrices."""
+def candidates(world: World, numeric: bool = False) -> list[tuple[str, ClosedMatrix]]:
+    """Named wrong Jacobians (or gradients), as matrices; built once per world (code is
+    diagnosed once per shape and argument it is judged with). ``numeric``: for code,
+    compared by numbers only: nothing is written canonically (:class:`ClosedMatrix`'s
+    ``lazy``), neither the candidates nor the other catalog functions."""
+    key = ("candidates", numeric)
+    if key not in world.cache:
+        world.cache[key] = tuple(_candidates(world, numeric))
+    return list(world.cache[key])
+
+
+def _candidates(world: World, numeric: bool) -> list[tuple[str, ClosedMatrix]]:
     yi, yj, xi, xj, delta = world.closed_symbols
     closed = world.closed
     out: list[tuple[str, ClosedMatrix]] = []
 
     def add(text: str, expr: sp.Expr) -> None:
         if sp.expand(expr - closed) != 0:
-            out.append((text, ClosedMatrix(world, text, expr)))
+            out.append((text, ClosedMatrix(world, text, expr, lazy=numeric)))
 
     what = "gradient" if world.is_gradient else "J"
     add(f"sign flipped: the claim is -{what}" if not world.is_gradient
@@ -69,10 +79,11 @@ def candidates(world: World) -> list[tuple[str, ClosedMatrix]]:
         "by i", slip_i)
     add(f"index slip: the claim is {show(world, slip_j)}, the true formula with i replaced "
         "by j", slip_j)
-    for other in world.others():
+    for other in world.others(canonical=not numeric):
         text = (f"this is the Jacobian of {other.name} ({show(other, other.closed)}), "
                 f"not of {world.name}")
-        out.append((text, truth_matrix(other)))
+        out.append((text, ClosedMatrix(other, other.closed_form_text, other.closed, lazy=True)
+                          if numeric else truth_matrix(other)))
     return out
 
 
@@ -241,7 +252,7 @@ def diagnose_numeric(world: World, truth: FloatTruth, outs: list[np.ndarray],
     def matches(make: Callable[[int], np.ndarray]) -> bool:
         return all(not tolerance(k, out, make(k)).any() for k, out in enumerate(outs))
 
-    for text, matrix in candidates(world):
+    for text, matrix in candidates(world, numeric=True):
         try:
             if matches(lambda k, m=matrix: expected(m, k)):
                 found.append(text)

@@ -164,10 +164,13 @@ def _reading_note(world: World, reading: Reading) -> str:
     if not reading.vector:
         return reading.note
     if world.is_gradient:
-        return "a vector: read as the gradient (its entry j)"
-    whole = (f"; J is diagonal for {world.name}, so this is all of J"
-             if world.diagonal_only else "")
-    return f"a vector: judged as the diagonal of J (J_ii = v_i, J_ij = 0 for i != j){whole}"
+        vector = "a vector: read as the gradient (its entry j)"
+    else:
+        whole = (f"; J is diagonal for {world.name}, so this is all of J"
+                 if world.diagonal_only else "")
+        vector = ("a vector: judged as the diagonal of J (J_ii = v_i, J_ij = 0 for i != j)"
+                  + whole)
+    return "; ".join(filter(None, (reading.note, vector)))
 
 
 def _at_zero_warning(world: World, decider: Decider) -> tuple[str, ...]:

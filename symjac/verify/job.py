@@ -88,7 +88,7 @@ def verify(function: Any, n: int, *, formula: str | None = None,
         options = ", ".join(CLAIM_OPTIONS.values())
         raise SymjacError(f"verify needs exactly one of {options}")
     kind = given[0]
-    from ..api import resolve
+    from ..resolve import resolve
 
     function = resolve(function)  # a catalog name, a function file or symjac.function(...)
     check_function(function, n)  # validates the function and n
@@ -121,7 +121,7 @@ def _again(result: VerifyResult, first: Mapping[str, Any], second: Mapping[str, 
 
 
 def _function_of(function: Any):
-    from ..api import resolve
+    from ..resolve import resolve
 
     return resolve(function)
 

@@ -9,6 +9,7 @@ the same small interface: ``fast`` (canonical, for SymEngine), ``sym`` (canonica
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import mpmath
@@ -26,19 +27,41 @@ class ClosedMatrix:
     """A matrix given by one closed-form entry in y_i, y_j, x_i, x_j, delta (and T), or
     in other stages at i and j (cross-entropy's s_j, t_j and sum of t)."""
 
-    def __init__(self, world: World, label: str, closed: sp.Expr) -> None:
+    def __init__(self, world: World, label: str, closed: sp.Expr, lazy: bool = False) -> None:
+        """``lazy``: the canonical entry is written on first use, not now. Code is judged
+        with :meth:`matrix` alone, which never needs it; a formula's decision writes it at
+        once, in the order the matrices are made (the shared Canon names what it meets)."""
         self.world, self.label, self.closed = world, label, closed
-        delta = world.closed_symbols[4]
-        c = world.canon
-        self.expr = c.canon(closed.xreplace(world.closed_map))
-        self.fast_expr = c.fast(self.expr)
-        self.atoms = has_atoms(self.expr)
-        at = [(c.gx, c.x), (c.ge, c.e)] + ([(c.gt, world.t)] if world.t is not None else [])
-        self._sym_keys = [(generic[g], values, g) for generic, values in at for g in "ij"]
-        self._keys = [(conv(g), [conv(v) for v in values], which)
-                      for g, values, which in self._sym_keys]
-        self._delta = conv(delta)
-        self._delta_sym = delta
+        self._delta_sym = world.closed_symbols[4]
+        if not lazy:
+            _ = self.fast_expr  # (written now)
+
+    @functools.cached_property
+    def expr(self) -> sp.Expr:
+        return self.world.canon.canon(self.closed.xreplace(self.world.closed_map))
+
+    @functools.cached_property
+    def fast_expr(self) -> Any:
+        return self.world.canon.fast(self.expr)
+
+    @functools.cached_property
+    def atoms(self) -> bool:
+        return has_atoms(self.expr)
+
+    @functools.cached_property
+    def _sym_keys(self) -> list[tuple[sp.Symbol, list[sp.Expr], str]]:
+        c, t = self.world.canon, self.world.t
+        at = [(c.gx, c.x), (c.ge, c.e)] + ([(c.gt, t)] if t is not None else [])
+        return [(generic[g], values, g) for generic, values in at for g in "ij"]
+
+    @functools.cached_property
+    def _keys(self) -> list[tuple[Any, list[Any], str]]:
+        return [(conv(g), [conv(v) for v in values], which)
+                for g, values, which in self._sym_keys]
+
+    @functools.cached_property
+    def _delta(self) -> Any:
+        return conv(self._delta_sym)
 
     def fast(self, i: int, j: int) -> Any:
         subs = {key: values[i if which == "i" else j] for key, values, which in self._keys}

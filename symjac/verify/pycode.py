@@ -10,7 +10,7 @@ argument is named like an output (``s``, ``probs``, ``out``), that reading is ju
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -169,23 +169,24 @@ class _Judge:
         output is refuted -- the input where the output belongs -- and the diagnosis says
         how it would be right; code that refuses x and is right for the output takes it.
         """
-        verdict = self._judge(shape, None)
+        verdict, diagnose = self._judge(shape, None)
         if verdict.verdict in ("correct", "skipped"):
             return verdict
         for name in self.world.forward_floats(self.cases[0].x):
-            other = self._judge(shape, name)
+            other, diagnose_other = self._judge(shape, name)
             if self.hinted and other.verdict in ("correct", "refuted"):
-                return other
+                return diagnose_other()
             if other.verdict == "correct" and verdict.verdict == "rejected":
                 return other
-            if other.verdict == "correct" and verdict.verdict == "refuted" and any(
-                    d.startswith("uses x where") for d in verdict.diagnosis):
-                given = (f"{name} = {self.world.name}(x)" if not self.world.is_gradient
-                         else f"{name} = e^x / sum(e^x)")
-                return replace(verdict, diagnosis=verdict.diagnosis + (
-                    f"called with {given} instead of x it is right: if it is meant to take "
-                    f"the output (as a backward pass does), name its argument {name}",))
-        return verdict
+            if other.verdict == "correct" and verdict.verdict == "refuted":
+                verdict = diagnose()
+                if any(d.startswith("uses x where") for d in verdict.diagnosis):
+                    given = (f"{name} = {self.world.name}(x)" if not self.world.is_gradient
+                             else f"{name} = e^x / sum(e^x)")
+                    return replace(verdict, diagnosis=verdict.diagnosis + (
+                        f"called with {given} instead of x it is right: if it is meant to "
+                        f"take the output (as a backward pass does), name its argument {name}",))
+        return diagnose()
 
     def _rows_agree(self, claims: list[np.ndarray | None], argument: str | None) -> bool:
         """Whether a batch's rows are what the code returns for each vector alone."""
@@ -196,7 +197,26 @@ class _Judge:
                 np.max(np.abs(b), initial=0.0)))).any()
             for a, b in zip(claims, alone))
 
-    def _judge(self, shape: Shape, argument: str | None) -> ShapeVerdict:
+    def _judge(self, shape: Shape, argument: str | None
+               ) -> tuple[ShapeVerdict, Callable[[], ShapeVerdict]]:
+        """The verdict without its diagnosis, and the verdict with it (made when called):
+        the diagnosis is the costly part (every candidate and other catalog function at
+        every point), and a verdict that another reading replaces never needs it."""
+        verdict, diagnose = self._verdict(shape, argument)
+        if diagnose is None:
+            return verdict, lambda: verdict
+        done: list[ShapeVerdict] = []
+
+        def diagnosed() -> ShapeVerdict:
+            if not done:
+                done.append(replace(verdict, diagnosis=diagnose()))
+            return done[0]
+
+        return verdict, diagnosed
+
+    def _verdict(self, shape: Shape, argument: str | None
+                 ) -> tuple[ShapeVerdict, Callable[[], tuple[str, ...]] | None]:
+        """The verdict for one shape and argument, and its diagnosis to make (None: none)."""
         world, n = self.world, self.world.n
         judged = self._run(shape, self.cases, argument)
         if not shape.batch and argument not in self.alone:
@@ -209,13 +229,13 @@ class _Judge:
             note = judged.notes[0][len("the function "):]
             if judged.how == "raised":
                 return replace(base, verdict="rejected", reading="",
-                               detail=f"rejected this shape: {note}")
+                               detail=f"rejected this shape: {note}"), None
             if judged.how == "none":
                 return replace(base, verdict="rejected", reading="",
-                               detail=f"no answer for this shape: it {note}")
+                               detail=f"no answer for this shape: it {note}"), None
             if shape.probe or judged.how in ("not batch", "batch of ones"):
                 return replace(base, verdict="skipped", reading="", detail=self._skip(
-                    judged.how, note, shape))
+                    judged.how, note, shape)), None
         rows = 1 if world.is_gradient else n
         bad_any = np.zeros((rows, n), dtype=bool)
         failure: tuple[int, np.ndarray] | None = None
@@ -250,7 +270,7 @@ class _Judge:
                 base, verdict="correct", entries=entries,
                 method=f"checked numerically: all {entries} entries agree at {points} points "
                        f"(to {_rtol(first):g} of the size of the {what}'s pieces)",
-                warnings=warnings + self._stability(shape, argument))
+                warnings=warnings + self._stability(shape, argument)), None
         if shape.batch and judged.how in ("vector", "row") and not self._rows_agree(
                 judged.claims, argument):
             # (b, n) from elementwise code that was not written for batches (a softmax
@@ -258,16 +278,22 @@ class _Judge:
             return replace(base, verdict="skipped", reading="", detail=(
                 f"returned ({batch_size(n)}, {n}) for a batch (b, n), but its rows are not "
                 "what it returns for each vector alone: it treats the batch as one array "
-                "(not written for batches); not judged"))
+                "(not written for batches); not judged")), None
         k, bad = failure
         cx = self._counterexample(self.cases[k], judged.claims[k], judged.notes[k], bad)
         here = [(int(i), int(j)) for i, j in zip(*np.nonzero(bad))]
-        diagnosis: list[str] = []
-        if len(outs) == points:
+        refuted = replace(
+            base, verdict="refuted", entries=entries,
+            method=f"checked numerically at {points} moderate points",
+            differing_count=len(here), differing=tuple(here[:MAX_LISTED]),
+            differing_elsewhere=int(bad_any.sum()), counterexample=cx, diagnosis=())
+        if len(outs) != points:
+            return refuted, None
 
-            def tolerance(m: int, out: np.ndarray, exp: np.ndarray) -> np.ndarray:
-                return _bad(out, exp, _rtol(out) * tolerances[m])
+        def tolerance(m: int, out: np.ndarray, exp: np.ndarray) -> np.ndarray:
+            return _bad(out, exp, _rtol(out) * tolerances[m])
 
+        def diagnose() -> tuple[str, ...]:
             diagnosis = diagnose_numeric(world, self.truth, outs, xs, bad_any, max_rel,
                                          tolerance, ts if world.is_gradient else None)
             if judged.how == "vector" and not world.diagonal_only and not any(
@@ -275,12 +301,9 @@ class _Judge:
                 diagnosis = [f"diagonal only: the off-diagonal entries "
                              f"{off_diagonal_text(world)} are missing"] + [
                     d for d in diagnosis if not d.startswith("only the diagonal")]
-        return replace(
-            base, verdict="refuted", entries=entries,
-            method=f"checked numerically at {points} moderate points",
-            differing_count=len(here), differing=tuple(here[:MAX_LISTED]),
-            differing_elsewhere=int(bad_any.sum()), counterexample=cx,
-            diagnosis=tuple(diagnosis))
+            return tuple(diagnosis)
+
+        return refuted, diagnose
 
     def _reading(self, how: str, argument: str | None) -> str:
         parts = []
@@ -289,6 +312,10 @@ class _Judge:
                      else f"{argument}, the probabilities e^x / sum(e^x)")
             parts.append(f"called with {given} instead of x: your function takes "
                          f"{argument}, not x")
+        if how == "flattened":
+            n = self.world.n
+            parts.append(f"returned a flat array of n*n = {n * n} numbers: judged as "
+                         f"J.reshape({n}, {n}) (row-major, J[i, j] = out[i*{n} + j])")
         if how == "vector":
             parts.append("returned a vector: judged as the diagonal of J (J_ij = 0 for "
                          "i != j)" + (f"; J is diagonal for {self.world.name}, so this is "

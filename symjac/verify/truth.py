@@ -13,7 +13,8 @@ marked "adapter" below; their results are plain SymPy expressions and numbers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 import sympy as sp
 
 from .. import catalog
-from ..api import resolve
+from ..resolve import resolve
 from ..derivation import Derivation, Spec, derivative, derive
 from ..engine.jacobian import DELTA, at
 from ..errors import SymjacError
@@ -47,6 +48,18 @@ def plain(expr: sp.Expr) -> sp.Expr:
     return expr.replace(lambda e: isinstance(e, sp.sech), lambda e: 1 / sp.cosh(e.args[0]))
 
 
+@dataclass(frozen=True)
+class Written:
+    """The canonical half of a :class:`World`: its outputs, probabilities and the closed
+    form's symbols as canonical expressions at size n (:func:`_written_forms`)."""
+
+    y: list[sp.Expr] | None
+    s: list[sp.Expr] | None
+    closed_map: dict[sp.Symbol, sp.Expr]
+    s_plain: sp.Symbol | None
+    named: dict[str, tuple[str, Any]]
+
+
 @dataclass
 class World:
     """One function at size n, with everything written canonically."""
@@ -55,14 +68,41 @@ class World:
     _d: Derivation
     canon: Canon
     params: dict[sp.Symbol, sp.Expr]  # scalar parameter symbol -> exact value
-    y: list[sp.Expr] | None  # canonical y_k; None for a scalar function (one row)
-    s: list[sp.Expr] | None  # canonical s_k (a ratio e_k / sum_k e_k in the program)
-    closed_map: dict[sp.Symbol, sp.Expr]  # generic symbol (v_i, v_j, scalars) -> canonical
-    s_plain: sp.Symbol | None  # Z when s_k = e_k / Z exactly (for printing in s)
+    _write: Callable[[], Written]  # the canonical half (:func:`_written_forms`)
     t: list[sp.Expr] | None = None  # canonical vector parameter t_k
     target: str | None = None  # "probability" (t sums to 1) or "any"; None: no target
-    cache: dict[str, Any] = field(default_factory=dict)  # matrices built from this world
-    named: dict[str, tuple[str, Any]] = field(default_factory=dict)  # formula_names()
+    cache: dict[Any, Any] = field(default_factory=dict)  # what is built once from it
+
+    # -- the canonical half, written on first use (see build_world's ``canonical``) ------
+
+    @functools.cached_property
+    def _written(self) -> Written:
+        return self._write()
+
+    @property
+    def y(self) -> list[sp.Expr] | None:
+        """Canonical y_k; None for a scalar function (one row)."""
+        return self._written.y
+
+    @property
+    def s(self) -> list[sp.Expr] | None:
+        """Canonical s_k (a ratio e_k / sum_k e_k in the program); None without one (known
+        from the program alone: nothing is written to say so)."""
+        return None if _ratio(self.program) is None else self._written.s
+
+    @property
+    def closed_map(self) -> dict[sp.Symbol, sp.Expr]:
+        """Generic symbol (v_i, v_j, scalars) -> canonical."""
+        return self._written.closed_map
+
+    @property
+    def s_plain(self) -> sp.Symbol | None:
+        """Z when s_k = e_k / Z exactly (for printing in s)."""
+        return self._written.s_plain
+
+    @property
+    def named(self) -> dict[str, tuple[str, Any]]:
+        return self._written.named
 
     # -- what the function is ------------------------------------------------------------
 
@@ -194,24 +234,28 @@ class World:
                 found.append((st.name, plain(at(total, "j", program.vectors))))
         return found
 
-    def others(self) -> list[World]:
+    def others(self, canonical: bool = True) -> list[World]:
         """Every other catalog function of the same kind at this size (for "this is the
         Jacobian of ..."), sharing this world's canonical symbols; built once per world
-        (every shape a code claim is judged in asks for them)."""
-        if "_others" in self.__dict__:
-            return list(self.__dict__["_others"])
-        found = []
-        for name, fn in catalog.catalog().items():
-            if name == self.name or fn.program.scalar_output != self.is_gradient:
-                continue
-            if [p.vector for p in fn.params] != [p.vector for p in self.program.params]:
-                continue
-            try:
-                found.append(build_world(fn, self.n, self.canon, proof_n=0))
-            except SymjacError:
-                continue
-        self.__dict__["_others"] = tuple(found)
-        return found
+        (every shape a code claim is judged in asks for them). ``canonical=False`` (code's
+        diagnosis, by numbers): their canonical halves are left unwritten until used."""
+        if "_others" not in self.__dict__:
+            found = []
+            for name, fn in catalog.catalog().items():
+                if name == self.name or fn.program.scalar_output != self.is_gradient:
+                    continue
+                if [p.vector for p in fn.params] != [p.vector for p in self.program.params]:
+                    continue
+                try:
+                    found.append(build_world(fn, self.n, self.canon, proof_n=0,
+                                             canonical=False))
+                except SymjacError:
+                    continue
+            self.__dict__["_others"] = tuple(found)
+        if canonical:  # written in catalog order (the Canon they share names sums as met)
+            for other in self.__dict__["_others"]:
+                _ = other._written
+        return list(self.__dict__["_others"])
 
     # -- numbers -------------------------------------------------------------------------
 
@@ -284,16 +328,22 @@ class World:
         return (per_k.get(out.symbol) if out.vector else None), ss
 
     def forward_floats(self, xs: np.ndarray) -> dict[str, np.ndarray]:
-        lib = Numeric("mpmath", 40)
-        with mpmath.workdps(40):
-            taus = {t: mpmath.mpf(0) for t in self.canon.t} if self.t is not None else {}
-            ys, ss = self.forward([mpmath.mpf(float(v)) for v in xs], lib, taus)
-        out = {}
-        if ys is not None:
-            out[self.output_name] = np.array([float(mpmath.re(v)) for v in ys])
-        if ss is not None and "s" not in out:
-            out["s"] = np.array([float(mpmath.re(v)) for v in ss])
-        return out
+        """The outputs (y, s) at float x, from the program run in 40 digits; computed once
+        per x (code of the output is called at the same points in every shape), copies
+        returned (code may change its argument in place)."""
+        key = ("forward_floats", np.asarray(xs, dtype=np.float64).tobytes())
+        if key not in self.cache:
+            lib = Numeric("mpmath", 40)
+            with mpmath.workdps(40):
+                taus = {t: mpmath.mpf(0) for t in self.canon.t} if self.t is not None else {}
+                ys, ss = self.forward([mpmath.mpf(float(v)) for v in xs], lib, taus)
+            out = {}
+            if ys is not None:
+                out[self.output_name] = np.array([float(mpmath.re(v)) for v in ys])
+            if ss is not None and "s" not in out:
+                out["s"] = np.array([float(mpmath.re(v)) for v in ss])
+            self.cache[key] = out
+        return {name: values.copy() for name, values in self.cache[key].items()}
 
     def closed_values(self, values: tuple[dict[sp.Symbol, list[Any]], dict[sp.Basic, Any]],
                       xs: list[Any], lib: Numeric, i: int, j: int) -> dict[sp.Basic, Any]:
@@ -479,13 +529,15 @@ def parameter_values(function: str | Function) -> tuple[dict[str, sp.Expr], dict
 
 def build_world(function: str | Function, n: int, canon: Canon,
                 params: Mapping[str, Any] | None = None, proof_n: int | None = None,
-                target: str = "probability") -> World:
+                target: str = "probability", canonical: bool = True) -> World:
     """Derive ``function`` and write its outputs and J canonically at size n.
 
     ``proof_n`` (default n) is the size the derivation proves entries at; 0 for the
     diagnosis candidates (catalog functions, whose entries ``derive`` proves), none. A
     vector parameter t is free symbols t_k; for a scalar function
     with ``target="probability"`` the last is 1 minus the others, so that t sums to 1.
+    ``canonical=False``: the canonical half (:class:`Written`) is written on first use,
+    not now (numbers -- the program run at x, the closed form evaluated -- never use it).
     """
     fn = _function(function)
     program = fn.program
@@ -516,7 +568,25 @@ def build_world(function: str | Function, n: int, canon: Canon,
         d = Derivation(Spec(fn, n), jac, None, None, closed)
     else:
         d = derive(Spec(fn, min(proof_n or n, 256)))
+    for st in program.stages:  # (a scalar function's own output is its gradient only)
+        if st.kind == "reduce" and st.op not in ("sum", "mean") and (
+                st.symbol != program.output.symbol):
+            raise SymjacError(f"{fn.name}: verify handles sum and mean reductions, not "
+                              f"{st.op}")
+    world = World(_fn=fn, _d=d, canon=canon, params=values,
+                  _write=lambda: _written_forms(fn, d, n, canon, values, t_values),
+                  t=t_values, target=target if t_values is not None else None)
+    if canonical:
+        _ = world._written  # (written now: a formula's decision names sums in this order)
+    return world
 
+
+def _written_forms(fn: Function, d: Derivation, n: int, canon: Canon,
+                   values: dict[sp.Symbol, sp.Expr],
+                   t_values: list[sp.Expr] | None) -> Written:
+    """The canonical half of a world: every stage at k = 0..n-1 (and at the generic i, j),
+    the sums as the Canon's symbols, the closed form's symbols -> canonical."""
+    program = fn.program
     scalars: dict[sp.Symbol, sp.Expr] = {**values, program.n: sp.Integer(n)}
     per_k: dict[sp.Symbol, list[sp.Expr]] = {}
     generic: dict[sp.Symbol, dict[str, sp.Expr]] = {}
@@ -546,9 +616,6 @@ def build_world(function: str | Function, n: int, canon: Canon,
             if st.symbol == program.output.symbol and (
                     st.name not in kinds or st.op not in ("sum", "mean")):
                 continue  # a scalar function: its gradient only (unless a claim may name it)
-            if st.op not in ("sum", "mean"):
-                raise SymjacError(f"{fn.name}: verify handles sum and mean reductions, not "
-                                  f"{st.op}")
             total = sp.Add(*[at_k(expr, k) for k in range(n)])
             if st.op == "mean":
                 total = total / n
@@ -589,10 +656,8 @@ def build_world(function: str | Function, n: int, canon: Canon,
     for p in program.params:
         if p.name in kinds:
             named[p.name] = ("vector", t_values) if p.vector else ("scalar", values[p.symbol])
-    return World(_fn=fn, _d=d, canon=canon, params=values,
-                 y=per_k.get(out.symbol) if out.vector else None, s=s_vals,
-                 closed_map=closed_map, s_plain=s_plain, t=t_values,
-                 target=target if t_values is not None else None, named=named)
+    return Written(y=per_k.get(out.symbol) if out.vector else None, s=s_vals,
+                   closed_map=closed_map, s_plain=s_plain, named=named)
 
 
 

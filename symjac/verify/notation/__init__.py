@@ -42,7 +42,8 @@ def parse_claim(kind: str, text: str, gradient: bool,
     J's diagonal. ``stages``: the function's own names and kinds ("vector" or "scalar").
     """
     if kind == "formula":
-        return (Reading("formula", parse_formula(text, stages)),)
+        formula = parse_formula(text, stages)
+        return (Reading("formula", formula, note=formula.note),)
     from .matrix import parse_matrix_claim
 
     return parse_matrix_claim(kind, text, gradient, stages or {})

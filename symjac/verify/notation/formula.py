@@ -32,7 +32,7 @@ import sympy
 from ...errors import SymjacError
 from .builder import CHAINS, RESERVED, VECTORS, Builder, name_form, sum_parts
 from .functions import FUNCTIONS
-from .source import Source, check_brackets, normalise
+from .source import Source, check_brackets, normalise, right_hand_side
 
 __all__ = ["Formula", "FormulaEnv", "parse_formula"]
 
@@ -67,6 +67,7 @@ class Parsed(NamedTuple):
     stages: tuple[tuple[str, str], ...]  # (name, "vector" | "scalar") the function offers
     lowered: bool  # an index form symjac wrote: errors cannot point at a column
     indices: tuple[str, ...] = ("i", "j")  # the entry's indices (a Hessian: j, k or i, j, k)
+    note: str = ""  # how the text was read (the last side of a chain of '=')
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,11 @@ class Formula:
                  if isinstance(node, ast.Name) and node.id in indices)
         return all(id(node) in placed for node in named)
 
+    @property
+    def note(self) -> str:
+        """How the text was read, for the report ("" when as typed)."""
+        return self._parsed.note
+
     def names_used(self) -> frozenset[str]:
         """The names the formula uses, among x, y, s, t, delta, sum, n, i, j, T and the
         functions."""
@@ -182,11 +188,14 @@ def _parse(text: str, stages: tuple[tuple[str, str], ...], what: str,
             raise SymjacError(f"{what}: the function's name {name!r} clashes with a "
                               "formula word")
     source = normalise(text, what, replace={"^": "**"})
+    note = ""
+    if not lowered:  # J[i, j] = ..., or a chain of '=': the (last) right-hand side
+        check_brackets(source)
+        start, note = right_hand_side(source)
+        source = source.tail(start)
     if not source.text:
         raise SymjacError(f"{what}: empty; write one entry J[i, j], e.g. "
                           "s[i]*(delta(i, j) - s[j])")
-    if not lowered:
-        check_brackets(source)
     try:
         with warnings.catch_warnings():  # e.g. invalid escapes in a string: refused below
             warnings.simplefilter("ignore")
@@ -200,7 +209,7 @@ def _parse(text: str, stages: tuple[tuple[str, str], ...], what: str,
         raise source.error("syntax error at the end (is something missing?)") from None
     except (ValueError, OverflowError, RecursionError, MemoryError):
         raise source.error("too complex to parse") from None
-    parsed = Parsed(tree.body, source, frozenset(), stages, lowered, indices)
+    parsed = Parsed(tree.body, source, frozenset(), stages, lowered, indices, note)
     _check_depth(parsed)
     builder = Builder(parsed)  # a dry run: checks names, shapes and constant parts
     try:

@@ -5,7 +5,9 @@ Index notation (``s_i(\delta_{ij} - s_j)``) and matrix notation
 ``s[i]``, ``\delta_{ij}`` is ``delta(i, j)``), ``\frac{a}{b}`` a quotient, ``e^{x}`` and
 ``\exp`` the exponential, ``\sum_k`` (or ``\sum_{k=1}^{n}``) a sum over all k, ``^\top``
 and ``^T`` a transpose, ``\sigma(z)`` the logistic function and ``\sigma_i`` the output,
-``[i = j]`` and ``\mathbb{1}_{i=j}`` Iverson brackets; ``\left``, spacing and ``$`` are
+``[i = j]`` and ``\mathbb{1}_{i=j}`` Iverson brackets, ``\|x\|`` (``\lVert x \rVert``,
+``\|x\|_2``) the Euclidean norm, ``\begin{cases} a & i = j \\ b & \text{otherwise}
+\end{cases}`` a sum of Iverson brackets; ``\left``, spacing and ``$`` are
 ignored, and a left-hand side ``J_{ij} =`` is dropped. Only the commands listed here are
 known; any other is refused with its column.
 """
@@ -16,8 +18,7 @@ import re
 
 from ...errors import SymjacError
 from .mathparse import Tok
-from .matrix import right_hand_side
-from .source import MATRIX, Source, check_brackets, normalise
+from .source import MATRIX, Source, check_brackets, normalise, right_hand_side
 
 WORDS = ("softplus", "sigmoid", "diag", "sech", "tanh", "sinh", "cosh", "sqrt", "outer",
          "ones", "exp", "log", "erf", "ln")  # spelled out without a backslash
@@ -46,6 +47,8 @@ class _Scanner:
         self.fracs: list[tuple[int, int]] = []  # (brace depth before it, groups closed)
         self.depth = 0
         self.bar_open = False
+        self.norm_open = -1  # where an open norm bar \| is, or -1
+        self.cases: list[int] = []  # where the open \begin{cases} are
 
     def col(self, pos: int) -> int:
         return self.source.column(pos)
@@ -79,8 +82,11 @@ class _Scanner:
         text = self.text
         while pos < len(text):
             char = text[pos]
-            if char in " \t~&":
+            if char == "&" and self.cases:
+                self.emit("op", "&", pos)  # a case's value & its condition
                 pos += 1
+            elif char in " \t~&" or (char == "." and self.cases):
+                pos += 1  # (a full stop ending a case)
             elif char == "\\":
                 pos = self.command(pos)
             elif char.isdigit():
@@ -121,6 +127,10 @@ class _Scanner:
                 raise self.fail(pos, f"{char!r} is not allowed")
         if self.bar_open:
             raise self.fail(len(text), "a '|' is never closed")
+        if self.cases:
+            raise self.fail(self.cases[-1], "this \\begin{cases} is never ended")
+        if self.norm_open >= 0:
+            raise self.fail(self.norm_open, "this norm bar \\| is never closed")
         self.tokens.append(Tok("end", "", self.col(len(text))))
         return self.tokens
 
@@ -143,7 +153,7 @@ class _Scanner:
             self.emit("op", "(", pos)
         self.bar_open = not self.bar_open
 
-    def letters(self, pos: int) -> int:
+    def letter_name(self, pos: int) -> int:
         text = self.text
         word = next((w for w in WORDS if text.startswith(w, pos)), None)
         if word is not None:
@@ -167,6 +177,8 @@ class _Scanner:
                 kind = "op" if text in "(," or text == ")" else "name"
                 kind = "num" if text.isdigit() else kind
                 self.emit(kind, text, start)
+            return end
+        if name == "ones" and inner in ("n", "N"):  # \mathbf{1}_n: the ones vector
             return end
         if name == "ones":  # the indicator 1_{i=j}: an Iverson bracket
             self.tokens.pop()
@@ -214,6 +226,24 @@ class _Scanner:
             else:
                 self.emit("op", op, pos)
             return end
+        if name in ("begin", "end"):
+            return self.environment(pos, end, name)
+        if name == "\\" and self.cases:  # the next case
+            self.emit("op", ";", pos)
+            return end
+        if name in ("text", "textrm", "mathrm", "mbox") and self.cases:
+            content, after = self.group(end)
+            word = content.strip().rstrip(",.;").strip()
+            if word in ("if", "for", "when", "where", "if and only if", ""):
+                return after  # \text{if } i = j: the condition follows
+            if word == "and":
+                self.emit("op", ",", pos)  # i = j \text{ and } x_i > 0: both hold
+                return after
+            if word in ("otherwise", "else", "for all other", "sonst"):
+                self.emit("name", "otherwise", pos)
+                return after
+        if name in ("|", "Vert", "lVert", "rVert"):
+            return self.norm(pos, end, name)
         if name in ("frac", "dfrac", "tfrac"):
             self.emit("op", "(", pos)
             self.fracs.append((self.depth, 0))
@@ -246,8 +276,58 @@ class _Scanner:
             return self.subscript(end, word)
         raise self.fail(pos, f"the command \\{name} is not known here")
 
+    def environment(self, pos: int, end: int, name: str) -> int:
+        r"""``\begin{cases} a & i = j \\ b & i \neq j \end{cases}``: the only environment."""
+        content, after = self.group(end)
+        kind = content.strip()
+        if kind not in ("cases", "dcases"):
+            raise self.fail(pos, f"the environment {{{kind}}} is not supported here (only "
+                            "cases)")
+        if name == "begin":
+            self.cases.append(pos)
+            self.emit("op", "cases{", pos)
+        else:
+            if not self.cases:
+                raise self.fail(pos, "\\end{cases} without \\begin{cases}")
+            self.cases.pop()
+            self.emit("op", "}cases", pos)
+        return after
+
+    def letters(self, pos: int) -> int:
+        word = re.match(r"otherwise|else|if|for", self.text[pos:])
+        if self.cases and word and not self.text[pos + word.end():pos + word.end() + 1] \
+                .isalpha():
+            if word.group(0) in ("otherwise", "else"):
+                self.emit("name", "otherwise", pos)
+            return pos + word.end()  # if i = j: the condition follows
+        return self.letter_name(pos)
+
+    def norm(self, pos: int, end: int, name: str) -> int:
+        r"""``\|x\|``, ``\lVert x \rVert``, ``\Vert x \Vert``: the Euclidean norm; a
+        subscript 2 after it (``\|x\|_2``) is the same norm, any other is refused."""
+        opening = name == "lVert" or (name != "rVert" and self.norm_open < 0)
+        if opening:
+            if self.norm_open >= 0:
+                raise self.fail(pos, "a norm inside a norm is not supported")
+            self.emit("name", "norm", pos)
+            self.emit("op", "(", pos)
+            self.norm_open = pos
+            return end
+        if self.norm_open < 0:
+            raise self.fail(pos, "this norm bar closes no \\lVert")
+        self.emit("op", ")", pos)
+        self.norm_open = -1
+        rest = self.text[end:].lstrip()
+        if rest.startswith("_"):
+            content, after = self.group(len(self.text) - len(rest) + 1)
+            if content.strip() != "2":
+                raise self.fail(end, f"only the Euclidean norm (\\|x\\|_2) is supported, "
+                                f"not _{content.strip() or '{}'}")
+            return after
+        return end
+
     def sum(self, pos: int, end: int) -> int:
-        r"""``\sum_k``, ``\sum_{k}``, ``\sum_{k=1}^{n}``, ``\sum_{k=0}^{n-1}``: all k."""
+        r"""``\sum_k``, ``\sum_{k}``, ``\sum_{k=1}^{n}``, ``\sum_{k=0}^{n-1}`` (or N): all k."""
         text = self.text
         rest = text[end:].lstrip()
         if rest.startswith("\\limits"):
@@ -264,17 +344,26 @@ class _Scanner:
             upper = upper.replace(" ", "")
         if not re.fullmatch(r"[A-Za-z]", index):
             raise self.fail(pos, f"the index of a sum must be one letter, not {index!r}")
-        if (lower, upper) not in (("", ""), ("1", "n"), ("0", "n-1"), ("1", ""), ("0", "")):
-            raise self.fail(pos, "only sums over all k are supported (k = 1..n or 0..n-1)")
+        if (lower, upper.replace("N", "n")) not in (("", ""), ("1", "n"), ("0", "n-1"),
+                                                    ("1", ""), ("0", "")):
+            raise self.fail(pos, "only sums over all k are supported (k = 1..n or 0..n-1, "
+                            "n or N the size)")
         self.emit("sum", index, pos)
         return end
 
 
-def tokenize_latex(text: str) -> list[Tok]:
-    """LaTeX text -> tokens (the right-hand side of an equation, if there is one)."""
+def tokenize_latex(text: str) -> tuple[list[Tok], str]:
+    """LaTeX text -> tokens of the (last) right-hand side of an equation, if there is one,
+    and a note when that was a choice (a chain of '=')."""
     source = _trim(normalise(text, "latex", MATRIX))
     check_brackets(source)
-    return _Scanner(source).scan(right_hand_side(source))
+    masked = _ENVIRONMENT.sub(lambda m: ("(" if m.group(1) == "begin" else ")")
+                              .rjust(len(m.group(0))), source.text)
+    start, note = right_hand_side(source, masked)
+    return _Scanner(source).scan(start), note
+
+
+_ENVIRONMENT = re.compile(r"\\(begin|end)\s*\{[A-Za-z*]*\}")
 
 
 def _trim(source: Source) -> Source:

@@ -10,7 +10,8 @@ by the index-formula parser like typed text, and shown to the user.
 * ``@``, ``dot`` and juxtaposition of two non-numbers are the matrix product (a sum over
   a new index when the inner size is n); juxtaposition with a number scales;
 * transpose (``^T``, ``.T``, ``'``) swaps rows and columns (a flat array stays flat);
-* ``diag``, ``outer``, ``sum``, ``I``/``eye``, ``ones``, ``[:, None]``, ``.reshape``;
+* ``diag``, ``outer``, ``sum``, ``norm``, ``I``/``eye``, ``ones``, ``[:, None]``,
+  ``.reshape``;
 * entries (``s_i``, ``s[i]``, ``delta_ij``, sums over k) are numbers that depend on the
   final i, j: index notation works inside matrix notation.
 """
@@ -130,10 +131,13 @@ class Parser:
 
     def starts_operand(self) -> bool:
         tok = self.tok
-        return tok.kind in ("num", "name", "sum") or (tok.kind == "op" and tok.text in "([")
+        return tok.kind in ("num", "name", "sum") or (tok.kind == "op" and
+                                                       tok.text in ("(", "[", "cases{"))
 
     def term(self) -> Val:
+        start = self.pos
         value = self.unary()
+        one = self.is_one(start)
         while True:
             if self.is_op("*", "/"):
                 op = self.next()
@@ -143,14 +147,27 @@ class Parser:
                 value = self.matmul(op, value, self.unary())
             elif self.starts_operand():
                 self.juxtaposed = True
-                tok = self.tok
+                tok, right_start = self.tok, self.pos
                 right = self.unary()
+                if one and right.rows == 1 and right.cols == N and not right.flat:
+                    value = self.vector_of("1")  # 1 s^T: the ones column times a row
+                elif self.is_one(right_start) and not value.scalar and value.cols == N \
+                        and not value.flat:
+                    right = self.vector_of("1")  # diag(s) 1: times the ones column
                 if value.scalar or right.scalar:
                     value = self.elementwise(tok, value, right, "*")
                 else:
                     value = self.matmul(tok, value, right)
             else:
                 return value
+            one = False
+
+    def is_one(self, start: int) -> bool:
+        """Whether the operand from token ``start`` to here is the number 1 alone: in a
+        product written without an operator, maths means the ones vector by it (1 s^T,
+        A 1), where a number would only scale."""
+        tok = self.tokens[start]
+        return self.pos == start + 1 and tok.kind == "num" and tok.text in ("1", "1.0")
 
     def unary(self) -> Val:
         self.level += 1
@@ -216,6 +233,8 @@ class Parser:
 
     def primary(self) -> Val:
         tok = self.next()
+        if tok.kind == "num" and tok.text == "1" and self.tok.kind == "T":
+            return self.vector_of("1")  # 1^T: the ones vector, transposed
         if tok.kind == "num":
             return const(tok.text)
         if tok.kind == "op" and tok.text in "([":
@@ -229,7 +248,65 @@ class Parser:
             return value
         if tok.kind == "name":
             return self.name(tok)
+        if tok.kind == "op" and tok.text == "cases{":
+            return self.cases(tok)
         raise self.fail(tok, "expected a number, a name or '('")
+
+    def cases(self, opening: Tok) -> Val:
+        r"""``\begin{cases} A & i = j \\ B & i \neq j \end{cases}``: each value times its
+        condition (an Iverson bracket), added; the conditions are read as disjoint, and
+        ``otherwise`` holds where none of the others does."""
+        values: list[Val] = []
+        conditions: list[Val] = []
+        while True:
+            value = self.expr()
+            if self.is_op(","):
+                self.next()
+            self.expect("&")
+            if self.tok.kind == "name" and self.tok.text == "otherwise":
+                self.next()
+                if not conditions:
+                    raise self.fail(opening, "'otherwise' needs a case with a condition "
+                                    "before it")
+                rest = list(conditions)
+                condition = Val(1, 1, lambda r, c: " * ".join(
+                    f"(1 - ({k.entry(r, c)}))" for k in rest))
+            else:
+                if self.is_op(";", "}cases") or self.tok.kind == "end":
+                    raise self.fail(self.tok, "a case needs its condition after '&', e.g. "
+                                    "i = j or \\text{otherwise}")
+                left = self.expr()
+                if not (self.tok.kind == "op" and self.tok.text in RELOPS):
+                    raise self.fail(self.tok, "a case's condition is a comparison, e.g. "
+                                    "i = j, i \\neq j or \\text{otherwise}")
+                condition = self.iverson(self.next(), left)
+                while self.is_op(",") and not (self.tokens[self.pos + 1].kind == "end" or
+                                               self.tokens[self.pos + 1].text in (";", "}cases")):
+                    self.next()  # i = j, x_i > 0 (or "and"): both hold
+                    left = self.expr()
+                    if not (self.tok.kind == "op" and self.tok.text in RELOPS):
+                        raise self.fail(self.tok, "expected a comparison")
+                    condition = self.elementwise(opening, condition,
+                                                 self.iverson(self.next(), left), "*")
+                if not condition.scalar:
+                    raise self.fail(opening, "a case's condition compares numbers or "
+                                    "indices, e.g. i = j")
+            if self.is_op(",", "."):
+                self.next()
+            values.append(value)
+            conditions.append(condition)
+            if self.is_op(";"):
+                self.next()
+            if self.is_op("}cases"):
+                self.next()
+                break
+            if self.tok.kind == "end":
+                raise self.fail(self.tok, "expected \\end{cases}")
+        total = self.elementwise(opening, values[0], conditions[0], "*")
+        for value, condition in zip(values[1:], conditions[1:]):
+            term = self.elementwise(opening, value, condition, "*")
+            total = self.elementwise(opening, total, term, "+")
+        return total
 
     def iverson(self, op: Tok, left: Val) -> Val:
         right = self.expr()
@@ -246,6 +323,8 @@ class Parser:
             return self.vector_of("1")
         if name in self.scalars and name in UNARY and not self.is_op("("):
             return const(name)  # the function's own scalar (entropy's H), not the step
+        if name == "norm" and name in self.scalars | self.vectors:
+            return const(name) if name in self.scalars else self.vector(name)  # its own
         if name in UNARY or name in TWO_ARGUMENTS or name in CALLS:
             return self.call(tok)
         if name in self.vectors:
@@ -260,7 +339,10 @@ class Parser:
             return const("pi")
         if name == "sigma":
             return self.vector("y")
-        if name in ("I", "Id", "identity_matrix"):
+        if name in ("I", "Id", "identity_matrix", "I_n", "I_N", "Id_n"):
+            if self.is_op("[") and [t.text for t in self.tokens[self.pos:self.pos + 3]] \
+                    in (["[", "n", "]"], ["[", "N", "]"]):
+                self.pos += 3  # I_n: the identity of size n
             return Val(N, N, lambda r, c: f"delta({r}, {c})")
         if name in ("ones", "one"):
             return self.vector_of("1")
@@ -516,6 +598,19 @@ def _sum(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
     return _sum_all(p, tok, args)
 
 
+def _norm(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
+    """The Euclidean norm of a vector (of a number: its absolute value)."""
+    if len(args) != 1:
+        raise p.fail(tok, "the norm takes one vector")
+    (v,) = args
+    if v.scalar:
+        return Val(1, 1, lambda r, c: f"abs({v.entry(r, c)})")
+    if v.rows == N and v.cols == N:
+        raise p.fail(tok, "the norm of a matrix is not supported; take the norm of a vector")
+    k = p.index_name()
+    return Val(1, 1, lambda r, c: f"sqrt(sum(({v.entry(k, k)})**2, {k}))")
+
+
 def _eye(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
     if len(args) > 1:
         raise p.fail(tok, f"{name} takes the size n")
@@ -556,5 +651,5 @@ def _delta(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
 CALLS: dict[str, Callable[[Parser, Tok, str, list[Val]], Val]] = {
     "diag": _diag, "diagflat": _diag, "outer": _outer, "sum": _sum, "eye": _eye,
     "identity": _eye, "ones": _ones, "ones_like": _ones, "dot": _matmul, "matmul": _matmul,
-    "transpose": _transpose, "delta": _delta, "len": _len,
+    "transpose": _transpose, "delta": _delta, "len": _len, "norm": _norm,
 }

@@ -2,8 +2,9 @@
 
 Accepted: the vectors x y s t (columns, as in maths), numbers, ``n``, ``I``, ``ones``,
 ``+ - * / @ ** ^``, juxtaposition (``s s^T``), transposes ``^T .T ' ᵀ``, ``[:, None]``,
-``.reshape(-1, 1)``, the functions of :mod:`.functions` and ``diag outer sum eye dot``,
-with or without ``np.``; entries such as ``s_i`` and ``delta_ij``; a leading ``J =``.
+``.reshape(-1, 1)``, the functions of :mod:`.functions` and ``diag outer sum eye dot
+norm``, with or without ``np.`` (``np.linalg.norm``); entries such as ``s_i`` and
+``delta_ij``; a leading ``J =`` (of a chain ``J = dy/dx = ...``, the last side).
 Anything else is refused with its column.
 
 Text that reads as NumPy code (no juxtaposition, no ``^``, no ``'``) is also read with the
@@ -16,13 +17,14 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 
 from ...errors import SymjacError
 from . import Reading
 from .formula import Formula
 from .functions import ALIASES, FUNCTIONS, TWO_ARGUMENTS
 from .mathparse import CALLS, Parser, Tok, Val
-from .source import MATRIX, Source, check_brackets, normalise
+from .source import MATRIX, Source, check_brackets, normalise, right_hand_side
 
 MAX_LENGTH = 2000
 NUMPY_NAMES = frozenset((*FUNCTIONS, *ALIASES, *TWO_ARGUMENTS, *CALLS, "sqrt", "newaxis", "pi"))
@@ -49,6 +51,8 @@ def tokenize(source: Source, start: int = 0) -> list[Tok]:
         name = _NAME.match(text, pos)
         if name is not None:
             word, pos = name.group(0), name.end()
+            if word in ("np", "numpy") and text.startswith(".linalg.norm", pos):
+                pos += len(".linalg")  # np.linalg.norm(v): the Euclidean norm, only
             if word in ("np", "numpy", "math") and text.startswith(".", pos):
                 attr = _NAME.match(text, pos + 1)
                 if attr is None or attr.group(0) not in NUMPY_NAMES:
@@ -83,24 +87,6 @@ def tokenize(source: Source, start: int = 0) -> list[Tok]:
     return tokens
 
 
-def right_hand_side(source: Source, opening: str = "([{", closing: str = ")]}") -> int:
-    """Offset where the expression starts: after a top-level ``=`` (``J = ...``), or 0."""
-    depth, found = 0, []
-    text = source.text
-    for k, char in enumerate(text):
-        if char in opening:
-            depth += 1
-        elif char in closing:
-            depth -= 1
-        elif char == "=" and depth == 0 and text[k - 1:k] not in ("=", "<", ">", "!") \
-                and text[k + 1:k + 2] != "=":
-            found.append(k)
-    if len(found) > 1:
-        where = ", ".join(str(source.column(k)) for k in found)
-        raise source.error(f"several '=' (columns {where}): verify one expression at a time")
-    return found[0] + 1 if found else 0
-
-
 def parse_matrix_claim(kind: str, text: str, gradient: bool,
                        stages: Mapping[str, str]) -> tuple[Reading, ...]:
     """Matrix or LaTeX text -> its readings (one, or two for NumPy-style text)."""
@@ -111,12 +97,13 @@ def parse_matrix_claim(kind: str, text: str, gradient: bool,
     if kind == "latex":
         from .latex import tokenize_latex
 
-        tokens = tokenize_latex(text)
+        tokens, chain = tokenize_latex(text)
         maths = True
     else:
         source = normalise(text, "matrix", MATRIX)
         check_brackets(source)
-        tokens = tokenize(source, right_hand_side(source))
+        start, chain = right_hand_side(source)
+        tokens = tokenize(source, start)
         maths = any(t.kind == "T" and t.text != ".T" or t.kind == "op" and t.text == "^"
                     for t in tokens)
     if len(tokens) == 1:
@@ -129,24 +116,33 @@ def parse_matrix_claim(kind: str, text: str, gradient: bool,
         raise SymjacError(f"{kind}: too deeply nested") from None
     readings = [first]
     if kind == "matrix" and not maths and not parser.juxtaposed:
-        try:
-            flat = _lower(kind, Parser(kind, tokens, flat=True, stages=stages).parse(),
-                          gradient, stages)
-        except (SymjacError, RecursionError):
-            flat = None  # no meaning with flat arrays: the column reading stands alone
-        if flat is not None and _shapes_itself(text):  # s[:, None], s.reshape(-1, 1):
-            return (Reading(kind, flat.formula, flat.index_form, flat.vector,  # NumPy code
-                            "read as NumPy code with flat 1-D arrays (n,): the text shapes "
-                            "its vectors itself"),)
-        if flat is not None and flat.index_form != first.index_form:
-            note = ("the same text as NumPy code with flat 1-D arrays (n,): `.T` does "
-                    "nothing to them, they broadcast as rows, and @ of two of them is their "
-                    "dot product")
-            readings = [Reading(f"{kind}, vectors as columns (n, 1)", first.formula,
-                                first.index_form, first.vector),
-                        Reading(f"{kind}, vectors as flat NumPy arrays (n,)", flat.formula,
-                                flat.index_form, flat.vector, note)]
+        readings = _numpy_readings(kind, text, tokens, gradient, stages, first)
+    if chain:
+        readings = [replace(r, note="; ".join(filter(None, (chain, r.note)))) for r in readings]
     return tuple(readings)
+
+
+def _numpy_readings(kind: str, text: str, tokens: list[Tok], gradient: bool,
+                    stages: Mapping[str, str], first: Reading) -> list[Reading]:
+    """NumPy-style text read a second time with flat 1-D arrays: both readings, when they
+    differ (or the flat one alone, for text that shapes its vectors itself)."""
+    try:
+        flat = _lower(kind, Parser(kind, tokens, flat=True, stages=stages).parse(),
+                      gradient, stages)
+    except (SymjacError, RecursionError):
+        flat = None  # no meaning with flat arrays: the column reading stands alone
+    if flat is not None and _shapes_itself(text):  # s[:, None], s.reshape(-1, 1):
+        return [Reading(kind, flat.formula, flat.index_form, flat.vector,  # NumPy code
+                        "read as NumPy code with flat 1-D arrays (n,): the text shapes "
+                        "its vectors itself")]
+    if flat is None or flat.index_form == first.index_form:
+        return [first]
+    note = ("the same text as NumPy code with flat 1-D arrays (n,): `.T` does nothing to "
+            "them, they broadcast as rows, and @ of two of them is their dot product")
+    return [Reading(f"{kind}, vectors as columns (n, 1)", first.formula, first.index_form,
+                    first.vector),
+            Reading(f"{kind}, vectors as flat NumPy arrays (n,)", flat.formula,
+                    flat.index_form, flat.vector, note)]
 
 
 _RESHAPING = re.compile(r"\bNone\b|\bnewaxis\b|\breshape\b|\bexpand_dims\b|\batleast_2d\b"

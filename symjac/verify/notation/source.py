@@ -55,6 +55,44 @@ class Source:
     def error(self, message: str) -> SymjacError:
         return SymjacError(f"{self.what}: {message}")
 
+    def tail(self, start: int) -> Source:
+        """The text from offset ``start`` on, without its leading blanks, same columns."""
+        rest = self.text[start:]
+        lead = len(rest) - len(rest.lstrip())
+        return Source(self.what, self.original, rest.strip(),
+                      self.columns[start + lead:start + lead + len(rest.strip())]
+                      + (self.columns[-1],))
+
+
+def right_hand_side(source: Source, masked: str | None = None) -> tuple[int, str]:
+    """Where the claimed expression starts, and a note for the report.
+
+    People paste equations: ``J_{ij} = ...``, ``J[i, j] = ...`` or a chain
+    ``J_{ij} = \\frac{\\partial y_i}{\\partial x_j} = ...``. The expression is what
+    follows the last top-level ``=`` (not ``==``, ``<=``, ``>=``, ``!=``, nor one inside
+    brackets, as in ``[i = j]``); a chain is said so in the note. ``masked``: the text
+    with regions that count as brackets (LaTeX environments) replaced by brackets.
+    """
+    text = source.text if masked is None else masked
+    depth, found = 0, []
+    for k, char in enumerate(text):
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "=" and depth == 0 and text[k - 1:k] not in ("=", "<", ">", "!") \
+                and text[k + 1:k + 2] != "=":
+            found.append(k)
+    if not found:
+        return 0, ""
+    start = found[-1] + 1
+    if len(found) == 1:
+        return start, ""
+    last = source.text[start:].strip()
+    last = last if len(last) <= 60 else last[:57] + "..."
+    return start, (f"the text is a chain of {len(found)} '=': judged its last right-hand "
+                   f"side, {last}")
+
 
 def normalise(text: object, what: str, extra: Mapping[str, str] | None = None,
               replace: Mapping[str, str] | None = None) -> Source:
