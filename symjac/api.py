@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import catalog, lang, targets
+from . import lang, targets
 from .budget import TIME_LIMIT, Deadline, active, stage
 from .derivation import Derivation, Spec, as_size
 from .derivation import derive as derive_spec

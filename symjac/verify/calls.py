@@ -3,8 +3,9 @@
 People write Jacobian code for a flat vector ``(n,)``, a column ``(n, 1)``, a row
 ``(1, n)`` or a batch ``(b, n)``; it returns ``(n, n)`` (or ``(1, n, n)``, ``(n, n, 1)``),
 a batch ``(b, n, n)``, a flattened ``(n*n,)`` (read as ``J.reshape(n, n)``), or only a
-vector ``(n,)`` -- the derivative of an elementwise function, i.e. J's diagonal. Each call is a :class:`Shape`; each result becomes one 2-D
-claim per input vector (n x n, or 1 x n for a gradient), or says why it cannot be read.
+vector ``(n,)`` -- the derivative of an elementwise function, i.e. J's diagonal. Each
+call is a :class:`Shape`; each result becomes one 2-D claim per input vector (n x n, or
+1 x n for a gradient), or says why it cannot be read.
 
 For a flat vector or a column (the shapes Jacobian code is written for) a result of any
 other shape is a wrong answer to an input the code accepted: it refutes the claim. A row
