@@ -269,7 +269,7 @@ class Parser:
                     raise self.fail(opening, "'otherwise' needs a case with a condition "
                                     "before it")
                 rest = list(conditions)
-                condition = Val(1, 1, lambda r, c: " * ".join(
+                condition = Val(1, 1, lambda r, c, rest=rest: " * ".join(
                     f"(1 - ({k.entry(r, c)}))" for k in rest))
             else:
                 if self.is_op(";", "}cases") or self.tok.kind == "end":
