@@ -24,12 +24,12 @@ import numpy as np
 import sympy as sp
 
 from .. import catalog
-from ..resolve import resolve
 from ..derivation import Derivation, Spec, derivative, derive
 from ..engine.jacobian import DELTA, at
 from ..errors import SymjacError
 from ..lang import Function
 from ..lang.functions import relu, sigmoid, softplus
+from ..resolve import resolve
 from .canon import Canon
 from .numeric import Numeric
 
