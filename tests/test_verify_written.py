@@ -221,8 +221,8 @@ def test_norms_of_a_function_without_eps(kind, text, verdict, meaning):
 
 
 @pytest.mark.parametrize(("text", "verdict"), [
-    (r"\frac{\delta_{ij}}{\sqrt{\|x\|^2+\varepsilon}} - \frac{x_i x_j}{(\|x\|^2+\varepsilon)^{3/2}}",
-     "correct"),
+    (r"\frac{\delta_{ij}}{\sqrt{\|x\|^2+\varepsilon}}"
+     r" - \frac{x_i x_j}{(\|x\|^2+\varepsilon)^{3/2}}", "correct"),
     (r"\frac{\delta_{ij}}{\|x\|} - \frac{x_i x_j}{\|x\|^3}", "refuted"),  # eps forgotten
 ])
 def test_norms_in_the_catalogs_l2_normalize(text, verdict):
