@@ -74,7 +74,7 @@ def _close(got, want, tol):
 
 SIZES = [("layer_norm", 8), ("rms_norm", 8), ("l2_normalize", 8), ("layer_norm", 33),
          ("rms_norm", 33)]
-MAGNITUDES = [1.0, 1e150, 1e200, 1e300, 1.7e308]
+MAGNITUDES = [1e-300, 1e-200, 1.0, 1e150, 1e200, 1e300, 1.7e308]
 
 
 @pytest.fixture(scope="module", params=SIZES, ids=[f"{f}-n{n}" for f, n in SIZES])
@@ -87,7 +87,7 @@ def built(request, tmp_path_factory):
 def test_values_at_any_magnitude(built, magnitude):
     name, b = built
     n = b.c.n
-    rng = np.random.default_rng(int(np.log10(magnitude)) + n)
+    rng = np.random.default_rng(abs(int(np.log10(magnitude))) + n)
     x = rng.uniform(-1.0, 1.0, n) * magnitude
     if name == "layer_norm":
         x = x / 2 + magnitude / 2  # an offset too: the mean's sum overflows near 1e308
@@ -160,3 +160,46 @@ def test_a_constant_huge_row_is_not_rescaled(tmp_path):
     for k in (b.c, b.np):
         assert np.array_equal(k.forward(x, **p), y)
         _close(k.jacobian(x, **p), jac, 1e-13)
+
+
+USER = {
+    # a scalar output (the C forward stored y after the retry loop: it did not compile)
+    "cosine": ("param t[n]\ny = sum(x * t) / sqrt(sum(x^2))",
+               lambda x, t: mp.fsum(a * b for a, b in zip(x, t)) / mp.sqrt(mp.fsum(
+                   v * v for v in x))),
+    # no eps: below ~1e-154 the squares underflow to 0 (0/0 before), rescaled up now
+    "unit": ("r = sqrt(sum(x^2))\ny = x / r", None),
+}
+
+
+def _cosine_grad(x, t):
+    r = mp.sqrt(mp.fsum(v * v for v in x))
+    f = mp.fsum(a * b for a, b in zip(x, t)) / r
+    return [t[j] / r - f * x[j] / r**2 for j in range(len(x))]
+
+
+@pytest.mark.parametrize("magnitude", [1e-300, 1e-200, 1.0, 1e200, 1e300])
+def test_user_functions_rescaled_both_ways(tmp_path, magnitude):
+    import symjac
+
+    n = 5
+    x = np.array([1.0, 2.0, -3.0, 0.5, -0.25]) * magnitude
+    t = np.array([0.3, -1.0, 2.0, 0.5, 1.5])
+    xs, ts = [mp.mpf(float(v)) for v in x], [mp.mpf(float(v)) for v in t]
+    (tmp_path / "c").mkdir()
+    (tmp_path / "u").mkdir()
+    cos = Built(symjac.function(USER["cosine"][0], name="cosine"), n, "float64",
+                tmp_path / "c")
+    want_y = float(USER["cosine"][1](xs, ts))
+    want_g = np.array([float(v) for v in _cosine_grad(xs, ts)])
+    unit = Built(symjac.function(USER["unit"][0], name="unit"), n, "float64", tmp_path / "u")
+    r = mp.sqrt(mp.fsum(v * v for v in xs))
+    want_u = np.array([float(v / r) for v in xs])
+    want_j = np.array([[float((i == j) / r - xs[i] * xs[j] / r**3) for j in range(n)]
+                       for i in range(n)])
+    for k in (cos.c, cos.np):
+        assert abs(k.forward(x, t=t) - want_y) <= 1e-14 * abs(want_y)
+        _close(np.ravel(k.jacobian(x, t=t)), want_g, 1e-13)
+    for k in (unit.c, unit.np):
+        _close(k.forward(x), want_u, 1e-14)
+        _close(k.jacobian(x), want_j, 1e-13)

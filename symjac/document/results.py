@@ -316,17 +316,22 @@ def _scale(w: Writer, s: Subject) -> None:
     kappa = sp.Symbol("kappa" if "kappa" not in taken else plan.scale.name, positive=True)
     ctx, shown, claim = _primed(s, set(), {plan.scale: kappa})
     k = latex(kappa)
+    up = all(up for _, (_, up) in plan.guards)
+    limits = (r"beyond $2^{300}$, or below $2^{-300}$ while every entry is below "
+              r"$2^{-150}$ ($2^{40}$, $2^{-40}$, $2^{-20}$ in single precision)" if up
+              else r"beyond $2^{300}$ ($2^{40}$ in single precision)")
     w.para(rf"Scale by the magnitude. Where a sum over the entries is not finite, or a sum "
-           rf"of their squares is beyond $2^{{300}}$ in size ($2^{{40}}$ in single precision), "
-           rf"the kernels compute the row again with every $x_k$ "
+           rf"of their squares is {limits}, the kernels compute the row again with "
+           rf"every $x_k$ "
            rf"multiplied by ${k} = 2^{{-e}}$, the power of two with ${k} \max_k |x_k|$ in "
            rf"$[\tfrac12, 1)$ (an exact scaling); otherwise ${k} = 1$. The stages (primed "
            "names):")
     w.show(shown)
     w.para(r"Why: the squares of entries beyond about $10^{154}$ overflow in floating point "
            r"(a sum of entries near $10^{308}$), and powers of a norm in $J$ such as $r^3$ "
-           r"well before, while the output is an ordinary number; after the scaling every "
-           rf"entry is less than $1$ in size. The output is the same for every ${k} > 0$:")
+           r"well before; below about $10^{-154}$ they underflow to $0$; the output is an "
+           rf"ordinary number. After the scaling the largest entry is between $\tfrac12$ and "
+           rf"$1$ in size. The output is the same for every ${k} > 0$:")
     w.claim(ctx, [Line(Step(*claim, f"the scale ${k}$ cancels"))],
             "the scaled output is the definition")
 

@@ -91,8 +91,8 @@ class KernelPlan:
     shifted_by: str = ""  # the maximum's name when the program was shifted
     names: dict[str, str] = field(default_factory=dict)  # program name -> kernel name
     scale: sp.Symbol | None = None  # ci of a program rescaled on overflow (engine/scale.py)
-    guards: tuple[tuple[str, int], ...] = ()  # sums (and the power of x they carry) whose
-    # overflow runs the program again with ci
+    guards: tuple[tuple[str, tuple[int, bool]], ...] = ()  # sums whose overflow runs the
+    # program again with ci, with (the power of x they carry, whether tiny rows scale up)
 
     @property
     def output(self) -> KStage:
@@ -129,8 +129,9 @@ def plan(program: Program, jac: Jacobian) -> KernelPlan:
         scaled = scale_by_magnitude(stages, pieces, program.x, program.output.symbol)
     if scaled is not None:
         stages, pieces = list(scaled.stages), dict(scaled.pieces)
-        why = ("the squares of entries beyond ~1e154 overflow (a sum of entries near 1e308); "
-               "where a sum leaves the range the row is computed again from x times "
+        why = ("the squares of entries beyond ~1e154 overflow (a sum of entries near 1e308), "
+               "below ~1e-154 they underflow; where a sum leaves the range the row is "
+               "computed again from x times "
                f"{scaled.scale.name}, a power of two at or below 1/max_k |x_k|, and the "
                "output does not change with the scale")
         rewrites += [Rewrite("scale by the magnitude", name, before, after, why)

@@ -49,8 +49,11 @@ class Scaled:
     stages: tuple[KStage, ...]
     pieces: dict[str, sp.Expr]
     scale: sp.Symbol
-    guards: tuple[tuple[str, int], ...]  # (sum, the power of x it carries)
+    guards: tuple[tuple[str, tuple[int, bool]], ...]  # (sum, (the power of x it carries,
+    # whether a row of tiny entries may be scaled up: see ``up``))
     changes: tuple[tuple[str, sp.Expr, sp.Expr, sp.Expr], ...]
+    up: bool = True  # whether a row of tiny entries may be scaled up: no constant in a
+    # stage moves with the scale (eps ci^2 would overflow where eps alone is right)
 
 
 def scale_by_magnitude(stages: list[KStage], pieces: dict[str, sp.Expr], x: sp.Symbol,
@@ -65,10 +68,11 @@ def scale_by_magnitude(stages: list[KStage], pieces: dict[str, sp.Expr], x: sp.S
 
 
 def limit(power: int, dtype: str) -> int | None:
-    """log2 of the size beyond which a sum carrying ``power`` of x (x^2: 2) runs its row
-    again: where the entries pass ~2^150 (2^20 in float32), so that the powers of a norm
-    the Jacobian uses (r^3) stay in range too; None: only when the sum is not finite (a
-    sum of x itself: a constant row stays as it is, for eps times ci^2 can underflow)."""
+    """e such that a sum carrying ``power`` of x (x^2: 2) runs its row again outside
+    [2^-e, 2^e): where the entries pass ~2^150 (2^20 in float32), so that the powers of a
+    norm the Jacobian uses (r^3) stay in range too, or fall below 2^-150 (their squares
+    underflow); None: only when the sum is not finite (a sum of x itself: a constant row
+    stays as it is, for eps times ci^2 can underflow)."""
     if power <= 1:
         return None
     e = power * (150 if dtype == "float64" else 20)
@@ -117,7 +121,10 @@ def _scale(stages, pieces, x, output) -> Scaled | None:
             (pa, ra), (pb, rb) = carried["a" + name[1:]], carried[name]
             carried["a" + name[1:]], carried[name] = (pa + pb, ra), (sp.Integer(0), rb)
     new_pieces = {name: rest.xreplace(back) * ci**-p for name, (p, rest) in carried.items()}
-    return Scaled(tuple(new_stages), new_pieces, ci, tuple(guards), tuple(changes))
+    up = not any(st.expr.replace(lambda e: isinstance(e, rescaled), lambda e: e.args[0])
+                 .has(ci) for st in new_stages)
+    guards = [(name, (p, up)) for name, p in guards]
+    return Scaled(tuple(new_stages), new_pieces, ci, tuple(guards), tuple(changes), up)
 
 
 def _carry(expr: sp.Expr, S: sp.Dummy) -> tuple[sp.Expr, sp.Expr]:

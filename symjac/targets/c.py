@@ -86,6 +86,7 @@ class CFunction:
     unused: tuple[str, ...]
     scale: str = ""  # ci: the body runs again, x rescaled, when a guard (a stage) finds a
     # sum out of range (symjac.engine.scale)
+    tail: tuple[str, ...] = ()  # statements after the outputs (a scalar result stored)
 
 
 def argument_names(d: Derivation) -> dict[str, str]:
@@ -254,13 +255,27 @@ def _rows(d: Derivation, kf: KernelFunction, outputs: bool = False) -> dict | No
                        for g, p in kf.guards], "again": again}
 
 
-def rescale_call(x: str, total: str, power: int, dtype: str) -> str:
-    """The call that gives a row's scale ci from its sum ``total`` carrying ``power`` of x:
-    1 while the sum is in range (symjac.engine.scale.limit)."""
+def rescale_call(x: str, total: str, guard: tuple[int, bool], dtype: str) -> str:
+    """The call that gives a row's scale ci from its sum ``total``: 1 while the sum is in
+    range (``guard``: the power of x it carries, whether a tiny row scales up;
+    symjac.engine.scale.limit)."""
+    low, high, tiny = bounds(guard, dtype)
+    f = "F" if dtype == "float32" else ""
+    text = ", ".join(f"{v}{f}" if v != "HUGE_VAL" else f"HUGE_VAL{f}"
+                     for v in (low, high, tiny))
+    return f"symjac_rescale{f.lower()}({x}, {total}, {text})"
+
+
+def bounds(guard: tuple[int, bool], dtype: str) -> tuple[str, str, str]:
+    """C99 constants (hex floats) for the rescale's low and high bounds on a guarded sum
+    and the entry size below which a small sum is an underflow (0.0: never)."""
+    power, up = guard
     e = limit(power, dtype)
-    f = "f" if dtype == "float32" else ""
-    bound = f"HUGE_VAL{f.upper()}" if e is None else f"0x1p{e}{f.upper()}"
-    return f"symjac_rescale{f}({x}, {total}, {bound})"
+    if e is None:
+        return "0.0", "HUGE_VAL", "0.0"
+    if not up:
+        return "0.0", f"0x1p{e}", "0.0"
+    return f"0x1p-{e}", f"0x1p{e}", f"0x1p-{e // power}"
 
 
 def _unscaled(kf: KernelFunction) -> KernelFunction:
@@ -381,7 +396,7 @@ def scalar_context(d: Derivation) -> dict:
     pr = _Printer(d)
     out = plan.output
     forward = pr.function(function(plan, [("y", out.symbol)]))
-    forward = replace(forward, outputs=())  # y is a scalar
+    forward = replace(forward, outputs=(), tail=("y_out[0] = y;",))  # y is a scalar
     grad = function(plan, [("jac", plan.gradient)])
     ctx = {
         **_common(d),

@@ -23,7 +23,7 @@ class KernelFunction:
     stages: tuple[KStage, ...]
     outputs: tuple[tuple[str, sp.Expr], ...]
     scale: str = ""  # ci, when the kernel runs again rescaled if a sum in ``guards`` is
-    guards: tuple[tuple[str, int], ...] = ()  # too large (symjac.engine.scale); else ""
+    guards: tuple[tuple[str, tuple[int, bool]], ...] = ()  # out of range (engine.scale)
 
 
 def function(plan: KernelPlan, outputs: list[tuple[str, sp.Expr]],

@@ -15,9 +15,8 @@ import sympy as sp
 
 from ..derivation import Derivation
 from ..engine.kernels import KStage
-from ..engine.scale import limit
 from . import inplace
-from .c import argument_names, header_lines
+from .c import argument_names, bounds, header_lines
 from .lower import KernelFunction, backward_function, directional, function
 from .printers import helpers_used, numpy_code
 
@@ -88,10 +87,12 @@ def _retried(d: Derivation, kf: KernelFunction, f: PyFunction) -> PyFunction:
     for a in f.stages:
         body.append("    " + (f"{a.target} = " if a.target else "") + a.code)
         if a.target in dict(kf.guards):
-            e = limit(dict(kf.guards)[a.target], d.spec.dtype)
+            low, high, tiny = bounds(dict(kf.guards)[a.target], d.spec.dtype)
+            text = ", ".join("numpy.inf" if v == "HUGE_VAL" else repr(float.fromhex(v))
+                             for v in (low, high, tiny))
             body += ["    if _retry == 0:",
                      f"        _ci = _rescale(x, {a.target}, "
-                     f"{'numpy.inf' if e is None else f'2.0**{e}'})",
+                     f"{text})",
                      "        if _ci is not None:",
                      f"            {kf.scale} = _ci",
                      "            continue  # those rows again, from x times ci"]
