@@ -203,3 +203,52 @@ def test_user_functions_rescaled_both_ways(tmp_path, magnitude):
     for k in (unit.c, unit.np):
         _close(k.forward(x), want_u, 1e-14)
         _close(k.jacobian(x), want_j, 1e-13)
+
+
+def test_rows_that_different_guards_find_in_one_numpy_batch(tmp_path):
+    """Row a overflows the mean (1.7e308), row b only the sum of squares (1e200): each is
+    computed again at its own scale (NumPy ran the guards once: b came out 0)."""
+    n = 8
+    b = Built("layer_norm", n, "float64", tmp_path)
+    a_row = np.array([1, .9, .8, .7, .6, .5, .4, .3]) * 1.7e308
+    b_row = np.array([1, -1, .5, -.5, .25, -.25, .1, -.1]) * 1e200
+    xs = np.stack([a_row, b_row, np.linspace(-1.0, 1.0, n)])
+    p = _params("layer_norm", n, np.float64)
+    for what in ("forward", "jacobian"):
+        got = getattr(b.np, what)(xs, **p)
+        c_got = b.c.batch(what, [xs], **p)
+        for r, row in enumerate(xs):
+            y, jac = _reference("layer_norm", row, p)
+            _close(got[r], y if what == "forward" else jac, 1e-13)
+            _close(c_got[r], y if what == "forward" else jac, 1e-13)
+
+
+def test_a_sum_of_absolute_values_is_rescaled_too(tmp_path):
+    """y = x / sum(|x|): the sum overflows near 1e308 (0 before), no square in sight."""
+    import symjac
+
+    n = 3
+    b = Built(symjac.function("y = x / sum(abs(x))", name="l1"), n, "float64", tmp_path)
+    for x in (np.array([1.7e308, 1e308, -1e308]), np.array([0.5, -2.0, 1.0])):
+        xs = [mp.mpf(float(v)) for v in x]
+        s = mp.fsum(abs(v) for v in xs)
+        want = np.array([float(v / s) for v in xs])
+        for k in (b.c, b.np):
+            _close(k.forward(x), want, 1e-15)
+
+
+def test_a_vector_parameter_beside_x_is_not_scaled_with_it(tmp_path):
+    """d = x - t: scaling t with x, at a scale chosen from x alone, would be wrong when t
+    is the huge one; such a program is computed as written (right where its sums are in
+    range)."""
+    import symjac
+
+    n = 3
+    f = symjac.function("param t[n]\nd = x - t\ny = d / sqrt(sum(d^2))", name="dist")
+    b = Built(f, n, "float64", tmp_path)
+    assert b.derivation.kernels.scale is None
+    x, t = np.array([4.0, 2.0, 3.0]), np.array([1e100, 0.0, 0.0])
+    d = [mp.mpf(float(a)) - mp.mpf(float(c)) for a, c in zip(x, t)]
+    r = mp.sqrt(mp.fsum(v * v for v in d))
+    for k in (b.c, b.np):
+        _close(k.forward(x, t=t), np.array([float(v / r) for v in d]), 1e-15)

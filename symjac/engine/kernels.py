@@ -126,7 +126,8 @@ def plan(program: Program, jac: Jacobian) -> KernelPlan:
     stages = _insert_scalars(stages, extra)
     scaled = None
     if moved is None:  # (the two never meet: an exponential of x is not scale-free)
-        scaled = scale_by_magnitude(stages, pieces, program.x, program.output.symbol)
+        scaled = scale_by_magnitude(stages, pieces, program.x, program.output.symbol,
+                                    frozenset(p.symbol for p in program.params if p.vector))
     if scaled is not None:
         stages, pieces = list(scaled.stages), dict(scaled.pieces)
         why = ("the squares of entries beyond ~1e154 overflow (a sum of entries near 1e308), "

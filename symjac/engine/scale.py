@@ -57,12 +57,14 @@ class Scaled:
 
 
 def scale_by_magnitude(stages: list[KStage], pieces: dict[str, sp.Expr], x: sp.Symbol,
-                       output: sp.Symbol) -> Scaled | None:
-    """The scaled program (module docstring), or None when it does not apply."""
-    if not _sums_squares(stages, x):
+                       output: sp.Symbol, fixed: frozenset = frozenset()) -> Scaled | None:
+    """The scaled program (module docstring), or None when it does not apply. ``fixed``:
+    the vector parameters, which do not move with the scale (``x - t`` is not scaled: the
+    scale is chosen from x alone)."""
+    if not _sums(stages, x):
         return None
     try:
-        return _scale(stages, pieces, x, output)
+        return _scale(stages, pieces, x, output, fixed)
     except (_NotScaled, CheckFailed):
         return None
 
@@ -79,21 +81,21 @@ def limit(power: int, dtype: str) -> int | None:
     return e if e < (1024 if dtype == "float64" else 128) else None
 
 
-def _sums_squares(stages: list[KStage], x: sp.Symbol) -> bool:
-    """Whether a sum or mean adds powers of degree 2 or more of quantities of x."""
+def _sums(stages: list[KStage], x: sp.Symbol) -> bool:
+    """Whether a sum or mean adds quantities of x (which can overflow: x^2 beyond 1e154,
+    |x| near 1e308)."""
     maps = {st.symbol: st.expr for st in stages if st.kind == "map"}
     for st in stages:
         if st.kind == "reduce" and st.op in ("sum", "mean"):
             flat = st.expr
             for _ in range(len(maps) + 1):
                 flat = flat.xreplace(maps)
-            if any(p.exp.is_number and p.exp >= 2 and x in p.base.free_symbols
-                   for p in flat.atoms(sp.Pow)):
+            if x in flat.free_symbols:
                 return True
     return False
 
 
-def _scale(stages, pieces, x, output) -> Scaled | None:
+def _scale(stages, pieces, x, output, fixed) -> Scaled | None:
     S = sp.Dummy("S", positive=True)  # the scale 1 / ci while the powers are carried
     ci = sp.Symbol("ci", positive=True)  # reserved: a user's ci is renamed for the kernels
     xh = sp.Dummy("xh", real=True)
@@ -102,7 +104,7 @@ def _scale(stages, pieces, x, output) -> Scaled | None:
     new_stages, changes, guards = [], [], []
     of_x = {x}
     for st in stages:
-        p, rest = _carry(st.expr.xreplace(rel), S)
+        p, rest = _carry(st.expr.xreplace(rel), S, fixed)
         if st.symbol == output and p != 0:
             return None  # the output moves with the scale: nothing to gain
         rel[st.symbol] = S**p * st.symbol
@@ -115,7 +117,11 @@ def _scale(stages, pieces, x, output) -> Scaled | None:
             of_x.add(st.symbol)
             if st.kind == "reduce" and st.op in ("sum", "mean"):
                 guards.append((st.name, int(p)))
-    carried = {name: _carry(expr.xreplace(rel), S) for name, expr in pieces.items()}
+    carried = {}
+    for name, expr in pieces.items():  # each piece proved as S^p times its new form
+        carried[name] = _carry(expr.xreplace(rel), S, fixed)
+        if not is_zero(expr.xreplace(rel) - S**carried[name][0] * carried[name][1]):
+            raise CheckFailed(f"scaling by the magnitude: {name} of J did not prove equal")
     for name in carried:  # a rank-one term a_i b_j takes its whole power on a: ci^2 and
         if name.startswith("b") and "a" + name[1:] in carried:  # 1/ci would be 0 * inf
             (pa, ra), (pb, rb) = carried["a" + name[1:]], carried[name]
@@ -127,33 +133,35 @@ def _scale(stages, pieces, x, output) -> Scaled | None:
     return Scaled(tuple(new_stages), new_pieces, ci, tuple(guards), tuple(changes), up)
 
 
-def _carry(expr: sp.Expr, S: sp.Dummy) -> tuple[sp.Expr, sp.Expr]:
+def _carry(expr: sp.Expr, S: sp.Dummy, fixed: frozenset) -> tuple[sp.Expr, sp.Expr]:
     """``expr`` as ``S**p * rest`` with the highest power taken out of every sum."""
     if expr == S:
         return sp.Integer(1), sp.Integer(1)
     if not expr.has(S):
         return sp.Integer(0), expr
     if isinstance(expr, sp.Mul):
-        parts = [_carry(a, S) for a in expr.args]
+        parts = [_carry(a, S, fixed) for a in expr.args]
         return sp.Add(*[p for p, _ in parts]), sp.Mul(*[r for _, r in parts])
     if isinstance(expr, sp.Pow):
-        p, rest = _carry(expr.base, S)
+        p, rest = _carry(expr.base, S, fixed)
         if p != 0 and not expr.exp.is_Rational:
             raise _NotScaled
         return p * expr.exp, rest**expr.exp
     if isinstance(expr, sp.Add):
-        parts = [_carry(a, S) for a in expr.args]
+        parts = [_carry(a, S, fixed) for a in expr.args]
         if not all(p.is_Rational for p, _ in parts):
             raise _NotScaled
         top = max(p for p, _ in parts)
+        if any(p != top and r.free_symbols & fixed for p, r in parts):
+            raise _NotScaled  # x - t: t would be scaled with x, the scale chosen from x
         return top, sp.Add(*[r * S**(p - top) for p, r in parts])
     if isinstance(expr, _SCALE_FREE):
-        parts = [_carry(a, S) for a in expr.args]
+        parts = [_carry(a, S, fixed) for a in expr.args]
         if len({p for p, _ in parts}) != 1:
             raise _NotScaled
         return parts[0][0], expr.func(*[r for _, r in parts])
     if isinstance(expr, sp.Function):
-        parts = [_carry(a, S) for a in expr.args]
+        parts = [_carry(a, S, fixed) for a in expr.args]
         if any(p != 0 for p, _ in parts):
             raise _NotScaled
         return sp.Integer(0), expr.func(*[r for _, r in parts])

@@ -79,10 +79,13 @@ def _function(d: Derivation, kf: KernelFunction, into: bool = False,
 
 
 def _retried(d: Derivation, kf: KernelFunction, f: PyFunction) -> PyFunction:
-    """``f`` in a loop that runs it a second time, for the rows where a sum in
-    ``kf.guards`` is not finite, with x rescaled by ci (symjac.engine.scale)."""
+    """``f`` in a loop that runs it again, for the rows where a sum in ``kf.guards`` is
+    out of range, with x rescaled by ci (symjac.engine.scale). A row found by a later
+    guard (its mean in range, its sum of squares not) gets its own pass: at most one per
+    guard, as a row once rescaled is not looked at again."""
     if not kf.scale:
         return f
+    passes = len([a for a in f.stages if a.target in dict(kf.guards)]) + 1
     body = []
     for a in f.stages:
         body.append("    " + (f"{a.target} = " if a.target else "") + a.code)
@@ -90,14 +93,13 @@ def _retried(d: Derivation, kf: KernelFunction, f: PyFunction) -> PyFunction:
             low, high, tiny = bounds(dict(kf.guards)[a.target], d.spec.dtype)
             text = ", ".join("numpy.inf" if v == "HUGE_VAL" else repr(float.fromhex(v))
                              for v in (low, high, tiny))
-            body += ["    if _retry == 0:",
-                     f"        _ci = _rescale(x, {a.target}, "
-                     f"{text})",
+            body += [f"    if _retry < {passes - 1}:",
+                     f"        _ci = _rescale(x, {a.target}, {text}, {kf.scale})",
                      "        if _ci is not None:",
                      f"            {kf.scale} = _ci",
                      "            continue  # those rows again, from x times ci"]
     body += ["    " + line for line in f.final] + ["    break"]
-    return PyFunction((Assign(kf.scale, "1.0"), Assign("", "for _retry in (0, 1):"),
+    return PyFunction((Assign(kf.scale, "1.0"), Assign("", f"for _retry in range({passes}):"),
                        *(Assign("", line) for line in body)), f.returns)
 
 
