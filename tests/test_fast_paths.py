@@ -248,8 +248,9 @@ def test_without_sse2_the_kernel_is_plain_c99(tmp_path_factory):
 
 
 def test_small_n_has_no_intrinsics():
-    """n <= 16 (unrolled) and odd sizes never stream: the file is plain C99."""
-    for n, dtype in ((5, "float64"), (16, "float64"), (33, "float64"), (17, "float32")):
+    """n < 16 (unrolled) and odd sizes never stream: the file is plain C99 (n = 16
+    streams: benchmarks/RESULTS.md)."""
+    for n, dtype in ((5, "float64"), (15, "float64"), (33, "float64"), (17, "float32")):
         text = "".join(render(derive(Spec("softmax", n, dtype)), ("c",)).values())
         assert "immintrin" not in text and "_mm" not in text, (n, dtype)
 

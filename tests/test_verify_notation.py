@@ -235,7 +235,7 @@ BAD = [
     ("matrix", "np.linalg.inv(s)", "np.linalg is not supported", "column 1"),
     ("matrix", "diag(s) + ", "expected a number, a name or '('", "at the end"),
     ("matrix", "A^2", 'unknown name "A"', "column 1"),
-    ("matrix", "J = a = b", 'unknown name "b"', "column 9"),  # the last side of a chain
+    ("matrix", "J = a = b", "left of '=' must be J[i, j]", "column 7"),  # a is no derivative
     ("matrix", "(s @ s.T)^2", "a power of a matrix is ambiguous", "column 10"),
     ("matrix", "s.__class__", "the method .__class__() is not supported", "column 3"),
     ("matrix", "__import__('os')", 'unknown name "__import__"', "column 1"),

@@ -9,6 +9,7 @@ pass for names. Columns in messages always count in the text the user typed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -64,6 +65,15 @@ class Source:
                       + (self.columns[-1],))
 
 
+# What may stand left of '=': J, H (a Hessian), a gradient g or grad, a derivative written
+# with d, D, partial or nabla (J_{ij}, J[i, j], \frac{\partial s_i}{\partial x_j}, dy/dx,
+# \partial_j s_i, \nabla_j L, \mathbf{J}, \operatorname{J}).
+_DERIVATIVE = re.compile(
+    r"^(\\(mathbf|mathrm|mathcal|operatorname|boldsymbol)\s*\{\s*)?"
+    r"(J|H|g\b|g_|g\[|grad|jac|Jac|hess|Hess|d\s*[A-Za-z\\(]|D[A-Za-z_(]|"
+    r"\\frac\s*\{\s*(\\partial|d|\\mathrm)|\\partial|\\nabla|\\mathrm\s*\{\s*d)")
+
+
 def right_hand_side(source: Source, masked: str | None = None) -> tuple[int, str]:
     """Where the claimed expression starts, and a note for the report.
 
@@ -85,6 +95,13 @@ def right_hand_side(source: Source, masked: str | None = None) -> tuple[int, str
             found.append(k)
     if not found:
         return 0, ""
+    edges = [-1, *found]
+    for left, eq in zip(edges, found):
+        named = text[left + 1:eq].strip()
+        if not _DERIVATIVE.match(named):
+            raise source.error(
+                f"syntax error at column {source.column(eq)}: left of '=' must be J[i, j], "
+                f"J_{{ij}}, dy/dx or a partial, not {named[:20]!r}")
     start = found[-1] + 1
     if len(found) == 1:
         return start, ""
