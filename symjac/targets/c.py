@@ -198,25 +198,28 @@ class _Printer:
         return CFunction(tuple(stages), locals_, outputs, unused, kf.scale)
 
 
-def _rows(d: Derivation, kf: KernelFunction, outputs: bool = False) -> dict | None:
-    """The view of ``forward_rows`` (None: not used): several rows at once, so that every
+def _rows(d: Derivation, kf: KernelFunction, signature: str, outputs: bool = False,
+          inputs: tuple[str, ...] = ("x",), again: str = "", tail: str = "") -> dict | None:
+    """The view of a ``*_rows`` function (None: not used): ROWS rows at once, so that every
     map is one flat loop over whole vectors (a row of n = 5 or 10 leaves a scalar
     remainder that runs the slow scalar symjac_exp). Reductions and lets run row by row,
-    printed as in forward_into (the same lanes, the same result bit for bit). With
-    ``outputs``, ``kf``'s outputs are arrays filled in one more flat loop
-    (``jacobian_parts_rows``); else its last map writes ``y``."""
-    if d.n > ROWS_MAX_N or any(p.vector for p in d.kernels.params):
+    printed as in the one-row kernel (the same lanes, the same result bit for bit; a
+    scale ci prints as 1, its value in the first pass). ``inputs`` are the arrays read
+    per row (x; y and g for a backward pass; u or v), like a vector parameter given per
+    row; a shared vector parameter is read at k mod N. With ``outputs``, ``kf``'s outputs
+    are arrays filled in one more flat loop; else its last map writes ``y`` (a vector
+    forward pass) or ``tail`` copies a scalar result out. ``again`` is the one-row call
+    that runs a row again rescaled when a guard finds it (``{params}``: that row's
+    parameters), for a kernel with a scale."""
+    if d.n > ROWS_MAX_N:
         return None
-    again = ""
-    if kf.scale:  # the rows as with ci = 1; a row a guard finds again by the one-row kernel
-        kf = _unscaled(kf)
-        params = "".join(f", {p.name}" for p in d.kernels.params)
-        again = (f"jacobian_parts(x + row * N{params}, dg + row * N"
-                 + "".join(f", {o} + row * N" for o, _ in kf.outputs[1:]) + ")"
-                 if outputs else f"forward_into(x + row * N{params}, y + row * N)")
+    params = d.kernels.params
+    again = again.format(params="".join(
+        f", {p.name} + row * N" if p.vector and not p.shared else f", {p.name}"
+        for p in params)) if kf.scale else ""
     maps = [st.name for st in kf.stages if st.kind == "map"]
     scalars = [st.name for st in kf.stages if st.kind != "map"]
-    taken = {*maps, *scalars, *(p.name for p in d.kernels.params), *(o for o, _ in kf.outputs)}
+    taken = {*maps, *scalars, *inputs, *(p.name for p in params), *(o for o, _ in kf.outputs)}
     flat_exprs = [st.expr for st in kf.stages if st.kind == "map"]
     flat_exprs += [e for _, e in kf.outputs] if outputs else []
     spread: dict[str, str] = {}  # scalar -> its copy per entry
@@ -227,10 +230,14 @@ def _rows(d: Derivation, kf: KernelFunction, outputs: bool = False) -> dict | No
             name += "_"
         spread[s] = name
         taken.add(name)
-    flat = {n: f"{n}[{{k}}]" for n in ["x", *maps]} | {
+    per_row = [*inputs, *(p.name for p in params if p.vector and not p.shared), *maps]
+    shared = [p.name for p in params if p.vector and p.shared]
+    flat = {n: f"{n}[{{k}}]" for n in per_row} | {n: f"{n}[({{k}}) % N]" for n in shared} | {
         s: f"{c}[{{k}}]" for s, c in spread.items()}
-    row = {n: f"{n}[row * N + {{k}}]" for n in ["x", *maps]}
+    row = {n: f"{n}[row * N + {{k}}]" for n in per_row} | {n: f"{n}[{{k}}]" for n in shared}
     names = {s: f"{s}[row]" for s in scalars}
+    if kf.scale:  # ci printed as 1: the one-row kernel's expressions with its first ci
+        names[kf.scale] = "1.0F" if d.spec.dtype == "float32" else "1.0"
 
     def code(expr: sp.Expr, arrays: dict[str, str], index: str = "k") -> str:
         return c_code(expr, dtype=d.spec.dtype, arrays=arrays, index=index, names=names)
@@ -247,12 +254,12 @@ def _rows(d: Derivation, kf: KernelFunction, outputs: bool = False) -> dict | No
                                    code(st.expr, row, "0"), spread=spread.get(st.name, "")))
     printed = [(name, code(e, flat)) for name, e in kf.outputs] if outputs else []
     text = " ".join([s.code + " " + s.first for s in stages] + [c for _, c in printed])
-    unused = [p.name for p in d.kernels.params
-              if not re.search(rf"\b{re.escape(p.name)}\b", text)]
-    return {"stages": stages, "scalars": scalars, "outputs": printed, "unused": unused,
-            "locals": [m for m in maps if outputs or m != "y"],
-            "guards": [rescale_call("x + row * N", f"{g}[row]", p, d.spec.dtype)
-                       for g, p in kf.guards], "again": again}
+    unused = [n for n in [*inputs, *(p.name for p in params)]
+              if not re.search(rf"\b{re.escape(n)}\b", text)]
+    return {"signature": signature, "stages": stages, "scalars": scalars, "outputs": printed,
+            "unused": unused, "locals": [m for m in maps if outputs or m != "y"],
+            "guards": [rescale_call(f"{inputs[0]} + row * N", f"{g}[row]", p, d.spec.dtype)
+                       for g, p in kf.guards], "again": again, "tail": tail}
 
 
 def rescale_call(x: str, total: str, guard: tuple[int, bool], dtype: str) -> str:
@@ -278,13 +285,17 @@ def bounds(guard: tuple[int, bool], dtype: str) -> tuple[str, str, str]:
     return f"0x1p-{e}", f"0x1p{e}", f"0x1p-{e // power}"
 
 
-def _unscaled(kf: KernelFunction) -> KernelFunction:
-    """``kf`` with its scale ci at 1 (x rescaled by ci is x): the first pass's values."""
-    def plain(e: sp.Expr) -> sp.Expr:
-        e = sp.sympify(e).replace(lambda a: isinstance(a, rescaled), lambda a: a.args[0])
-        return e.xreplace({s: sp.Integer(1) for s in e.free_symbols if s.name == kf.scale})
-    return KernelFunction(tuple(replace(st, expr=plain(st.expr)) for st in kf.stages),
-                          tuple((o, plain(e)) for o, e in kf.outputs), kf.scale, kf.guards)
+def _signature(d: Derivation):
+    """``sig(first, vector, out=...)``: the C parameter list of a kernel over ``first``
+    (x or y), the run-time parameters, an optional ``vector`` argument (u, v, g), and
+    its output arrays (``out``: their names, with their types after the first)."""
+    ctype = DTYPES[d.spec.dtype]
+    decl = "".join(f", {p.c_decl}" for p in _params(d, ctype))
+
+    def sig(first: str, vector: str = "", out: str = "out") -> str:
+        extra = f", const {ctype} *{vector}" if vector else ""
+        return f"const {ctype} *{first}{decl}{extra}, {ctype} *{out}"
+    return sig
 
 
 def _params(d: Derivation, ctype: str) -> list[CParam]:
@@ -312,8 +323,19 @@ def _common(d: Derivation) -> dict:
     }
 
 
+ROW_FUNCTIONS = (("rows", "forward_rows", "the forward pass"),
+                 ("parts_rows", "jacobian_parts_rows", "jacobian_parts"),
+                 ("grad_rows", "gradient_rows", "the gradient"),
+                 ("jvp_rows", "jvp_rows", "J v"), ("vjp_rows", "vjp_rows", "u^T J"),
+                 ("backward_rows", "backward_rows", "g^T J from y"))
+"""The ``*_rows`` functions a context may have: its key, the C name, what it computes."""
+
+
 def _finish(ctx: dict, exprs: list[sp.Expr]) -> dict:
-    """Which helpers and whether symjac_exp are needed, from every expression printed."""
+    """Which helpers and whether symjac_exp are needed, from every expression printed;
+    the ``*_rows`` functions (templates/c/rows.c.jinja) the context has."""
+    ctx["row_functions"] = [(name, doc, ctx[key]) for key, name, doc in ROW_FUNCTIONS
+                            if ctx.get(key)]
     helpers = helpers_used(exprs)
     ctx["helpers"] = helpers
     ctx["fastexp"] = any(sp.sympify(e).has(sp.exp) for e in exprs) or bool(
@@ -345,11 +367,22 @@ def vector_context(d: Derivation) -> dict:
     ai = [sp.Symbol(f"ai{r}") for r in range(rank)]
     bj = [sp.Symbol(f"b{r}") for r in range(rank)]
     row = sum((t.at(a, b) for t, a, b in zip(plan.terms, ai, bj)), sp.Integer(0))
+    sig, p = _signature(d), d.spec.stem
+    arrays_decl = "".join(f", {DTYPES[d.spec.dtype]} *{o}" for o, _ in ab)
     ctx = {
         **_common(d),
         "forward": forward,
-        "rows": _rows(d, function(plan, [("y", y)])),
-        "parts_rows": _rows(d, parts, outputs=True),
+        "rows": _rows(d, function(plan, [("y", y)]), sig("x", out="y"),
+                      again="forward_into(x + row * N{params}, y + row * N)"),
+        "parts_rows": _rows(d, parts, sig("x", out="dg" + arrays_decl), outputs=True,
+                            again="jacobian_parts(x + row * N{params}, dg + row * N"
+                            + "".join(f", {o} + row * N" for o, _ in ab) + ")"),
+        "jvp_rows": _rows(d, jvp, sig("x", arg["v"]), outputs=True, inputs=("x", arg["v"]),
+                          again=f"{p}_jvp(x + row * N{{params}}, {arg['v']} + row * N, "
+                          "out + row * N)"),
+        "vjp_rows": _rows(d, vjp, sig("x", arg["u"]), outputs=True, inputs=("x", arg["u"]),
+                          again=f"{p}_vjp(x + row * N{{params}}, {arg['u']} + row * N, "
+                          "out + row * N)"),
         "parts": pr.function(parts),
         "jvp": pr.function(jvp, inputs=("x", arg.get("v"))),
         "vjp": pr.function(vjp, inputs=("x", arg.get("u"))),
@@ -362,12 +395,15 @@ def vector_context(d: Derivation) -> dict:
         "stream": d.n >= STREAM_MIN_N and d.n * ITEMSIZE[DTYPES[d.spec.dtype]] % 16 == 0,
         "simd": "pd" if d.spec.dtype == "float64" else "ps",
         "backward": None,
+        "backward_rows": None,
         "docs": _docs(d),
         "parts_doc": _wrap(_parts_doc(d), 84),
     }
     if plan.backward is not None:
         back = backward_function(plan, arg)
         ctx["backward"] = pr.function(back, inputs=("y", arg["g"]))
+        ctx["backward_rows"] = _rows(d, back, sig("y", arg["g"]), outputs=True,
+                                     inputs=("y", arg["g"]))
         exprs += [e for _, e in back.outputs] + [st.expr for st in back.stages]
     return _finish(ctx, exprs)
 
@@ -398,10 +434,16 @@ def scalar_context(d: Derivation) -> dict:
     forward = pr.function(function(plan, [("y", out.symbol)]))
     forward = replace(forward, outputs=(), tail=("y_out[0] = y;",))  # y is a scalar
     grad = function(plan, [("jac", plan.gradient)])
+    sig, p, y = _signature(d), d.spec.stem, out.symbol.name
     ctx = {
         **_common(d),
         "forward": forward,
         "grad": pr.function(grad),
+        "rows": _rows(d, function(plan, [("y", out.symbol)]), sig("x", out="y_out"),
+                      again=f"{p}_forward(x + row * N{{params}}, y_out + row)",
+                      tail=f"y_out[row] = {y}[row];"),
+        "grad_rows": _rows(d, grad, sig("x", out="jac"), outputs=True,
+                           again=f"{p}_jacobian(x + row * N{{params}}, jac + row * N)"),
         "docs": _docs(d),
     }
     return _finish(ctx, [st.expr for st in plan.stages] + [plan.gradient])
