@@ -15,6 +15,14 @@ into a temporary folder (the C is built into the usual cache) and times, in floa
 Each pair is timed alternately; the table gives the fastest of ``--repeat`` runs (the
 least disturbed on a shared machine) and the ratio framework / generated (> 1: the
 generated op is faster). A size symjac does not derive is reported, not skipped silently.
+
+A second table gives, per n, the floor any op that returns a new (batch, n) array pays:
+a copy of x into a fresh tensor (``x.clone()``; under ``jit``, ``x * 1.0``), and the same
+copy into memory already in place (``y.copy_(x)``) — the difference is the page faults of
+fresh memory. The generated ops advise 2 MiB pages for large outputs (Linux); PyTorch's
+own allocator does so only with ``THP_MEM_ALLOC_ENABLE=1``:
+
+    THP_MEM_ALLOC_ENABLE=1 python benchmarks/frameworks.py   # PyTorch with 2 MiB pages too
 """
 
 from __future__ import annotations
@@ -88,6 +96,22 @@ def torch_rows(modules: dict, n: int, batch: int, repeat: int) -> list[tuple]:
     return [(name, n, *best(pair, repeat)) for name, pair in pairs.items()]
 
 
+def floors(n: int, batch: int, repeat: int) -> list[tuple]:
+    """(what, n, ms): a copy of x into fresh memory and into memory in place."""
+    import jax
+    import torch
+
+    x = torch.randn(batch, n, dtype=torch.float64)
+    y = torch.empty_like(x)
+    xj = jax.device_put(x.numpy())
+    copy = jax.jit(lambda a: a * 1.0)
+    fresh, warm = best((lambda: x.clone(), lambda: y.copy_(x)), repeat)
+    jfresh, _ = best((lambda: jax.block_until_ready(copy(xj)), lambda: None), repeat)
+    return [("torch x.clone() (fresh memory)", n, fresh),
+            ("torch y.copy_(x) (memory in place)", n, warm),
+            ("jax jit(x * 1.0)", n, jfresh)]
+
+
 def jax_rows(modules: dict, n: int, batch: int, repeat: int) -> list[tuple]:
     import jax
 
@@ -115,7 +139,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="8,32,128,1024")
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
-    rows, notes = [], []
+    rows, notes, floor = [], [], []
     with tempfile.TemporaryDirectory(prefix="symjac-bench-") as work:
         for n in (int(s) for s in args.sizes.split(",")):
             try:
@@ -125,12 +149,18 @@ def main() -> int:
                 continue
             rows += torch_rows(modules, n, args.batch, args.repeat)
             rows += jax_rows(modules, n, args.batch, args.repeat)
-    print(f"batch {args.batch}, float64, one thread; fastest of {args.repeat} runs\n")
+            floor += floors(n, args.batch, args.repeat)
+    thp = os.environ.get("THP_MEM_ALLOC_ENABLE", "") not in ("", "0")
+    print(f"batch {args.batch}, float64, one thread; fastest of {args.repeat} runs; PyTorch "
+          f"{'with' if thp else 'without'} THP_MEM_ALLOC_ENABLE\n")
     print("| case | n | generated (ms) | framework (ms) | framework / generated |")
     print("|---|---|---|---|---|")
     for name, n, ours, theirs in sorted(rows, key=lambda r: (r[0], r[1])):
         print(f"| {name} | {n} | {ours * 1e3:.2f} | {theirs * 1e3:.2f} | "
               f"{theirs / ours:.2f}x |")
+    print("\n| floor: a copy of x into a new array | n | ms |\n|---|---|---|")
+    for name, n, ms in floor:
+        print(f"| {name} | {n} | {ms * 1e3:.2f} |")
     for note in notes:
         print(f"\n{note}")
     return 0

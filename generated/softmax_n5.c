@@ -312,275 +312,6 @@ static void forward_into(const double *x, double *y)
     }
 }
 
-
-/* ROWS rows at once: each map is one loop over ROWS * N entries, so that the exponential
- * runs in whole vectors; reductions run row by row in the lanes of forward_into (same
- * result). */
-#define ROWS 8
-static void forward_rows(const double *x, double *y)
-{
-    size_t k, row;
-    double e[ROWS * N];
-    double m[ROWS];
-    double m_rows[ROWS * N];
-    double Z[ROWS];
-    double recip_Z[ROWS];
-    double recip_Z_rows[ROWS * N];
-    {
-        double lane[LANES][ROWS];
-        size_t l, w;
-        for (l = 0; l < LANES; ++l) {
-            for (row = 0; row < ROWS; ++row) {
-                lane[l][row] = x[row * N + 0];
-            }
-        }
-        for (k = 0; k + LANES <= N; k += LANES) {
-            for (l = 0; l < LANES; ++l) {
-                for (row = 0; row < ROWS; ++row) {
-                    {
-                        const double candidate = x[row * N + k + l];
-                        lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
-                    }
-                }
-            }
-        }
-        for (l = 0; k + l < N; ++l) {
-            for (row = 0; row < ROWS; ++row) {
-                {
-                    const double candidate = x[row * N + k + l];
-                    lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
-                }
-            }
-        }
-        for (w = LANES / 2; w > 0; w /= 2) {
-            for (l = 0; l < w; ++l) {
-                for (row = 0; row < ROWS; ++row) {
-                    {
-                        const double candidate = lane[l + w][row];
-                        lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
-                    }
-                }
-            }
-        }
-        for (row = 0; row < ROWS; ++row) {
-            m[row] = lane[0][row];
-        }
-    }
-    for (row = 0; row < ROWS; ++row) {
-        for (k = 0; k < N; ++k) {
-            m_rows[row * N + k] = m[row];
-        }
-    }
-    for (k = 0; k < ROWS * N; ++k) {
-        e[k] = symjac_exp(symjac_shifted(x[k], m_rows[k]));
-    }
-    {
-        double lane[LANES][ROWS];
-        size_t l, w;
-        for (l = 0; l < LANES; ++l) {
-            for (row = 0; row < ROWS; ++row) {
-                lane[l][row] = 0.0;
-            }
-        }
-        for (k = 0; k + LANES <= N; k += LANES) {
-            for (l = 0; l < LANES; ++l) {
-                for (row = 0; row < ROWS; ++row) {
-                    lane[l][row] += e[row * N + k + l];
-                }
-            }
-        }
-        for (l = 0; k + l < N; ++l) {
-            for (row = 0; row < ROWS; ++row) {
-                lane[l][row] += e[row * N + k + l];
-            }
-        }
-        for (w = LANES / 2; w > 0; w /= 2) {
-            for (l = 0; l < w; ++l) {
-                for (row = 0; row < ROWS; ++row) {
-                    lane[l][row] += lane[l + w][row];
-                }
-            }
-        }
-        for (row = 0; row < ROWS; ++row) {
-            Z[row] = lane[0][row];
-        }
-    }
-    for (row = 0; row < ROWS; ++row) {
-        recip_Z[row] = symjac_recip(Z[row]);
-    }
-    for (row = 0; row < ROWS; ++row) {
-        for (k = 0; k < N; ++k) {
-            recip_Z_rows[row * N + k] = recip_Z[row];
-        }
-    }
-    for (k = 0; k < ROWS * N; ++k) {
-        y[k] = e[k]*recip_Z_rows[k];
-    }
-
-}
-
-/* jacobian_parts for ROWS rows at once (the same result per row): dg, a_r and b_r of row
- * r at offset r * N. */
-static void jacobian_parts_rows(const double *x, double *dg, double *a0, double *b0)
-{
-    size_t k, row;
-    double e[ROWS * N];
-    double y[ROWS * N];
-    double q[ROWS * N];
-    double m[ROWS];
-    double m_rows[ROWS * N];
-    double c[ROWS];
-    double c_rows[ROWS * N];
-    double rest[ROWS];
-    double rest_rows[ROWS * N];
-    double Z[ROWS];
-    double recip_Z[ROWS];
-    double recip_Z_rows[ROWS * N];
-    {
-        double lane[LANES][ROWS];
-        size_t l, w;
-        for (l = 0; l < LANES; ++l) {
-            for (row = 0; row < ROWS; ++row) {
-                lane[l][row] = x[row * N + 0];
-            }
-        }
-        for (k = 0; k + LANES <= N; k += LANES) {
-            for (l = 0; l < LANES; ++l) {
-                for (row = 0; row < ROWS; ++row) {
-                    {
-                        const double candidate = x[row * N + k + l];
-                        lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
-                    }
-                }
-            }
-        }
-        for (l = 0; k + l < N; ++l) {
-            for (row = 0; row < ROWS; ++row) {
-                {
-                    const double candidate = x[row * N + k + l];
-                    lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
-                }
-            }
-        }
-        for (w = LANES / 2; w > 0; w /= 2) {
-            for (l = 0; l < w; ++l) {
-                for (row = 0; row < ROWS; ++row) {
-                    {
-                        const double candidate = lane[l + w][row];
-                        lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
-                    }
-                }
-            }
-        }
-        for (row = 0; row < ROWS; ++row) {
-            m[row] = lane[0][row];
-        }
-    }
-    for (row = 0; row < ROWS; ++row) {
-        for (k = 0; k < N; ++k) {
-            m_rows[row * N + k] = m[row];
-        }
-    }
-    for (k = 0; k < ROWS * N; ++k) {
-        e[k] = symjac_exp(symjac_shifted(x[k], m_rows[k]));
-    }
-    {
-        double lane[LANES][ROWS];
-        size_t l, w;
-        for (l = 0; l < LANES; ++l) {
-            for (row = 0; row < ROWS; ++row) {
-                lane[l][row] = 0.0;
-            }
-        }
-        for (k = 0; k + LANES <= N; k += LANES) {
-            for (l = 0; l < LANES; ++l) {
-                for (row = 0; row < ROWS; ++row) {
-                    lane[l][row] += ((m[row] == x[row * N + k + l]) ? (e[row * N + k + l]) : (0));
-                }
-            }
-        }
-        for (l = 0; k + l < N; ++l) {
-            for (row = 0; row < ROWS; ++row) {
-                lane[l][row] += ((m[row] == x[row * N + k + l]) ? (e[row * N + k + l]) : (0));
-            }
-        }
-        for (w = LANES / 2; w > 0; w /= 2) {
-            for (l = 0; l < w; ++l) {
-                for (row = 0; row < ROWS; ++row) {
-                    lane[l][row] += lane[l + w][row];
-                }
-            }
-        }
-        for (row = 0; row < ROWS; ++row) {
-            c[row] = lane[0][row];
-        }
-    }
-    for (row = 0; row < ROWS; ++row) {
-        for (k = 0; k < N; ++k) {
-            c_rows[row * N + k] = c[row];
-        }
-    }
-    {
-        double lane[LANES][ROWS];
-        size_t l, w;
-        for (l = 0; l < LANES; ++l) {
-            for (row = 0; row < ROWS; ++row) {
-                lane[l][row] = 0.0;
-            }
-        }
-        for (k = 0; k + LANES <= N; k += LANES) {
-            for (l = 0; l < LANES; ++l) {
-                for (row = 0; row < ROWS; ++row) {
-                    lane[l][row] += ((m[row] == x[row * N + k + l]) ? (0) : (e[row * N + k + l]));
-                }
-            }
-        }
-        for (l = 0; k + l < N; ++l) {
-            for (row = 0; row < ROWS; ++row) {
-                lane[l][row] += ((m[row] == x[row * N + k + l]) ? (0) : (e[row * N + k + l]));
-            }
-        }
-        for (w = LANES / 2; w > 0; w /= 2) {
-            for (l = 0; l < w; ++l) {
-                for (row = 0; row < ROWS; ++row) {
-                    lane[l][row] += lane[l + w][row];
-                }
-            }
-        }
-        for (row = 0; row < ROWS; ++row) {
-            rest[row] = lane[0][row];
-        }
-    }
-    for (row = 0; row < ROWS; ++row) {
-        for (k = 0; k < N; ++k) {
-            rest_rows[row * N + k] = rest[row];
-        }
-    }
-    for (row = 0; row < ROWS; ++row) {
-        Z[row] = c[row] + rest[row];
-    }
-    for (row = 0; row < ROWS; ++row) {
-        recip_Z[row] = symjac_recip(Z[row]);
-    }
-    for (row = 0; row < ROWS; ++row) {
-        for (k = 0; k < N; ++k) {
-            recip_Z_rows[row * N + k] = recip_Z[row];
-        }
-    }
-    for (k = 0; k < ROWS * N; ++k) {
-        y[k] = e[k]*recip_Z_rows[k];
-    }
-    for (k = 0; k < ROWS * N; ++k) {
-        q[k] = c_rows[k] - e[k];
-    }
-    for (k = 0; k < ROWS * N; ++k) {
-        dg[k] = e[k]*(recip_Z_rows[k]*recip_Z_rows[k])*(q[k] + rest_rows[k]);
-        a0[k] = y[k];
-        b0[k] = y[k];
-    }
-
-}
-
 /*
  * dg[i] = J_ii and, per rank-one term r, a_r and b_r
  * (J_ij = sum_r a_r[i] b_r[j] off the diagonal), from x; J_ii to full relative
@@ -907,6 +638,615 @@ void softmax_n5_backward(const double *y, const double *g, double *out)
     }
 }
 
+
+
+/* ROWS rows at once: each map is one loop over ROWS * N entries, so that the exponential
+ * runs in whole vectors; reductions run row by row in the lanes of the one-row kernel
+ * (same result). Row r's arrays start at r * N (a scalar result: at r). */
+#define ROWS 8
+
+/* the forward pass for ROWS rows at once (the same result per row). */
+static void forward_rows(const double *x, double *y)
+{
+    size_t k, row;
+    double e[ROWS * N];
+    double m[ROWS];
+    double m_rows[ROWS * N];
+    double Z[ROWS];
+    double recip_Z[ROWS];
+    double recip_Z_rows[ROWS * N];
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = x[row * N + 0];
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    {
+                        const double candidate = x[row * N + k + l];
+                        lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                    }
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                {
+                    const double candidate = x[row * N + k + l];
+                    lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                }
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    {
+                        const double candidate = lane[l + w][row];
+                        lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                    }
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            m[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            m_rows[row * N + k] = m[row];
+        }
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        e[k] = symjac_exp(symjac_shifted(x[k], m_rows[k]));
+    }
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = 0.0;
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += e[row * N + k + l];
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] += e[row * N + k + l];
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += lane[l + w][row];
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            Z[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        recip_Z[row] = symjac_recip(Z[row]);
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            recip_Z_rows[row * N + k] = recip_Z[row];
+        }
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        y[k] = e[k]*recip_Z_rows[k];
+    }
+
+}
+
+/* jacobian_parts for ROWS rows at once (the same result per row). */
+static void jacobian_parts_rows(const double *x, double *dg, double *a0, double *b0)
+{
+    size_t k, row;
+    double e[ROWS * N];
+    double y[ROWS * N];
+    double q[ROWS * N];
+    double m[ROWS];
+    double m_rows[ROWS * N];
+    double c[ROWS];
+    double c_rows[ROWS * N];
+    double rest[ROWS];
+    double rest_rows[ROWS * N];
+    double Z[ROWS];
+    double recip_Z[ROWS];
+    double recip_Z_rows[ROWS * N];
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = x[row * N + 0];
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    {
+                        const double candidate = x[row * N + k + l];
+                        lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                    }
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                {
+                    const double candidate = x[row * N + k + l];
+                    lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                }
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    {
+                        const double candidate = lane[l + w][row];
+                        lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                    }
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            m[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            m_rows[row * N + k] = m[row];
+        }
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        e[k] = symjac_exp(symjac_shifted(x[k], m_rows[k]));
+    }
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = 0.0;
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += ((m[row] == x[row * N + k + l]) ? (e[row * N + k + l]) : (0));
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] += ((m[row] == x[row * N + k + l]) ? (e[row * N + k + l]) : (0));
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += lane[l + w][row];
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            c[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            c_rows[row * N + k] = c[row];
+        }
+    }
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = 0.0;
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += ((m[row] == x[row * N + k + l]) ? (0) : (e[row * N + k + l]));
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] += ((m[row] == x[row * N + k + l]) ? (0) : (e[row * N + k + l]));
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += lane[l + w][row];
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            rest[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            rest_rows[row * N + k] = rest[row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        Z[row] = c[row] + rest[row];
+    }
+    for (row = 0; row < ROWS; ++row) {
+        recip_Z[row] = symjac_recip(Z[row]);
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            recip_Z_rows[row * N + k] = recip_Z[row];
+        }
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        y[k] = e[k]*recip_Z_rows[k];
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        q[k] = c_rows[k] - e[k];
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        dg[k] = e[k]*(recip_Z_rows[k]*recip_Z_rows[k])*(q[k] + rest_rows[k]);
+        a0[k] = y[k];
+        b0[k] = y[k];
+    }
+
+}
+
+/* J v for ROWS rows at once (the same result per row). */
+static void jvp_rows(const double *x, const double *v, double *out)
+{
+    size_t k, row;
+    double e[ROWS * N];
+    double y[ROWS * N];
+    double m[ROWS];
+    double m_rows[ROWS * N];
+    double Z[ROWS];
+    double recip_Z[ROWS];
+    double recip_Z_rows[ROWS * N];
+    double dot0[ROWS];
+    double dot0_rows[ROWS * N];
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = x[row * N + 0];
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    {
+                        const double candidate = x[row * N + k + l];
+                        lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                    }
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                {
+                    const double candidate = x[row * N + k + l];
+                    lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                }
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    {
+                        const double candidate = lane[l + w][row];
+                        lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                    }
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            m[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            m_rows[row * N + k] = m[row];
+        }
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        e[k] = symjac_exp(symjac_shifted(x[k], m_rows[k]));
+    }
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = 0.0;
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += e[row * N + k + l];
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] += e[row * N + k + l];
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += lane[l + w][row];
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            Z[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        recip_Z[row] = symjac_recip(Z[row]);
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            recip_Z_rows[row * N + k] = recip_Z[row];
+        }
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        y[k] = e[k]*recip_Z_rows[k];
+    }
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = 0.0;
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += v[row * N + k + l]*y[row * N + k + l];
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] += v[row * N + k + l]*y[row * N + k + l];
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += lane[l + w][row];
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            dot0[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            dot0_rows[row * N + k] = dot0[row];
+        }
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        out[k] = y[k]*(-dot0_rows[k] + v[k]);
+    }
+
+}
+
+/* u^T J for ROWS rows at once (the same result per row). */
+static void vjp_rows(const double *x, const double *u, double *out)
+{
+    size_t k, row;
+    double e[ROWS * N];
+    double y[ROWS * N];
+    double m[ROWS];
+    double m_rows[ROWS * N];
+    double Z[ROWS];
+    double recip_Z[ROWS];
+    double recip_Z_rows[ROWS * N];
+    double dot0[ROWS];
+    double dot0_rows[ROWS * N];
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = x[row * N + 0];
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    {
+                        const double candidate = x[row * N + k + l];
+                        lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                    }
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                {
+                    const double candidate = x[row * N + k + l];
+                    lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                }
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    {
+                        const double candidate = lane[l + w][row];
+                        lane[l][row] = candidate > lane[l][row] ? candidate : lane[l][row];
+                    }
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            m[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            m_rows[row * N + k] = m[row];
+        }
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        e[k] = symjac_exp(symjac_shifted(x[k], m_rows[k]));
+    }
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = 0.0;
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += e[row * N + k + l];
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] += e[row * N + k + l];
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += lane[l + w][row];
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            Z[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        recip_Z[row] = symjac_recip(Z[row]);
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            recip_Z_rows[row * N + k] = recip_Z[row];
+        }
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        y[k] = e[k]*recip_Z_rows[k];
+    }
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = 0.0;
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += u[row * N + k + l]*y[row * N + k + l];
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] += u[row * N + k + l]*y[row * N + k + l];
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += lane[l + w][row];
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            dot0[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            dot0_rows[row * N + k] = dot0[row];
+        }
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        out[k] = y[k]*(-dot0_rows[k] + u[k]);
+    }
+
+}
+
+/* g^T J from y for ROWS rows at once (the same result per row). */
+static void backward_rows(const double *y, const double *g, double *out)
+{
+    size_t k, row;
+    double dot0[ROWS];
+    double dot0_rows[ROWS * N];
+    {
+        double lane[LANES][ROWS];
+        size_t l, w;
+        for (l = 0; l < LANES; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] = 0.0;
+            }
+        }
+        for (k = 0; k + LANES <= N; k += LANES) {
+            for (l = 0; l < LANES; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += g[row * N + k + l]*y[row * N + k + l];
+                }
+            }
+        }
+        for (l = 0; k + l < N; ++l) {
+            for (row = 0; row < ROWS; ++row) {
+                lane[l][row] += g[row * N + k + l]*y[row * N + k + l];
+            }
+        }
+        for (w = LANES / 2; w > 0; w /= 2) {
+            for (l = 0; l < w; ++l) {
+                for (row = 0; row < ROWS; ++row) {
+                    lane[l][row] += lane[l + w][row];
+                }
+            }
+        }
+        for (row = 0; row < ROWS; ++row) {
+            dot0[row] = lane[0][row];
+        }
+    }
+    for (row = 0; row < ROWS; ++row) {
+        for (k = 0; k < N; ++k) {
+            dot0_rows[row * N + k] = dot0[row];
+        }
+    }
+    for (k = 0; k < ROWS * N; ++k) {
+        out[k] = y[k]*(-dot0_rows[k] + g[k]);
+    }
+
+}
+
 void softmax_n5_forward_batch(size_t count, const double *x, double *y)
 {
     size_t b = 0;
@@ -940,24 +1280,33 @@ void softmax_n5_jacobian_batch(size_t count, const double *x, double *jac)
 
 void softmax_n5_jvp_batch(size_t count, const double *x, const double *v, double *out)
 {
-    size_t b;
-    for (b = 0; b < count; ++b) {
+    size_t b = 0;
+    for (; b + ROWS <= count; b += ROWS) {
+        jvp_rows(x + b * N, v + b * N, out + b * N);
+    }
+    for (; b < count; ++b) {
         softmax_n5_jvp(x + b * N, v + b * N, out + b * N);
     }
 }
 
 void softmax_n5_vjp_batch(size_t count, const double *x, const double *u, double *out)
 {
-    size_t b;
-    for (b = 0; b < count; ++b) {
+    size_t b = 0;
+    for (; b + ROWS <= count; b += ROWS) {
+        vjp_rows(x + b * N, u + b * N, out + b * N);
+    }
+    for (; b < count; ++b) {
         softmax_n5_vjp(x + b * N, u + b * N, out + b * N);
     }
 }
 
 void softmax_n5_backward_batch(size_t count, const double *y, const double *g, double *out)
 {
-    size_t b;
-    for (b = 0; b < count; ++b) {
+    size_t b = 0;
+    for (; b + ROWS <= count; b += ROWS) {
+        backward_rows(y + b * N, g + b * N, out + b * N);
+    }
+    for (; b < count; ++b) {
         softmax_n5_backward(y + b * N, g + b * N, out + b * N);
     }
 }

@@ -153,7 +153,7 @@ def common_context(m: KernelModule, target: str) -> dict:
     # The backward from the saved output y where the C has one (no forward pass again),
     # else the vjp from x; with second derivatives the gradient op also takes x, whose
     # derivatives are the hvp and jvp kernels.
-    from_y = m.backward and (target == "torch" or not m.hvp)  # (jax: from x with hvp)
+    from_y = m.backward
     grad_kernel = "backward_batch" if from_y else "vjp_batch"
     grad_names = (["x"] if m.hvp or not from_y else []) + (["y"] if from_y else [])
     module = f"{m.stem}_{target}"
