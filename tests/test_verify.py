@@ -304,7 +304,7 @@ def test_cross_check_catches_a_broken_proof():
     from symjac.verify.formulas import cross_check
     from symjac.verify.matrices import FormulaMatrix
     from symjac.verify.notation.formula import parse_formula
-    from symjac.verify.truth import build_world
+    from symjac.verify.truth.build import build_world
 
     world = build_world("softmax", 3, Canon(3))
     claim = FormulaMatrix(world, parse_formula("s[i]*(1 - s[i])"))

@@ -50,10 +50,9 @@ class Scaled:
     pieces: dict[str, sp.Expr]
     scale: sp.Symbol
     guards: tuple[tuple[str, tuple[int, bool]], ...]  # (sum, (the power of x it carries,
-    # whether a row of tiny entries may be scaled up: see ``up``))
+    # whether a row of tiny entries may be scaled up: no constant in a stage moves with the
+    # scale, for eps ci^2 would overflow where eps alone is right))
     changes: tuple[tuple[str, sp.Expr, sp.Expr, sp.Expr], ...]
-    up: bool = True  # whether a row of tiny entries may be scaled up: no constant in a
-    # stage moves with the scale (eps ci^2 would overflow where eps alone is right)
 
 
 def scale_by_magnitude(stages: list[KStage], pieces: dict[str, sp.Expr], x: sp.Symbol,
@@ -130,7 +129,7 @@ def _scale(stages, pieces, x, output, fixed) -> Scaled | None:
     up = not any(st.expr.replace(lambda e: isinstance(e, rescaled), lambda e: e.args[0])
                  .has(ci) for st in new_stages)
     guards = [(name, (p, up)) for name, p in guards]
-    return Scaled(tuple(new_stages), new_pieces, ci, tuple(guards), tuple(changes), up)
+    return Scaled(tuple(new_stages), new_pieces, ci, tuple(guards), tuple(changes))
 
 
 def _carry(expr: sp.Expr, S: sp.Dummy, fixed: frozenset) -> tuple[sp.Expr, sp.Expr]:

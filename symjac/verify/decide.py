@@ -36,7 +36,7 @@ from .canon import (
     term_bound,
 )
 from .numeric import Overflow, Point, finite, nice_points, significant
-from .truth import World
+from .truth.world import World
 
 EQUAL, DIFFERS, UNDECIDED = "equal", "differs", "undecided"
 MAX_SIGN_VARIABLES = 3  # x_k split by sign (3 cases each) in one entry, at the most

@@ -23,7 +23,7 @@ from .budget import Budget
 from .canon import has_atoms, nodes, subs, term_bound
 from .decide import EQUAL, Decider
 from .matrices import ClosedMatrix, FloatTruth, FormulaMatrix, Scaled, truth_matrix
-from .truth import World
+from .truth.world import World
 
 # -- candidates -----------------------------------------------------------------------------
 

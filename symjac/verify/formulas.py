@@ -24,7 +24,8 @@ from .matrices import FormulaMatrix, pieces_matrix, truth_matrix
 from .notation import Reading
 from .numeric import Overflow, Point, cross_check_points, finite, nice_points, significant
 from .result import MAX_LISTED, Counterexample, ShapeVerdict
-from .truth import World, build_world
+from .truth.build import build_world
+from .truth.world import World
 
 CROSS_CHECK_ENTRIES = 1024  # entries cross-checked numerically per point (all when fewer)
 TARGET_CASES = {  # the cases of a target vector t that verify decides, the verdict's first

@@ -4,7 +4,7 @@ A loss's Hessian entry is written ``H[j, k]`` in j and k; a vector function's se
 derivative ``T[i, j, k] = d2 y_i / dx_j dx_k`` in i, j and k (sums then take another
 index, ``sum(EXPR, m)``). The formula is parsed by the formula machinery with those
 indices (:mod:`.notation.formula`), the truth comes from the derivation's second order
-(:func:`.truth.second_closed`: for a vector function the Hessian of u . y, whose
+(:func:`.truth.second.second_closed`: for a vector function the Hessian of u . y, whose
 coefficient of u_i is T[i]), both are written canonically (:mod:`.canon`) and every entry
 is decided exactly by the first order's :class:`~.decide.Decider`; equal entries are
 cross-checked numerically at 50 digits, and a refutation gets a counterexample.
@@ -29,7 +29,10 @@ from .matrices import ClosedMatrix, FormulaMatrix, canonical_numeric
 from .notation.formula import Formula
 from .numeric import Overflow, cross_check_points, finite, nice_points, significant
 from .result import MAX_LISTED, Counterexample, ShapeVerdict, VerifyResult, overall
-from .truth import SecondClosed, World, build_world, name_kinds, second_closed
+from .truth.build import build_world
+from .truth.program import name_kinds
+from .truth.second import SecondClosed, second_closed
+from .truth.world import World
 
 FACTORS = (-1, 2, sp.Rational(1, 2), -2)  # the constant factors a diagnosis names
 
@@ -129,7 +132,7 @@ class SecondClaim(FormulaMatrix):
 def verify_hessian(function: Any, n: int, text: str, params: Mapping[str, Any] | None,
                    budget: Budget, target: str) -> VerifyResult:
     """Decide a claimed second derivative of ``function`` at size n (module docstring)."""
-    from .truth import is_gradient_function
+    from .truth.program import is_gradient_function
 
     scalar = is_gradient_function(function)
     indices = ("j", "k") if scalar else ("i", "j", "k")

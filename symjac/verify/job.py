@@ -2,7 +2,7 @@
 
 ::
 
-    [FUNCTION, n]            -> truth.build_world -> World (the only reader of the catalog)
+    [FUNCTION, n]            -> truth.build.build_world -> World (the only reader of the catalog)
     [--formula/--matrix/--latex TEXT]
                              -> notation.parse_claim -> Readings (index formulas)
                              -> formulas.verify_readings: exact decision per entry,
@@ -31,7 +31,9 @@ from .formulas import verify_readings
 from .notation import KINDS, parse_claim
 from .result import ShapeVerdict, VerifyResult, overall
 from .sandbox import CALL_LIMIT, ChildFunction, Failure, InProcess, Sandbox
-from .truth import World, build_world, check_function, name_kinds, parameter_values
+from .truth.build import build_world
+from .truth.program import check_function, name_kinds, parameter_values
+from .truth.world import World
 
 CLAIM_OPTIONS = {"formula": "--formula EXPR", "matrix": "--matrix EXPR",
                  "latex": "--latex TEXT", "numpy": "--numpy FILE.py:NAME",
@@ -260,7 +262,7 @@ def _world(function: str, n: int, params: Mapping[str, Any] | None) -> World:
 
 
 def _gradient(function: str) -> bool:
-    from .truth import is_gradient_function
+    from .truth.program import is_gradient_function
 
     return is_gradient_function(function)
 

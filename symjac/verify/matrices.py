@@ -20,7 +20,7 @@ from ..errors import SymjacError
 from .canon import conv, has_atoms, nodes, subs
 from .notation.formula import Formula, FormulaEnv
 from .numeric import Numeric, Point
-from .truth import World
+from .truth.world import World
 
 
 class ClosedMatrix:

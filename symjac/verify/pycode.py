@@ -21,7 +21,7 @@ from .diagnose import diagnose_numeric, off_diagonal_text
 from .matrices import FloatTruth, truth_matrix
 from .result import MAX_LISTED, Counterexample, Printed, ShapeVerdict
 from .sandbox import Failure, Outcome
-from .truth import World
+from .truth.world import World
 
 NUMPY_RTOL = 1e-12  # float64 results, relative to the size of the Jacobian's pieces
 STABILITY_RTOL = 1e-6  # at large |x|: report gross failures (inf/NaN, lost digits), not ulps

@@ -1,4 +1,4 @@
-r"""``--latex`` text -> the tokens of :mod:`.mathparse`, as a paper or lecture note writes it.
+r"""``--latex`` text -> the tokens of :mod:`.mathvalues`, as a paper or lecture note writes it.
 
 Index notation (``s_i(\delta_{ij} - s_j)``) and matrix notation
 (``\operatorname{diag}(s) - s s^\top``) alike: subscripts become indices (``s_{i}`` is
@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 from ...errors import SymjacError
-from .mathparse import Tok
+from .mathvalues import Tok
 from .source import MATRIX, Source, check_brackets, normalise, right_hand_side
 
 WORDS = ("softplus", "sigmoid", "diag", "sech", "tanh", "sinh", "cosh", "sqrt", "outer",

@@ -1,8 +1,9 @@
-"""Tokens of matrix or LaTeX notation -> the index form J[i, j] (formula text), with shapes.
+"""Stage: tokens of matrix or LaTeX notation -> the index form J[i, j], with shapes.
 
 A precedence-climbing parser over the tokens of :mod:`.matrix` or :mod:`.latex`. Every
-value has a shape -- a number (1, 1), a column (n, 1), a row (1, n), a matrix (n, n), or
-in the NumPy reading a flat 1-D array -- and an entry: formula text for its (r, c) entry.
+value (:mod:`.mathvalues`) has a shape -- a number (1, 1), a column (n, 1), a row (1, n),
+a matrix (n, n), or in the NumPy reading a flat 1-D array -- and an entry: formula text
+for its (r, c) entry.
 So ``diag(s) - s s^T`` becomes ``delta(i, j)*(s[i]) - (s[i])*(s[j])``: the result is read
 by the index-formula parser like typed text, and shown to the user.
 
@@ -10,58 +11,25 @@ by the index-formula parser like typed text, and shown to the user.
 * ``@``, ``dot`` and juxtaposition of two non-numbers are the matrix product (a sum over
   a new index when the inner size is n); juxtaposition with a number scales;
 * transpose (``^T``, ``.T``, ``'``) swaps rows and columns (a flat array stays flat);
-* ``diag``, ``outer``, ``sum``, ``norm``, ``I``/``eye``, ``ones``, ``[:, None]``,
-  ``.reshape``;
+* ``diag``, ``outer``, ``sum``, ``norm``, ``I``/``eye``, ``ones`` and cases (the named
+  functions and ``begin{cases}``: :mod:`.mathcalls`), ``[:, None]``, ``.reshape``;
 * entries (``s_i``, ``s[i]``, ``delta_ij``, sums over k) are numbers that depend on the
   final i, j: index notation works inside matrix notation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 from ...errors import SymjacError
 from .builder import NAME_FORM, SCALARS, VECTORS
 from .functions import ALIASES, FUNCTIONS, TWO_ARGUMENTS
+from .mathcalls import CALLS, cases, sum_all, unary_call
+from .mathvalues import RELOPS, N, Tok, Val, const
 
-Entry = Callable[[str, str], str]  # (row index, column index) -> formula text
-N = "n"
-RELOPS = {"==": "==", "=": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 UNARY = frozenset((*FUNCTIONS, *ALIASES, "sqrt"))
 MAX_TOKENS = 2000
 MAX_LEVEL = 100  # operands nested in one another (- - - s, s^s^s, exp exp s)
-
-
-@dataclass(frozen=True)
-class Tok:
-    kind: str  # "num", "name", "op", "T" (transpose), "sum" (text: its index), "end"
-    text: str
-    col: int  # 1-based column in the user's text
-
-
-@dataclass(frozen=True)
-class Val:
-    """A value: its shape and its (r, c) entry as formula text."""
-
-    rows: object  # 1 or N
-    cols: object
-    entry: Entry
-    flat: bool = False  # a 1-D NumPy array (NumPy reading): a row that .T leaves alone
-
-    @property
-    def scalar(self) -> bool:
-        return self.rows == 1 and self.cols == 1 and not self.flat
-
-    def describe(self) -> str:
-        if self.flat:
-            return "a flat array (n,)"
-        return {(1, 1): "a number", (N, 1): "a column (n, 1)", (1, N): "a row (1, n)",
-                (N, N): "an n x n matrix"}[(self.rows, self.cols)]
-
-
-def const(text: str) -> Val:
-    return Val(1, 1, lambda r, c: text)
 
 
 class Parser:
@@ -249,64 +217,8 @@ class Parser:
         if tok.kind == "name":
             return self.name(tok)
         if tok.kind == "op" and tok.text == "cases{":
-            return self.cases(tok)
+            return cases(self, tok)
         raise self.fail(tok, "expected a number, a name or '('")
-
-    def cases(self, opening: Tok) -> Val:
-        r"""``\begin{cases} A & i = j \\ B & i \neq j \end{cases}``: each value times its
-        condition (an Iverson bracket), added; the conditions are read as disjoint, and
-        ``otherwise`` holds where none of the others does."""
-        values: list[Val] = []
-        conditions: list[Val] = []
-        while True:
-            value = self.expr()
-            if self.is_op(","):
-                self.next()
-            self.expect("&")
-            if self.tok.kind == "name" and self.tok.text == "otherwise":
-                self.next()
-                if not conditions:
-                    raise self.fail(opening, "'otherwise' needs a case with a condition "
-                                    "before it")
-                rest = list(conditions)
-                condition = Val(1, 1, lambda r, c, rest=rest: " * ".join(
-                    f"(1 - ({k.entry(r, c)}))" for k in rest))
-            else:
-                if self.is_op(";", "}cases") or self.tok.kind == "end":
-                    raise self.fail(self.tok, "a case needs its condition after '&', e.g. "
-                                    "i = j or \\text{otherwise}")
-                left = self.expr()
-                if not (self.tok.kind == "op" and self.tok.text in RELOPS):
-                    raise self.fail(self.tok, "a case's condition is a comparison, e.g. "
-                                    "i = j, i \\neq j or \\text{otherwise}")
-                condition = self.iverson(self.next(), left)
-                while self.is_op(",") and not (self.tokens[self.pos + 1].kind == "end" or
-                                               self.tokens[self.pos + 1].text in (";", "}cases")):
-                    self.next()  # i = j, x_i > 0 (or "and"): both hold
-                    left = self.expr()
-                    if not (self.tok.kind == "op" and self.tok.text in RELOPS):
-                        raise self.fail(self.tok, "expected a comparison")
-                    condition = self.elementwise(opening, condition,
-                                                 self.iverson(self.next(), left), "*")
-                if not condition.scalar:
-                    raise self.fail(opening, "a case's condition compares numbers or "
-                                    "indices, e.g. i = j")
-            if self.is_op(",", "."):
-                self.next()
-            values.append(value)
-            conditions.append(condition)
-            if self.is_op(";"):
-                self.next()
-            if self.is_op("}cases"):
-                self.next()
-                break
-            if self.tok.kind == "end":
-                raise self.fail(self.tok, "expected \\end{cases}")
-        total = self.elementwise(opening, values[0], conditions[0], "*")
-        for value, condition in zip(values[1:], conditions[1:]):
-            term = self.elementwise(opening, value, condition, "*")
-            total = self.elementwise(opening, total, term, "+")
-        return total
 
     def iverson(self, op: Tok, left: Val) -> Val:
         right = self.expr()
@@ -416,7 +328,7 @@ class Parser:
         return value
 
     def function(self, tok: Tok, name: str, args: list[Val]) -> Val:
-        return CALLS.get(name, _unary_call)(self, tok, name, args)
+        return CALLS.get(name, unary_call)(self, tok, name, args)
 
     # -- operations ------------------------------------------------------------------------
 
@@ -528,7 +440,7 @@ class Parser:
         if name == "transpose" and not texts:
             return self.transpose(v)
         if name == "sum" and not texts:
-            return _sum_all(self, tok, [v])
+            return sum_all(self, tok, [v])
         if name == "reshape" and texts in (["-1", "1"], ["n", "1"]):
             return self.as_column(v)
         if name == "reshape" and texts in (["1", "-1"], ["1", "n"]):
@@ -538,118 +450,3 @@ class Parser:
             sub.vectors, sub.scalars, sub.bound = self.vectors, self.scalars, self.bound
             return self.matmul(tok, v, sub.parse())
         raise self.fail(tok, f"the method .{name}({', '.join(texts)}) is not supported")
-
-
-# -- the functions of matrix notation -----------------------------------------------------------
-
-
-def _unary_call(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
-    if name in TWO_ARGUMENTS:
-        if len(args) != 2:
-            raise p.fail(tok, f"{name} takes two arguments")
-        a, b = args
-        rows, cols, flat = p.broadcast(tok, a, b)
-        short = "max" if name in ("max", "maximum") else "min"
-        return Val(rows, cols, lambda r, c: f"{short}({a.entry(r, c)}, {b.entry(r, c)})", flat)
-    if len(args) != 1:
-        raise p.fail(tok, f"{name} takes one argument")
-    (a,) = args
-    return Val(a.rows, a.cols, lambda r, c: f"{name}({a.entry(r, c)})", a.flat)
-
-
-def _diag(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
-    if len(args) != 1:
-        raise p.fail(tok, "diag takes one vector")
-    (v,) = args
-    if v.scalar:
-        raise p.fail(tok, "diag of a number; diag takes a vector")
-    if v.rows == N and v.cols == N:
-        if name == "diagflat":
-            raise p.fail(tok, "diagflat of a matrix is not supported")
-        return Val(1, N, lambda r, c: v.entry(c, c), flat=True) if p.flat else \
-            Val(N, 1, lambda r, c: v.entry(r, r))
-    return Val(N, N, lambda r, c: f"delta({r}, {c})*({v.entry(r, r)})")
-
-
-def _outer(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
-    if len(args) != 2 or any(a.scalar or (a.rows == N and a.cols == N) for a in args):
-        raise p.fail(tok, "outer takes two vectors")
-    a, b = args
-    return Val(N, N, lambda r, c: f"({a.entry(r, r)})*({b.entry(c, c)})")
-
-
-def _sum_all(p: Parser, tok: Tok, args: list[Val]) -> Val:
-    (v,) = args
-    if v.scalar:
-        return v
-    k = p.index_name()
-    if v.rows == N and v.cols == N:
-        m = p.index_name()
-        return Val(1, 1, lambda r, c: f"sum(sum({v.entry(k, m)}, {m}), {k})")
-    return Val(1, 1, lambda r, c: f"sum({v.entry(k, k)}, {k})")
-
-
-def _sum(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
-    if len(args) == 2:  # sum(EXPR, k): the index form's sum, inside matrix notation
-        raise p.fail(tok, "here sum(v) adds a vector's entries; write sum(EXPR, k) in "
-                     "--formula, or \\sum_k in --latex")
-    if len(args) != 1:
-        raise p.fail(tok, "sum takes one vector")
-    return _sum_all(p, tok, args)
-
-
-def _norm(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
-    """The Euclidean norm of a vector (of a number: its absolute value)."""
-    if len(args) != 1:
-        raise p.fail(tok, "the norm takes one vector")
-    (v,) = args
-    if v.scalar:
-        return Val(1, 1, lambda r, c: f"abs({v.entry(r, c)})")
-    if v.rows == N and v.cols == N:
-        raise p.fail(tok, "the norm of a matrix is not supported; take the norm of a vector")
-    k = p.index_name()
-    return Val(1, 1, lambda r, c: f"sqrt(sum(({v.entry(k, k)})**2, {k}))")
-
-
-def _eye(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
-    if len(args) > 1:
-        raise p.fail(tok, f"{name} takes the size n")
-    return Val(N, N, lambda r, c: f"delta({r}, {c})")
-
-
-def _ones(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
-    if len(args) != 1:
-        raise p.fail(tok, f"{name} takes the size n (or a vector, for ones_like)")
-    return p.vector_of("1")
-
-
-def _matmul(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
-    if len(args) != 2:
-        raise p.fail(tok, f"{name} takes two arrays")
-    return p.matmul(tok, *args)
-
-
-def _transpose(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
-    if len(args) != 1:
-        raise p.fail(tok, "transpose takes one array")
-    return p.transpose(args[0])
-
-
-def _len(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
-    if len(args) != 1 or args[0].scalar:
-        raise p.fail(tok, "len takes a vector")
-    return const("n")
-
-
-def _delta(p: Parser, tok: Tok, name: str, args: list[Val]) -> Val:
-    if len(args) != 2 or not all(a.scalar for a in args):
-        raise p.fail(tok, "delta takes two indices, e.g. delta(i, j)")
-    a, b = args
-    return Val(1, 1, lambda r, c: f"delta({a.entry(r, c)}, {b.entry(r, c)})")
-
-
-CALLS: dict[str, Callable[[Parser, Tok, str, list[Val]], Val]] = {
-    "diag": _diag, "diagflat": _diag, "outer": _outer, "sum": _sum, "eye": _eye,
-    "identity": _eye, "ones": _ones, "ones_like": _ones, "dot": _matmul, "matmul": _matmul,
-    "transpose": _transpose, "delta": _delta, "len": _len, "norm": _norm,
-}

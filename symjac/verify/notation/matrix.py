@@ -23,7 +23,9 @@ from ...errors import SymjacError
 from . import Reading
 from .formula import Formula
 from .functions import ALIASES, FUNCTIONS, TWO_ARGUMENTS
-from .mathparse import CALLS, Parser, Tok, Val
+from .mathcalls import CALLS
+from .mathparse import Parser
+from .mathvalues import Tok, Val
 from .source import MATRIX, Source, check_brackets, normalise, right_hand_side
 
 MAX_LENGTH = 2000
