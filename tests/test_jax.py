@@ -100,7 +100,8 @@ def close(got, want, rtol: float):
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-@pytest.mark.parametrize("shape", [(3, 4, N), (N,), (0, N)])
+# (2^17 + 5, N): results past 8 MiB, which the handlers advise to take 2 MiB pages
+@pytest.mark.parametrize("shape", [(3, 4, N), (N,), (0, N), ((1 << 17) + 5, N)])
 def test_values_and_gradients_under_jit(jax, generated, function, shape):
     f = getattr(generated(function), function)
     x, p = inputs(shape), params(function, shape)

@@ -94,7 +94,9 @@ def close(torch, got, want, rtol: float):
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-@pytest.mark.parametrize("shape", [(3, 4, N), (N,), (5, N), (0, N), (2, 0, N)])
+# (2^17 + 5, N): outputs past 8 MiB, which the module advises to take 2 MiB pages
+@pytest.mark.parametrize("shape", [(3, 4, N), (N,), (5, N), (0, N), (2, 0, N),
+                                   ((1 << 17) + 5, N)])
 def test_forward_and_backward_match_pytorch(torch, generated, function, shape):
     mod = generated(function)
     x = inputs(torch, shape).requires_grad_()
