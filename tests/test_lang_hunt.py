@@ -196,3 +196,26 @@ def test_the_zero_test_takes_a_piecewise_factor_whole():
     assert is_zero(first + second)
     assert not is_zero(first)
     assert not is_zero(first + second + p / s)
+
+
+@pytest.mark.parametrize("text, kernel", [
+    ("param vjp_rows[n]\ne = exp(x + vjp_rows)\ny = e / sum(e)", "vjp"),
+    ("param jvp_rows[n]\ne = exp(x + jvp_rows)\ny = e / sum(e)", "jvp"),
+    ("param backward_rows[n]\ne = exp(x + backward_rows)\ny = e / sum(e)", "backward"),
+    ("param forward_rows[n]\ny = sum(forward_rows * x^2)", "forward"),
+    ("param gradient_rows[n]\ny = sum(gradient_rows * x^2)", "jacobian"),
+    ("forward_into = sum(x^2)\ny = x / sqrt(forward_into)", "forward"),
+])
+def test_names_of_the_static_c_functions(tmp_path, text, kernel):
+    """A parameter or stage named like a static function of the C (the *_rows functions a
+    batch kernel calls, forward_into) is renamed: C did not compile ('called object
+    vjp_rows is not a function'). The batch of 8 + 3 rows against the NumPy kernels."""
+    b = _build(tmp_path, text, "static_names", 3)
+    rng = np.random.default_rng(3)
+    x, w = rng.normal(size=(11, 3)), rng.normal(size=(11, 3))
+    p = {q.name: rng.normal(size=(11, 3)) for q in b.derivation.kernels.params}
+    first = b.np.forward(x, **p) if kernel == "backward" else x
+    inputs = [first] if kernel in ("forward", "jacobian") else [first, w]
+    got = b.c.batch(kernel, inputs, **p)
+    want = getattr(b.np, kernel)(*inputs, **p)
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-13, atol=1e-15)
