@@ -149,11 +149,14 @@ def test_vmap(jax, generated):
 
 
 @pytest.mark.parametrize("function", ["softmax_temperature", "softmax_cross_entropy"])
-def test_ffi_handlers_compile_strictly(jax, generated, tmp_path, function):
-    """STEM_jax.c (C11: XLA's c_api.h redefines typedefs) with the project's warnings."""
+@pytest.mark.parametrize("define", [[], ["-D_DEFAULT_SOURCE"]])
+def test_ffi_handlers_compile_strictly(jax, generated, tmp_path, function, define):
+    """STEM_jax.c (C11: XLA's c_api.h redefines typedefs) with the project's warnings, also
+    where the build defines _DEFAULT_SOURCE itself (the handlers' madvise defined it again:
+    a redefinition, an error under -Werror)."""
     folder = Path(generated(function).__file__).parent
-    cmd = [CC, "-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-fPIC", "-shared",
-           f"-I{jax.ffi.include_dir()}", f"{function}_n8.c", f"{function}_n8_jax.c",
+    cmd = [CC, "-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", *define, "-fPIC",
+           "-shared", f"-I{jax.ffi.include_dir()}", f"{function}_n8.c", f"{function}_n8_jax.c",
            "-o", str(tmp_path / "lib.so"), "-lm"]
     proc = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
