@@ -27,7 +27,6 @@ import sympy as sp
 
 from .. import __version__
 from ..derivation import DTYPES, Derivation
-from ..engine.guards import rescaled
 from ..engine.kernels import KStage
 from ..engine.scale import limit
 from .lower import KernelFunction, backward_function, directional, function
