@@ -219,3 +219,33 @@ def test_names_of_the_static_c_functions(tmp_path, text, kernel):
     got = b.c.batch(kernel, inputs, **p)
     want = getattr(b.np, kernel)(*inputs, **p)
     np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["candidate", "weight", "dot", "ci", "retry", "symjac_exp",
+                                  "symjac_rescale", "symjac_bits64_", "lane_S", "value"])
+def test_parameter_names_the_kernel_bodies_use(tmp_path, name):
+    """A parameter named like a local of the kernels' bodies (a max's candidate, a loss's
+    weight and dot in vjp and jvp, the scale ci of a rescaled program and its retry) or a
+    C helper (symjac_exp) is renamed: C did not compile, or computed with the local."""
+    rng = np.random.default_rng(5)
+    x, w = rng.normal(size=(11, 3)), rng.normal(size=(11, 3))
+    loss = _build(tmp_path, f"param {name} = 2\nS = sum(exp(x))\ny = {name} * log(S)",
+                  f"loss_{name.lower()}", 3)
+    norm = _build(tmp_path, f"param {name} = 2\nd = x - mean(x)\n"
+                  f"y = {name} * d / sqrt(mean(d^2) + 1e-5)", f"norm_{name.lower()}", 3)
+    for b, f in ((loss, lambda v: 2 * np.log(np.exp(v).sum())),
+                 (norm, lambda v: 2 * (v - v.mean()) / np.sqrt(((v - v.mean()) ** 2).mean()
+                                                                + 1e-5))):
+        keyword = b.derivation.kernels.params[0].name
+        assert keyword in (name, name + "_")
+        p = {keyword: 2.0}
+        jac = np.array([_fd(f, row) for row in x]).reshape(11, -1, 3)
+        np.testing.assert_allclose(b.c.batch("jacobian", [x], **p).reshape(jac.shape), jac,
+                                   atol=1e-7)
+        np.testing.assert_allclose(b.np.jacobian(x, **p).reshape(jac.shape), jac, atol=1e-7)
+        u = w if jac.shape[1] == 3 else w[:, :1]
+        vjp = np.einsum("bi,bij->bj", u, jac)
+        np.testing.assert_allclose(b.c.batch("vjp", [x, u[:, 0] if len(jac[0]) == 1 else u],
+                                             **p), vjp, atol=1e-7)
+        np.testing.assert_allclose(b.c.batch("jvp", [x, w], **p).reshape(11, -1),
+                                   np.einsum("bij,bj->bi", jac, w), atol=1e-7)

@@ -282,10 +282,13 @@ TEMPLATE_LOCALS = re.compile(  # (no pattern may match a name with "_" appended)
     r"(?:a|b|ai|dot|C)\d+|ROWS|rows|row|lanes?|LANES|dd|dg|hess|hv|grad|y_out|kd|inputs|"
     r"streams|XLIM|SHIFT|LOG2E|LN2_LO|LN2_HI|NAN|INFINITY|HUGE_VAL|size_t|shape|ctypes|torch|"
     r"jax|jnp|lib|ffi|ctx|dtype|[bwijkl]|"
-    r"(?:forward|jacobian_parts|gradient|jvp|vjp|backward)_rows|forward_into|jacobian_parts")
+    r"(?:forward|jacobian_parts|gradient|jvp|vjp|backward)_rows|forward_into|jacobian_parts|"
+    r"candidate|weight|dot|ci|retry|unit|value|result|diagonal|again|"
+    r"symjac_[A-Za-z0-9_]*[A-Za-z0-9]|symjac_bits(?:32|64)_|lane_[A-Za-z0-9_]*[A-Za-z0-9]")
 """Names the templates use for their own locals and helpers (the rank-one arrays a0, b0,
 dot0, the lanes of the fast paths, C's helpers and its static functions: a batch kernel
-calling vjp_rows did not compile where a parameter vjp_rows hid it): a parameter or stage
+calling vjp_rows did not compile where a parameter vjp_rows hid it; a max's candidate,
+a loss's weight and dot, the scale ci and its retry, the helpers symjac_*): a parameter or stage
 with such a name is renamed (a trailing _), or the generated code would mean something
 else or not compile."""
 
