@@ -1,6 +1,7 @@
 """Small n: every batched C kernel runs ROWS rows at once (symjac.targets.c._rows).
 
-forward, jacobian, jvp, vjp and backward, for vector and scalar outputs, with scalar,
+forward, jacobian, jvp, vjp and backward (a loss's jvp runs one row at a time, checked
+alike), for vector and scalar outputs, with scalar,
 per-row and shared vector parameters, and with the rescaling guards of a scale-free
 program: each row of a batch must come out bit for bit as the one-row kernel computes it
 (special values and the batch's remainder included), and right against references
