@@ -170,10 +170,16 @@ def _rational_zero(expr: sp.Expr) -> bool:
     expr = expr.replace(lambda e: isinstance(e, sp.exp), lambda e: sp.exp(sp.expand(e.args[0])))
     # one written form per root: eps + (S2 - S1^2/n)/(n - 1) and eps - S1^2/(n^2 - n) +
     # S2/(n - 1) are one base (cancel: numerator and denominator, expanded, no common factor)
+    roots: dict[tuple[sp.Expr, sp.Expr], sp.Expr] = {}  # (one root met many times)
+
+    def root(e: sp.Pow) -> sp.Expr:
+        if (e.base, e.exp) not in roots:
+            roots[e.base, e.exp] = _root(e.base, e.exp)
+        return roots[e.base, e.exp]
+
     expr = expr.replace(
         lambda e: isinstance(e, sp.Pow) and isinstance(e.base, (sp.Add, sp.Mul))
-        and e.base.has(sp.Add) and e.exp.is_Rational and not e.exp.is_Integer,
-        lambda e: _root(e.base, e.exp))
+        and e.base.has(sp.Add) and e.exp.is_Rational and not e.exp.is_Integer, root)
     expr = sp.expand_log(sp.expand_power_exp(expr), force=False)
     powers: dict[sp.Expr, list[tuple[sp.Expr, sp.Rational]]] = {}
     for node in expr.atoms(sp.exp):
