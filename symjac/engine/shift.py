@@ -160,6 +160,7 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
         return p, rest_expr
 
     rel: dict[sp.Symbol, sp.Expr] = {}
+    same: dict[sp.Symbol, sp.Expr] = {}  # maps the shift leaves as they are (z = x/T)
     new_stages = [KStage(m.name, m, "reduce", top, op)]
     changes = []
     for st in program.stages:
@@ -173,7 +174,9 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
         rel[st.symbol] = E**p * st.symbol
         if rest != st.expr or p != 0:
             changes.append((st.name, st.expr, rest, p))
-        _prove(st, rest, p, rel, E, log_e)
+        _prove(st, rest, p, rel, E, log_e, same)
+        if st.kind == "map" and p == 0 and rest == st.expr:
+            same[st.symbol] = st.expr
     out = program.output.symbol
     if rel[out] != out or not changes:
         return None
@@ -273,14 +276,17 @@ def _weights(expr: sp.Expr, vectors: frozenset) -> sp.Expr:
     return expr.replace(lambda e: isinstance(e, sp.Mul), rule)
 
 
-def _prove(st, rest: sp.Expr, p: sp.Expr, rel: dict, E: sp.Dummy, log_e: sp.Expr) -> None:
+def _prove(st, rest: sp.Expr, p: sp.Expr, rel: dict, E: sp.Dummy, log_e: sp.Expr,
+           same: dict) -> None:
     """The old definition (old symbols written as E^p times new ones) equals E^p times the
     new one, with E = e^{log_e} and the shift written out; a reduction summand by
-    summand."""
+    summand. A map the shift left as it is (``same``: z = x/T in e^z) is written out on
+    both sides, where the shifted exponent of z is in x."""
     power = sp.exp(log_e)
     old = unguarded(st.expr.xreplace({s: v for s, v in rel.items() if s != st.symbol}))
     new = unguarded(power**p * rest).xreplace({E: power})
-    old = old.xreplace({E: power})
+    old = _unfold(old.xreplace({E: power}), same)
+    new = _unfold(new, same)
     if not is_zero(old - new):
         raise CheckFailed(f"shifting by the maximum: the new definition of {st.name} did "
                           "not prove equal to the old one")
