@@ -180,6 +180,14 @@ def _rational_zero(expr: sp.Expr) -> bool:
     expr = expr.replace(
         lambda e: isinstance(e, sp.Pow) and isinstance(e.base, (sp.Add, sp.Mul))
         and e.base.has(sp.Add) and e.exp.is_Rational and not e.exp.is_Integer, root)
+    # b^(gamma - 1) as b^gamma / b: the integer part of a symbolic exponent split off
+    # (SymPy does it only for a base known nonzero; both sides are defined where b != 0)
+    expr = expr.replace(
+        lambda e: isinstance(e, sp.Pow) and isinstance(e.exp, sp.Add)
+        and not e.exp.is_number and e.exp.as_coeff_Add()[0].is_Integer
+        and e.exp.as_coeff_Add()[0] != 0,
+        lambda e: sp.Mul(sp.Pow(e.base, e.exp.as_coeff_Add()[1]),
+                         sp.Pow(e.base, e.exp.as_coeff_Add()[0]), evaluate=False))
     expr = sp.expand_log(sp.expand_power_exp(expr), force=False)
     powers: dict[sp.Expr, list[tuple[sp.Expr, sp.Rational]]] = {}
     for node in expr.atoms(sp.exp):
