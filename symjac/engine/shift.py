@@ -109,13 +109,16 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
         elif sp.cancel(slope - alpha) != 0:
             return None  # exponentials of different multiples of x: no common factor
         betas[a] = rest
+    stage_symbols = {st.symbol for st in program.stages}
     if alpha.is_positive:
         op = "max"
     elif alpha.is_negative:
         op = "min"
+    elif alpha.free_symbols & stage_symbols:
+        return None  # (a slope of unknown sign computed by the program)
     else:
-        return None
-    if _already_shifted(program, atoms, maps, alpha, op):
+        op = ""  # a slope of unknown sign (1/T, T any real): the max of alpha x_k itself
+    if op and _already_shifted(program, atoms, maps, alpha, op):
         return None
     names = {s.name for s in program.stages} | {p.name for p in program.params}
     m = sp.Symbol(_fresh("m", names), real=True)
@@ -134,15 +137,24 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
         swap = {a: sp.exp(shifted(top, m)) * E for a in atoms}
     elif any(beta.free_symbols & offsets for beta in betas.values()):
         return None  # different vector offsets: no common factor
+    elif not op:  # e^{alpha x_k + beta} = e^{m + b} e^{(alpha x_k - m) + beta - b}, m the max
+        # of alpha x_k: at most 0 whatever the sign of alpha
+        op, log_e, top = "max", m + b, alpha * x
+        swap = {a: sp.exp(shifted(top, m) + betas[a] - b) * E for a in atoms}
     else:
         log_e, top = alpha * m + b, x
         swap = {a: sp.exp(alpha * shifted(x, m) + betas[a] - b) * E for a in atoms}
+
+    floors: list[sp.Expr] = []  # values of m the constants beside shifted sums need
+    sums: set[sp.Symbol] = set()  # the sums that carry E
 
     def carry(expr: sp.Expr, rel: dict) -> tuple[sp.Expr, sp.Expr] | None:
         """``expr`` in the new symbols as ``E**p * rest``; None if E does not factor out."""
         new = expr.xreplace(rel).xreplace(swap)
         new = sp.expand_log(sp.expand_power_exp(new), force=False)
         new = new.subs(sp.log(E), log_e)
+        new = _lift_constants(new, E, log_e, m, sums, floors,
+                              program.vectors | stage_symbols)
         new = sp.factor_terms(sp.powsimp(new))
         p = sp.Integer(0)
         rest = []
@@ -172,6 +184,8 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
             return None  # (a max of exponentials: no overflow to remove)
         new_stages.append(KStage(st.name, st.symbol, st.kind, rest, st.op))
         rel[st.symbol] = E**p * st.symbol
+        if st.kind == "reduce" and st.op in ("sum", "mean") and p != 0:
+            sums.add(st.symbol)
         if rest != st.expr or p != 0:
             changes.append((st.name, st.expr, rest, p))
         _prove(st, rest, p, rel, E, log_e, same)
@@ -180,12 +194,23 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
     out = program.output.symbol
     if rel[out] != out or not changes:
         return None
-    new_pieces = {}
+    new_pieces, powers = {}, {}
     for name, expr in pieces.items():
         carried = carry(expr, rel)
-        if carried is None or carried[0] != 0:
+        if carried is None:
             return None
-        new_pieces[name] = carried[1]
+        powers[name], new_pieces[name] = carried
+    for name, p in powers.items():
+        # a rank-one term a_i b_j may carry E^p in a and E^-p in b: the product does not
+        partner = {"a": "b", "b": "a"}.get(name[:1], "") + name[1:]
+        if p != 0 and not (name[1:].isdigit() and partner in powers
+                           and sp.expand(p + powers[partner]) == 0):
+            return None
+    if floors:  # m = max(max_k alpha x_k, the floors): 1 + sum(e) is e^m (e^-m + S')
+        m0 = sp.Symbol(_fresh(m.name + "0", names), real=True)
+        bound = (sp.Max if op == "max" else sp.Min)(m0, *floors)
+        new_stages[:1] = [KStage(m0.name, m0, "reduce", top, op),
+                          KStage(m.name, m, "let", bound)]
     new_maps = {st.symbol: st.expr for st in new_stages if st.kind == "map"}
     guarded = tuple(st.symbol for st in new_stages if st.kind == "reduce"
                     and st.op in ("sum", "mean") and _unfold(st.expr, new_maps).has(shifted))
@@ -193,6 +218,42 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
     new_pieces = {k: _guard_expr(v, guarded) for k, v in new_pieces.items()}
     new_stages, new_pieces = _tidy(new_stages, new_pieces, x, m, program.vectors)
     return Shift(tuple(new_stages), new_pieces, m, alpha, tuple(changes), guarded)
+
+
+def _lift_constants(expr: sp.Expr, E: sp.Dummy, log_e: sp.Expr, m: sp.Symbol, sums: set,
+                    floors: list, moving: set) -> sp.Expr:
+    """A constant c > 0 added to a shifted sum that carries E^p (p > 0), ``c + E^p S'``,
+    as ``E^p (c e^{-p log E} + S')``: exact for any m, and bounded (at most 1) once m is
+    at or beyond the floor where ``p log E = log c``, recorded in ``floors``. S' is at
+    least 1 at finite x (its largest term is e^0), so the sum neither overflows nor
+    vanishes: a softmax with an implicit zero logit, ``e / (1 + sum(e))``."""
+    def rule(add: sp.Expr) -> sp.Expr:
+        carrying, free, powers = [], [], set()
+        for t in add.args:
+            p = sp.Integer(0)
+            for f in sp.Mul.make_args(t):
+                base, e = f.as_base_exp()
+                if base == E:
+                    p += e
+            if p == 0 and not t.has(E):
+                free.append(t)
+            else:
+                carrying.append(t)
+                powers.add(p)
+        c = sp.Add(*free)
+        if (not free or len(powers) != 1 or not c.is_positive or c.free_symbols & moving
+                or not any(t.free_symbols & sums for t in carrying)):
+            return add
+        (p,) = powers
+        slope = sp.diff(log_e, m)
+        if not p.is_positive or not slope.is_nonzero or (slope.free_symbols & moving):
+            return add
+        floor = sp.expand((sp.log(c) / p - log_e.subs(m, 0)) / slope)
+        if floor.free_symbols & moving:
+            return add  # (the maximum is computed before the program's stages)
+        floors.append(floor)
+        return sp.Add(*carrying) + E**p * c * sp.exp(-p * log_e)
+    return expr.replace(lambda e: isinstance(e, sp.Add) and e.has(E), rule)
 
 
 def _already_shifted(program: Program, atoms, maps, alpha, op) -> bool:
