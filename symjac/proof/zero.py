@@ -61,7 +61,11 @@ def is_zero(expr: sp.Expr) -> bool:
         cases = _cases(sp.piecewise_fold(expr) if expr.has(sp.Piecewise) else expr)
         if cases is None:
             return False
-        return all(_rational_zero(case) for case in cases)
+        # a case where the expression is not defined (x = 0 in u/(x |x|), a division by 0
+        # at the kink) has nothing to check: 0 wherever it is defined, as a rational
+        # function is 0 where its numerator is, whatever its denominator's zeros
+        defined = [case for case in cases if not case.has(sp.nan, sp.zoo)]
+        return bool(defined) and all(_rational_zero(case) for case in defined)
     return _rational_zero(expr)
 
 
