@@ -25,7 +25,7 @@ the probability.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
@@ -70,9 +70,56 @@ def shift_by_maximum(program: Program, pieces: dict[str, sp.Expr]) -> Shift | No
     (the kernels then compute the definition as written): every rewrite made is proved.
     """
     try:
-        return _shift(program, pieces)
+        moved = _shift(program, pieces)
     except CheckFailed:
-        return None
+        moved = None
+    if moved is None:
+        try:
+            moved = _shift_in_logs(program, pieces)
+        except CheckFailed:
+            return None
+    return moved
+
+
+def _shift_in_logs(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
+    """A positive map u summed by a reduction (``p = sigmoid(x); y = p / sum(p)``) written
+    as ``e^{log u}``, the logarithm in its stable form (``-softplus(-x)``), and shifted by
+    the maximum of that exponent: ``u_k / sum(u)`` is then finite where every u_k
+    underflows. A sum of the other quantities it appears in (``1 - p``) is written out
+    with u's definition and stabilised (``sigmoid(-x)``), so that it is not read as
+    carrying the factor. None when no such map is found or the factor does not cancel."""
+    from .rewrite import stabilize  # (rewrite imports nothing of this module)
+
+    maps = {s.symbol: s.expr for s in program.stages if s.kind == "map"}
+    summed = {s.expr for s in program.stages
+              if s.kind == "reduce" and s.op in ("sum", "mean") and s.expr in maps}
+    for u in summed:
+        flat = _unfold(maps[u], maps)
+        if isinstance(flat, sp.exp) or not flat.is_positive or not (
+                flat.free_symbols & {program.x}):
+            continue
+        w, _ = stabilize(sp.expand_log(sp.log(flat), force=False), u.name)
+        if w.has(sp.log) or not is_zero(sp.exp(w) - flat):
+            continue
+        stages = tuple(replace(s, expr=sp.exp(w)) if s.symbol == u else s
+                       for s in program.stages)
+
+        def through(e: sp.Expr, u=u, flat=flat) -> sp.Expr:
+            return stabilize(e.xreplace({u: flat}), u.name)[0]
+        new_pieces = {}
+        for k, v in pieces.items():
+            new = v.replace(lambda e, u=u: isinstance(e, sp.Add) and u in e.free_symbols,
+                            through)
+            if new != v and not is_zero(_unfold(new - v, {u: flat})):
+                raise CheckFailed(f"shifting in logarithms: rewriting {k} did not prove "
+                                  "equal")
+            new_pieces[k] = new
+        moved = _shift(replace(program, stages=stages), new_pieces)
+        if moved is not None:
+            old = next(s.expr for s in program.stages if s.symbol == u)
+            changes = ((u.name, old, sp.exp(w), sp.Integer(0)),) + moved.changes
+            return replace(moved, changes=changes)
+    return None
 
 
 def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
@@ -94,8 +141,17 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
              and not (a.args[0].free_symbols & program.vectors) - affine - offsets}
     if not atoms:
         return None
-    alpha, betas = None, {}
-    for a in atoms:
+    alpha, betas, general = None, {}, None
+    stage_symbols = {st.symbol for st in program.stages}
+    args = {_unfold(a.args[0], maps) for a in atoms}
+    if len(args) == 1 and not (args.pop().is_polynomial(x) and sp.degree(
+            _unfold(next(iter(atoms)).args[0], maps), x) == 1):
+        # one exponent w, not affine in x (-softplus(-x), x^2): shifted by the max of w
+        general = _unfold(next(iter(atoms)).args[0], maps)
+        if general.free_symbols & (stage_symbols | program.vectors) - {x}:
+            return None
+        alpha, betas = sp.Integer(1), {a: sp.Integer(0) for a in atoms}
+    for a in atoms if general is None else ():
         arg = _unfold(a.args[0], maps)
         if not arg.is_polynomial(x) or sp.degree(arg, x) != 1:
             return None
@@ -109,8 +165,9 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
         elif sp.cancel(slope - alpha) != 0:
             return None  # exponentials of different multiples of x: no common factor
         betas[a] = rest
-    stage_symbols = {st.symbol for st in program.stages}
-    if alpha.is_positive:
+    if general is not None:
+        op = ""
+    elif alpha.is_positive:
         op = "max"
     elif alpha.is_negative:
         op = "min"
@@ -138,8 +195,8 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
     elif any(beta.free_symbols & offsets for beta in betas.values()):
         return None  # different vector offsets: no common factor
     elif not op:  # e^{alpha x_k + beta} = e^{m + b} e^{(alpha x_k - m) + beta - b}, m the max
-        # of alpha x_k: at most 0 whatever the sign of alpha
-        op, log_e, top = "max", m + b, alpha * x
+        # of alpha x_k: at most 0 whatever the sign of alpha (or of the exponent w itself)
+        op, log_e, top = "max", m + b, alpha * x if general is None else general
         swap = {a: sp.exp(shifted(top, m) + betas[a] - b) * E for a in atoms}
     else:
         log_e, top = alpha * m + b, x
