@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from ..errors import CheckFailed
-from .zero import is_zero
+from ..lang.functions import sigmoid, softplus
+from .zero import _exponential_form, is_zero
 
 __all__ = ["Context", "Definition", "Rate", "Step", "check_step", "reduce_sums"]
 
@@ -337,8 +338,15 @@ def _canonical_sums(expr: sp.Expr, depth: int = 0) -> sp.Expr:
 
 
 def _one_form(s: sp.Sum) -> sp.Expr:
-    """A sum with its summand cancelled and the number factor outside."""
-    c, rest = sp.cancel(s.function).as_coeff_Mul()
+    """A sum with its summand cancelled and the number factor outside (sigmoid(x_k) and
+    1/(1 + e^{-x_k}) in exponentials first: one sum, written two ways)."""
+    body, outside = s.function, sp.Integer(1)
+    if body.has(sp.exp, sigmoid, softplus, sp.tanh, sp.sinh, sp.cosh, sp.sech):
+        # (and the factors free of the summation index taken out: 1/(1 + e^{x_i}))
+        body = sp.factor(sp.cancel(_exponential_form(body)))
+        outside, body = body.as_independent(*[v for v, *_ in s.limits], as_Add=False)
+    c, rest = sp.cancel(body).as_coeff_Mul()
+    c *= outside
     return c * sp.Sum(rest, *s.limits)
 
 
