@@ -12,7 +12,13 @@ E e^{alpha (x_k - m) + beta}`` with ``m = max_k x_k`` (``min`` when alpha < 0) a
 
 the output is computed without ever forming ``E`` when every ``E`` cancels: softmax
 (``e/S`` -> ``e'/S'``), log-sum-exp (``log S = m + log S'``), a cross-entropy, a softmax
-with a temperature. This is detected by doing it, not by names: if some ``E`` is left in
+with a temperature. Variants, each found from the expressions: a slope of unknown sign
+(``e^{x/T}``, T any real) or one exponent w not affine in x is shifted by ``m = max_k w_k``
+itself; a positive constant beside a shifted sum (``e / (1 + sum(e))``) is ``E E^{-1} c``,
+with m raised to the constant's logarithm (``max(m0, log c)``) so that ``c/E`` is at most
+1; a positive map divided by its own sum (``p / sum(p)`` of sigmoids) is first written as
+``e^{log p}`` with the logarithm stable (:func:`_shift_in_logs`). This is detected by
+doing it, not by names: if some ``E`` is left in
 the output or in a piece the kernels need, the program is left as it is. Every stage's new
 definition is proved equal to the old one (with ``E = e^{alpha m + beta}``) by the zero test.
 
