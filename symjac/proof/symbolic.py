@@ -358,7 +358,10 @@ def _atoms_as_symbols(expr: sp.Expr) -> sp.Expr:
     sums = sorted(expr.atoms(sp.Sum), key=sp.default_sort_key)
     table = {}
     for place, s in enumerate(sums):  # numbered by place: the same sums, the same symbols
-        positive = bool(s.function.is_positive)
+        # a sum of exponentials is positive: every quantity of a program is real where it
+        # is defined (e^{z_k} with z_k = d_k / sqrt(v + eps): SymPy cannot see that the
+        # variance written in sums, S2/n - S1^2/n^2, is not negative)
+        positive = bool(s.function.is_positive) or isinstance(s.function, sp.exp)
         nonneg = bool(s.function.is_nonnegative)
         table[s] = sp.Dummy("S", dummy_index=_FIRST_DUMMY + place, real=True,
                             positive=positive or None, nonnegative=nonneg or None)
