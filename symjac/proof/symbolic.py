@@ -337,6 +337,7 @@ def _canonical_sums(expr: sp.Expr, depth: int = 0) -> sp.Expr:
     return expr.func(*(_canonical_sums(a, depth) for a in expr.args))
 
 
+@functools.lru_cache(maxsize=4096)
 def _one_form(s: sp.Sum) -> sp.Expr:
     """A sum with its summand cancelled and the number factor outside (sigmoid(x_k) and
     1/(1 + e^{-x_k}) in exponentials first: one sum, written two ways)."""
