@@ -192,7 +192,10 @@ def _rational_zero(expr: sp.Expr) -> bool:
         and e.exp.as_coeff_Add()[0] != 0,
         lambda e: sp.Mul(sp.Pow(e.base, e.exp.as_coeff_Add()[1]),
                          sp.Pow(e.base, e.exp.as_coeff_Add()[0]), evaluate=False))
-    expr = sp.expand_log(sp.expand_power_exp(expr), force=False)
+    expr = sp.expand_power_exp(expr)
+    if expr.has(sp.log):  # (the logarithms alone: expand_log of a whole large expression
+        # asks the assumptions of every term, minutes for a Hessian's coefficients)
+        expr = expr.xreplace({g: sp.expand_log(g, force=False) for g in expr.atoms(sp.log)})
     powers: dict[sp.Expr, list[tuple[sp.Expr, sp.Rational]]] = {}
     for node in expr.atoms(sp.exp):
         coeff, base = node.args[0].as_coeff_Mul()
