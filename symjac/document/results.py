@@ -281,17 +281,33 @@ def _shift(w: Writer, s: Subject) -> None:
     """The program shifted by the maximum: the kernels' stages (primed) and the proof
     that their output is the definition's, for every m."""
     plan, p = s.kernels, s.program
-    back = {v: k for k, v in plan.names.items()}
-    m = next((st.symbol for st in plan.stages
-              if st.kind == "reduce" and st.op in ("max", "min")
-              and st.expr.free_symbols == {p.x}
-              and back.get(st.name, st.name) not in {q.name for q in p.stages}), None)
-    if m is None:
+    if not plan.shifted_by:
         return
-    ctx, shown, claim = _primed(s, {m})
+    name = plan.names.get(plan.shifted_by, plan.shifted_by)
+    stage = next((st for st in plan.stages if st.name == name), None)
+    if stage is None:
+        return
+    top = stage  # the max (min) over the entries; a let m = max(m0, c) names it otherwise
+    if stage.kind == "let":
+        top = next((st for st in plan.stages if st.kind == "reduce"
+                    and st.op in ("max", "min") and st.symbol in stage.expr.free_symbols),
+                   None)
+        if top is None:
+            return
+    m = stage.symbol
+    ctx, shown, claim = _primed(s, {m, top.symbol})
     mt = latex(m)
-    op = "max" if plan.stages[0].op == "max" else "min"
-    w.para(rf"Shift by the {op}imum. With ${mt} = \{op}_k x_k$, the kernels compute the "
+    op = "max" if top.op == "max" else "min"
+    if top.expr == p.x:
+        over = rf"\{op}_k x_k"
+    else:
+        i = s.notation.i
+        over = rf"\{op}_{{{latex(i)}}} \left({latex(_indexed(s.notation, top.expr, i))}\right)"
+    if top is stage:
+        what = rf"${mt} = {over}$"
+    else:
+        what = rf"${latex(top.symbol)} = {over}$ and ${mt} = {latex(stage.expr)}$"
+    w.para(rf"Shift by the {op}imum. With {what}, the kernels compute the "
            rf"stages with every exponent shifted by ${mt}$ (primed names):")
     w.show(shown)
     w.para(rf"Why: $e^{{x_k}}$ overflows in floating point once $x_k$ is large (beyond about "

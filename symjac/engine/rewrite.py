@@ -119,6 +119,25 @@ def _complement(e: sp.Expr) -> sp.Expr | None:
     return None
 
 
+def _log_cosh(e: sp.Expr) -> sp.Expr | None:
+    """``log(cosh(u))`` -> ``u + softplus(-2 u) - log 2``."""
+    if isinstance(e, sp.log) and isinstance(e.args[0], sp.cosh):
+        u = e.args[0].args[0]
+        return u + softplus(-2 * u) - sp.log(2)
+    return None
+
+
+def _tanh(e: sp.Expr) -> sp.Expr | None:
+    """In a product: ``sinh(u)/cosh(u)`` -> ``tanh(u)``."""
+    if not isinstance(e, sp.Mul):
+        return None
+    for f in e.args:
+        if isinstance(f, sp.sinh) and sp.cosh(f.args[0]) ** -1 in e.args:
+            rest = [g for g in e.args if g is not f and g != sp.cosh(f.args[0]) ** -1]
+            return sp.Mul(*rest) * sp.tanh(f.args[0])
+    return None
+
+
 _RULES: tuple[tuple[str, Callable[[sp.Expr], sp.Expr | None], str], ...] = (
     ("exponent", _joined, "e^a for a > 709 is inf in floating point although e^{a + b} "
      "need not be; the exponentials of a product are joined into one"),
@@ -130,6 +149,9 @@ _RULES: tuple[tuple[str, Callable[[sp.Expr], sp.Expr | None], str], ...] = (
      "log(0) for u < -745; softplus is evaluated as max(u, 0) + log1p(e^{-|u|})"),
     ("complement", _complement, "1 - sigmoid(u) and 1 - tanh(u)^2 are 0 once the value "
      "has rounded to its limit; sigmoid(-u) and sech(u)^2 keep their digits"),
+    ("log cosh", _log_cosh, "cosh(u) overflows for |u| > 710; u + softplus(-2u) - log 2 "
+     "is the same number without it"),
+    ("tanh", _tanh, "sinh(u)/cosh(u) is inf/inf for |u| > 710; tanh(u) is the same ratio"),
 )
 
 

@@ -12,7 +12,13 @@ E e^{alpha (x_k - m) + beta}`` with ``m = max_k x_k`` (``min`` when alpha < 0) a
 
 the output is computed without ever forming ``E`` when every ``E`` cancels: softmax
 (``e/S`` -> ``e'/S'``), log-sum-exp (``log S = m + log S'``), a cross-entropy, a softmax
-with a temperature. This is detected by doing it, not by names: if some ``E`` is left in
+with a temperature. Variants, each found from the expressions: a slope of unknown sign
+(``e^{x/T}``, T any real) or one exponent w not affine in x is shifted by ``m = max_k w_k``
+itself; a positive constant beside a shifted sum (``e / (1 + sum(e))``) is ``E E^{-1} c``,
+with m raised to the constant's logarithm (``max(m0, log c)``) so that ``c/E`` is at most
+1; a positive map divided by its own sum (``p / sum(p)`` of sigmoids) is first written as
+``e^{log p}`` with the logarithm stable (:func:`_shift_in_logs`). This is detected by
+doing it, not by names: if some ``E`` is left in
 the output or in a piece the kernels need, the program is left as it is. Every stage's new
 definition is proved equal to the old one (with ``E = e^{alpha m + beta}``) by the zero test.
 
@@ -25,7 +31,7 @@ the probability.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
@@ -70,9 +76,56 @@ def shift_by_maximum(program: Program, pieces: dict[str, sp.Expr]) -> Shift | No
     (the kernels then compute the definition as written): every rewrite made is proved.
     """
     try:
-        return _shift(program, pieces)
+        moved = _shift(program, pieces)
     except CheckFailed:
-        return None
+        moved = None
+    if moved is None:
+        try:
+            moved = _shift_in_logs(program, pieces)
+        except CheckFailed:
+            return None
+    return moved
+
+
+def _shift_in_logs(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
+    """A positive map u summed by a reduction (``p = sigmoid(x); y = p / sum(p)``) written
+    as ``e^{log u}``, the logarithm in its stable form (``-softplus(-x)``), and shifted by
+    the maximum of that exponent: ``u_k / sum(u)`` is then finite where every u_k
+    underflows. A sum of the other quantities it appears in (``1 - p``) is written out
+    with u's definition and stabilised (``sigmoid(-x)``), so that it is not read as
+    carrying the factor. None when no such map is found or the factor does not cancel."""
+    from .rewrite import stabilize  # (rewrite imports nothing of this module)
+
+    maps = {s.symbol: s.expr for s in program.stages if s.kind == "map"}
+    summed = {s.expr for s in program.stages
+              if s.kind == "reduce" and s.op in ("sum", "mean") and s.expr in maps}
+    for u in summed:
+        flat = _unfold(maps[u], maps)
+        if isinstance(flat, sp.exp) or not flat.is_positive or not (
+                flat.free_symbols & {program.x}):
+            continue
+        w, _ = stabilize(sp.expand_log(sp.log(flat), force=False), u.name)
+        if w.has(sp.log) or not is_zero(sp.exp(w) - flat):
+            continue
+        stages = tuple(replace(s, expr=sp.exp(w)) if s.symbol == u else s
+                       for s in program.stages)
+
+        def through(e: sp.Expr, u=u, flat=flat) -> sp.Expr:
+            return stabilize(e.xreplace({u: flat}), u.name)[0]
+        new_pieces = {}
+        for k, v in pieces.items():
+            new = v.replace(lambda e, u=u: isinstance(e, sp.Add) and u in e.free_symbols,
+                            through)
+            if new != v and not is_zero(_unfold(new - v, {u: flat})):
+                raise CheckFailed(f"shifting in logarithms: rewriting {k} did not prove "
+                                  "equal")
+            new_pieces[k] = new
+        moved = _shift(replace(program, stages=stages), new_pieces)
+        if moved is not None:
+            old = next(s.expr for s in program.stages if s.symbol == u)
+            changes = ((u.name, old, sp.exp(w), sp.Integer(0)),) + moved.changes
+            return replace(moved, changes=changes)
+    return None
 
 
 def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
@@ -94,8 +147,17 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
              and not (a.args[0].free_symbols & program.vectors) - affine - offsets}
     if not atoms:
         return None
-    alpha, betas = None, {}
-    for a in atoms:
+    alpha, betas, general = None, {}, None
+    stage_symbols = {st.symbol for st in program.stages}
+    args = {_unfold(a.args[0], maps) for a in atoms}
+    if len(args) == 1 and not (args.pop().is_polynomial(x) and sp.degree(
+            _unfold(next(iter(atoms)).args[0], maps), x) == 1):
+        # one exponent w, not affine in x (-softplus(-x), x^2): shifted by the max of w
+        general = _unfold(next(iter(atoms)).args[0], maps)
+        if general.free_symbols & (stage_symbols | program.vectors) - {x}:
+            return None
+        alpha, betas = sp.Integer(1), {a: sp.Integer(0) for a in atoms}
+    for a in atoms if general is None else ():
         arg = _unfold(a.args[0], maps)
         if not arg.is_polynomial(x) or sp.degree(arg, x) != 1:
             return None
@@ -109,13 +171,17 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
         elif sp.cancel(slope - alpha) != 0:
             return None  # exponentials of different multiples of x: no common factor
         betas[a] = rest
-    if alpha.is_positive:
+    if general is not None:
+        op = ""
+    elif alpha.is_positive:
         op = "max"
     elif alpha.is_negative:
         op = "min"
+    elif alpha.free_symbols & stage_symbols:
+        return None  # (a slope of unknown sign computed by the program)
     else:
-        return None
-    if _already_shifted(program, atoms, maps, alpha, op):
+        op = ""  # a slope of unknown sign (1/T, T any real): the max of alpha x_k itself
+    if op and _already_shifted(program, atoms, maps, alpha, op):
         return None
     names = {s.name for s in program.stages} | {p.name for p in program.params}
     m = sp.Symbol(_fresh("m", names), real=True)
@@ -134,15 +200,24 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
         swap = {a: sp.exp(shifted(top, m)) * E for a in atoms}
     elif any(beta.free_symbols & offsets for beta in betas.values()):
         return None  # different vector offsets: no common factor
+    elif not op:  # e^{alpha x_k + beta} = e^{m + b} e^{(alpha x_k - m) + beta - b}, m the max
+        # of alpha x_k: at most 0 whatever the sign of alpha (or of the exponent w itself)
+        op, log_e, top = "max", m + b, alpha * x if general is None else general
+        swap = {a: sp.exp(shifted(top, m) + betas[a] - b) * E for a in atoms}
     else:
         log_e, top = alpha * m + b, x
         swap = {a: sp.exp(alpha * shifted(x, m) + betas[a] - b) * E for a in atoms}
+
+    floors: list[sp.Expr] = []  # values of m the constants beside shifted sums need
+    sums: set[sp.Symbol] = set()  # the sums that carry E
 
     def carry(expr: sp.Expr, rel: dict) -> tuple[sp.Expr, sp.Expr] | None:
         """``expr`` in the new symbols as ``E**p * rest``; None if E does not factor out."""
         new = expr.xreplace(rel).xreplace(swap)
         new = sp.expand_log(sp.expand_power_exp(new), force=False)
         new = new.subs(sp.log(E), log_e)
+        new = _lift_constants(new, E, log_e, m, sums, floors,
+                              program.vectors | stage_symbols)
         new = sp.factor_terms(sp.powsimp(new))
         p = sp.Integer(0)
         rest = []
@@ -160,6 +235,7 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
         return p, rest_expr
 
     rel: dict[sp.Symbol, sp.Expr] = {}
+    same: dict[sp.Symbol, sp.Expr] = {}  # maps the shift leaves as they are (z = x/T)
     new_stages = [KStage(m.name, m, "reduce", top, op)]
     changes = []
     for st in program.stages:
@@ -171,18 +247,33 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
             return None  # (a max of exponentials: no overflow to remove)
         new_stages.append(KStage(st.name, st.symbol, st.kind, rest, st.op))
         rel[st.symbol] = E**p * st.symbol
+        if st.kind == "reduce" and st.op in ("sum", "mean") and p != 0:
+            sums.add(st.symbol)
         if rest != st.expr or p != 0:
             changes.append((st.name, st.expr, rest, p))
-        _prove(st, rest, p, rel, E, log_e)
+        _prove(st, rest, p, rel, E, log_e, same)
+        if st.kind == "map" and p == 0 and rest == st.expr:
+            same[st.symbol] = st.expr
     out = program.output.symbol
     if rel[out] != out or not changes:
         return None
-    new_pieces = {}
+    new_pieces, powers = {}, {}
     for name, expr in pieces.items():
         carried = carry(expr, rel)
-        if carried is None or carried[0] != 0:
+        if carried is None:
             return None
-        new_pieces[name] = carried[1]
+        powers[name], new_pieces[name] = carried
+    for name, p in powers.items():
+        # a rank-one term a_i b_j may carry E^p in a and E^-p in b: the product does not
+        partner = {"a": "b", "b": "a"}.get(name[:1], "") + name[1:]
+        if p != 0 and not (name[1:].isdigit() and partner in powers
+                           and sp.expand(p + powers[partner]) == 0):
+            return None
+    if floors:  # m = max(max_k alpha x_k, the floors): 1 + sum(e) is e^m (e^-m + S')
+        m0 = sp.Symbol(_fresh(m.name + "0", names), real=True)
+        bound = (sp.Max if op == "max" else sp.Min)(m0, *floors)
+        new_stages[:1] = [KStage(m0.name, m0, "reduce", top, op),
+                          KStage(m.name, m, "let", bound)]
     new_maps = {st.symbol: st.expr for st in new_stages if st.kind == "map"}
     guarded = tuple(st.symbol for st in new_stages if st.kind == "reduce"
                     and st.op in ("sum", "mean") and _unfold(st.expr, new_maps).has(shifted))
@@ -190,6 +281,42 @@ def _shift(program: Program, pieces: dict[str, sp.Expr]) -> Shift | None:
     new_pieces = {k: _guard_expr(v, guarded) for k, v in new_pieces.items()}
     new_stages, new_pieces = _tidy(new_stages, new_pieces, x, m, program.vectors)
     return Shift(tuple(new_stages), new_pieces, m, alpha, tuple(changes), guarded)
+
+
+def _lift_constants(expr: sp.Expr, E: sp.Dummy, log_e: sp.Expr, m: sp.Symbol, sums: set,
+                    floors: list, moving: set) -> sp.Expr:
+    """A constant c > 0 added to a shifted sum that carries E^p (p > 0), ``c + E^p S'``,
+    as ``E^p (c e^{-p log E} + S')``: exact for any m, and bounded (at most 1) once m is
+    at or beyond the floor where ``p log E = log c``, recorded in ``floors``. S' is at
+    least 1 at finite x (its largest term is e^0), so the sum neither overflows nor
+    vanishes: a softmax with an implicit zero logit, ``e / (1 + sum(e))``."""
+    def rule(add: sp.Expr) -> sp.Expr:
+        carrying, free, powers = [], [], set()
+        for t in add.args:
+            p = sp.Integer(0)
+            for f in sp.Mul.make_args(t):
+                base, e = f.as_base_exp()
+                if base == E:
+                    p += e
+            if p == 0 and not t.has(E):
+                free.append(t)
+            else:
+                carrying.append(t)
+                powers.add(p)
+        c = sp.Add(*free)
+        if (not free or len(powers) != 1 or not c.is_positive or c.free_symbols & moving
+                or not any(t.free_symbols & sums for t in carrying)):
+            return add
+        (p,) = powers
+        slope = sp.diff(log_e, m)
+        if not p.is_positive or not slope.is_nonzero or (slope.free_symbols & moving):
+            return add
+        floor = sp.expand((sp.log(c) / p - log_e.subs(m, 0)) / slope)
+        if floor.free_symbols & moving:
+            return add  # (the maximum is computed before the program's stages)
+        floors.append(floor)
+        return sp.Add(*carrying) + E**p * c * sp.exp(-p * log_e)
+    return expr.replace(lambda e: isinstance(e, sp.Add) and e.has(E), rule)
 
 
 def _already_shifted(program: Program, atoms, maps, alpha, op) -> bool:
@@ -273,14 +400,17 @@ def _weights(expr: sp.Expr, vectors: frozenset) -> sp.Expr:
     return expr.replace(lambda e: isinstance(e, sp.Mul), rule)
 
 
-def _prove(st, rest: sp.Expr, p: sp.Expr, rel: dict, E: sp.Dummy, log_e: sp.Expr) -> None:
+def _prove(st, rest: sp.Expr, p: sp.Expr, rel: dict, E: sp.Dummy, log_e: sp.Expr,
+           same: dict) -> None:
     """The old definition (old symbols written as E^p times new ones) equals E^p times the
     new one, with E = e^{log_e} and the shift written out; a reduction summand by
-    summand."""
+    summand. A map the shift left as it is (``same``: z = x/T in e^z) is written out on
+    both sides, where the shifted exponent of z is in x."""
     power = sp.exp(log_e)
     old = unguarded(st.expr.xreplace({s: v for s, v in rel.items() if s != st.symbol}))
     new = unguarded(power**p * rest).xreplace({E: power})
-    old = old.xreplace({E: power})
+    old = _unfold(old.xreplace({E: power}), same)
+    new = _unfold(new, same)
     if not is_zero(old - new):
         raise CheckFailed(f"shifting by the maximum: the new definition of {st.name} did "
                           "not prove equal to the old one")

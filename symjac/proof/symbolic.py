@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from ..errors import CheckFailed
-from .zero import is_zero
+from ..lang.functions import sigmoid, softplus
+from .zero import _exponential_form, is_zero
 
 __all__ = ["Context", "Definition", "Rate", "Step", "check_step", "reduce_sums"]
 
@@ -336,9 +337,17 @@ def _canonical_sums(expr: sp.Expr, depth: int = 0) -> sp.Expr:
     return expr.func(*(_canonical_sums(a, depth) for a in expr.args))
 
 
+@functools.lru_cache(maxsize=4096)
 def _one_form(s: sp.Sum) -> sp.Expr:
-    """A sum with its summand cancelled and the number factor outside."""
-    c, rest = sp.cancel(s.function).as_coeff_Mul()
+    """A sum with its summand cancelled and the number factor outside (sigmoid(x_k) and
+    1/(1 + e^{-x_k}) in exponentials first: one sum, written two ways)."""
+    body, outside = s.function, sp.Integer(1)
+    if body.has(sp.exp, sigmoid, softplus, sp.tanh, sp.sinh, sp.cosh, sp.sech):
+        # (and the factors free of the summation index taken out: 1/(1 + e^{x_i}))
+        body = sp.factor(sp.cancel(_exponential_form(body)))
+        outside, body = body.as_independent(*[v for v, *_ in s.limits], as_Add=False)
+    c, rest = sp.cancel(body).as_coeff_Mul()
+    c *= outside
     return c * sp.Sum(rest, *s.limits)
 
 
@@ -350,7 +359,10 @@ def _atoms_as_symbols(expr: sp.Expr) -> sp.Expr:
     sums = sorted(expr.atoms(sp.Sum), key=sp.default_sort_key)
     table = {}
     for place, s in enumerate(sums):  # numbered by place: the same sums, the same symbols
-        positive = bool(s.function.is_positive)
+        # a sum of exponentials is positive: every quantity of a program is real where it
+        # is defined (e^{z_k} with z_k = d_k / sqrt(v + eps): SymPy cannot see that the
+        # variance written in sums, S2/n - S1^2/n^2, is not negative)
+        positive = bool(s.function.is_positive) or isinstance(s.function, sp.exp)
         nonneg = bool(s.function.is_nonnegative)
         table[s] = sp.Dummy("S", dummy_index=_FIRST_DUMMY + place, real=True,
                             positive=positive or None, nonnegative=nonneg or None)

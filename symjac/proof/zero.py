@@ -61,7 +61,11 @@ def is_zero(expr: sp.Expr) -> bool:
         cases = _cases(sp.piecewise_fold(expr) if expr.has(sp.Piecewise) else expr)
         if cases is None:
             return False
-        return all(_rational_zero(case) for case in cases)
+        # a case where the expression is not defined (x = 0 in u/(x |x|), a division by 0
+        # at the kink) has nothing to check: 0 wherever it is defined, as a rational
+        # function is 0 where its numerator is, whatever its denominator's zeros
+        defined = [case for case in cases if not case.has(sp.nan, sp.zoo)]
+        return bool(defined) and all(_rational_zero(case) for case in defined)
     return _rational_zero(expr)
 
 
@@ -170,11 +174,28 @@ def _rational_zero(expr: sp.Expr) -> bool:
     expr = expr.replace(lambda e: isinstance(e, sp.exp), lambda e: sp.exp(sp.expand(e.args[0])))
     # one written form per root: eps + (S2 - S1^2/n)/(n - 1) and eps - S1^2/(n^2 - n) +
     # S2/(n - 1) are one base (cancel: numerator and denominator, expanded, no common factor)
+    roots: dict[tuple[sp.Expr, sp.Expr], sp.Expr] = {}  # (one root met many times)
+
+    def root(e: sp.Pow) -> sp.Expr:
+        if (e.base, e.exp) not in roots:
+            roots[e.base, e.exp] = _root(e.base, e.exp)
+        return roots[e.base, e.exp]
+
     expr = expr.replace(
         lambda e: isinstance(e, sp.Pow) and isinstance(e.base, (sp.Add, sp.Mul))
-        and e.base.has(sp.Add) and e.exp.is_Rational and not e.exp.is_Integer,
-        lambda e: _root(e.base, e.exp))
-    expr = sp.expand_log(sp.expand_power_exp(expr), force=False)
+        and e.base.has(sp.Add) and e.exp.is_Rational and not e.exp.is_Integer, root)
+    # b^(gamma - 1) as b^gamma / b: the integer part of a symbolic exponent split off
+    # (SymPy does it only for a base known nonzero; both sides are defined where b != 0)
+    expr = expr.replace(
+        lambda e: isinstance(e, sp.Pow) and isinstance(e.exp, sp.Add)
+        and not e.exp.is_number and e.exp.as_coeff_Add()[0].is_Integer
+        and e.exp.as_coeff_Add()[0] != 0,
+        lambda e: sp.Mul(sp.Pow(e.base, e.exp.as_coeff_Add()[1]),
+                         sp.Pow(e.base, e.exp.as_coeff_Add()[0]), evaluate=False))
+    expr = sp.expand_power_exp(expr)
+    if expr.has(sp.log):  # (the logarithms alone: expand_log of a whole large expression
+        # asks the assumptions of every term, minutes for a Hessian's coefficients)
+        expr = expr.xreplace({g: sp.expand_log(g, force=False) for g in expr.atoms(sp.log)})
     powers: dict[sp.Expr, list[tuple[sp.Expr, sp.Rational]]] = {}
     for node in expr.atoms(sp.exp):
         coeff, base = node.args[0].as_coeff_Mul()
