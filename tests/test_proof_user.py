@@ -10,13 +10,28 @@ from symjac.document.render import to_markdown
 from symjac.proof.alln import prove
 from symjac.proof.zero import is_zero
 
+UNBIASED_LAYER_NORM = ("param eps = 1e-5; mu = mean(x); d = x - mu; v = sum(d^2) / (n - 1); "
+                       "y = d / sqrt(v + eps)")
 MIN_MAX = "y = (x - min(x)) / (max(x) - min(x))"
+ONE_PLUS_SUM = "e = exp(x); y = e / (1 + sum(e))"
 
 
 def _proof(text: str, name: str):
     proof = prove(lang.function(text, name=name))
     assert proof.checks and all(row.kind == "all-n" for row in proof.checks)
     return proof, to_markdown(proof.document, name)[f"{name}.md"]
+
+
+def test_unbiased_layer_norm_proves():
+    proof, text = _proof(UNBIASED_LAYER_NORM, "ln_unbiased")
+    assert "diagonal minus rank two, symmetric" in text
+    assert "Rows sum to zero" in text
+    assert proof.end_to_end.passed, proof.end_to_end.how
+
+
+def test_one_plus_sum_proves():
+    _, text = _proof(ONE_PLUS_SUM, "one_plus_sum")
+    assert "diagonal minus rank one, symmetric" in text
 
 
 def test_min_max_scaling_proves_and_is_not_called_symmetric():

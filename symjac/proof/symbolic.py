@@ -205,36 +205,39 @@ def _fresh_bounds(expr: sp.Basic, counter, dummy) -> sp.Basic:
 # -- sums: linearity, Kronecker collapse, canonical names -------------------------------------
 
 
-def reduce_sums(expr: sp.Expr, n: sp.Symbol) -> tuple[sp.Expr, set[str]]:
+def reduce_sums(expr: sp.Expr, n: sp.Symbol, shown: bool = False) -> tuple[sp.Expr, set[str]]:
     """Split sums by linearity and collapse Kronecker deltas until nothing changes.
 
+    ``shown``: for display, each summand multiplied out whole, the factors that leave the
+    sum too (a check multiplies out only what depends on the summation index).
     Returns the result and which rules changed it ("linearity", "collapse")."""
     used: set[str] = set()
     for _ in range(12):
-        new = expr.replace(lambda e: isinstance(e, sp.Sum), lambda s: _split(s, n, used))
+        new = expr.replace(lambda e: isinstance(e, sp.Sum),
+                           lambda s: _split(s, n, used, shown))
         if new == expr:
             return new, used
         expr = new
     return expr, used
 
 
-def _split(s: sp.Sum, n: sp.Symbol, used: set[str]) -> sp.Expr:
+def _split(s: sp.Sum, n: sp.Symbol, used: set[str], shown: bool = False) -> sp.Expr:
     """One round of linearity and collapse on the sum ``s`` (its own sums are done by the
     caller); the rules that changed it go into ``used``."""
-    out, rules = _split_once(s, n)
+    out, rules = _split_once(s, n, shown)
     used.update(rules)
     return out
 
 
 @functools.lru_cache(maxsize=4096)
-def _split_once(s: sp.Sum, n: sp.Symbol) -> tuple[sp.Expr, frozenset[str]]:
+def _split_once(s: sp.Sum, n: sp.Symbol, shown: bool) -> tuple[sp.Expr, frozenset[str]]:
     """:func:`_split` as a pure function of the sum: every round of :func:`reduce_sums`
     meets the sums it already split (and each check the sums the last one did)."""
     used: set[str] = set()
-    return _split_rules(s, n, used), frozenset(used)
+    return _split_rules(s, n, used, shown), frozenset(used)
 
 
-def _split_rules(s: sp.Sum, n: sp.Symbol, used: set[str]) -> sp.Expr:
+def _split_rules(s: sp.Sum, n: sp.Symbol, used: set[str], shown: bool = False) -> sp.Expr:
     if len(s.limits) != 1:
         return s
     k, lo, hi = s.limits[0]
@@ -242,10 +245,9 @@ def _split_rules(s: sp.Sum, n: sp.Symbol, used: set[str]) -> sp.Expr:
     if body.has(sp.Piecewise):  # (factors free of k leave a Piecewise too)
         bracketed = _to_indicators(body, k)
         if bracketed != body:
-            return _from_indicators(_split_rules(sp.Sum(bracketed, s.limits[0]), n, used))
-    body = sp.expand(body)
-    if body.has(sp.log):
-        body = sp.expand(sp.expand_log(body, force=False))
+            return _from_indicators(_split_rules(sp.Sum(bracketed, s.limits[0]), n, used,
+                                                 shown))
+    body = _expand_in(body, k if not shown else None)
     parts = []
     for term in sp.Add.make_args(body):
         if term.has(sp.Pow):  # 1/(e_k S + c S^2) is 1/S * 1/(e_k + c S): S leaves the sum
@@ -271,6 +273,38 @@ def _split_rules(s: sp.Sum, n: sp.Symbol, used: set[str]) -> sp.Expr:
         if free and bound or len(sp.Add.make_args(body)) > 1:
             used.add("linearity")
     return sp.Add(*parts)
+
+
+_KNOWN = ("positive", "negative", "nonnegative", "nonpositive", "nonzero", "real",
+          "integer")
+
+
+def _expand_in(body: sp.Expr, k: sp.Symbol | None) -> sp.Expr:
+    """``body`` multiplied out as far as it depends on ``k``: each subexpression free of
+    k is held whole while expanding (one opaque factor), so the factors that leave the
+    sum are not multiplied out with the rest (``(eps + v)^-2`` of a sum over other
+    indices is not expanded into a long polynomial, only to be factored again). k None:
+    all of it multiplied out."""
+    held: dict[sp.Dummy, sp.Expr] = {}
+    names: dict[sp.Expr, sp.Dummy] = {}
+
+    def hide(e: sp.Basic) -> sp.Basic:
+        if k not in e.free_symbols:
+            if e.is_Atom or isinstance(e, sp.Indexed | sp.Idx) or not isinstance(e, sp.Expr):
+                return e
+            if e not in names:  # (what is known of its sign: expand splits by it)
+                names[e] = sp.Dummy("h", **{a: True for a in _KNOWN if getattr(e, f"is_{a}")})
+                held[names[e]] = e
+            return names[e]
+        if e.is_Atom or isinstance(e, sp.Indexed | sp.Sum) or not e.args:
+            return e
+        return e.func(*map(hide, e.args))
+
+    # (a constant summand is multiplied out as it stands)
+    body = sp.expand(hide(body) if k is not None and k in body.free_symbols else body)
+    if body.has(sp.log):
+        body = sp.expand(sp.expand_log(body, force=False))
+    return body.xreplace(held) if held else body
 
 
 @functools.lru_cache(maxsize=1024)

@@ -23,6 +23,8 @@ No numerical evidence is accepted, and ``simplify`` is never called. A False ans
 
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 from sympy.core.relational import Relational
@@ -236,6 +238,7 @@ def _rational_zero(expr: sp.Expr) -> bool:
     return quick_zero(numerator)
 
 
+@functools.lru_cache(maxsize=4096)
 def _root(base: sp.Expr, exp: sp.Rational) -> sp.Expr:
     """``base^exp`` in one written form: ``base`` cancelled to P/Q, and each positive
     factor of P and Q taken out of the power (``(n B)^(1/2) = n^(1/2) B^(1/2)`` for n > 0:
