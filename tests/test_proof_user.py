@@ -11,7 +11,9 @@ from symjac.document.render import to_markdown
 from symjac.errors import CheckFailed
 from symjac.proof import symbolic
 from symjac.proof.alln import prove
+from symjac.proof.entries import prove_entries
 from symjac.proof.zero import is_zero
+from symjac.second_order import analyse_second
 
 UNBIASED_LAYER_NORM = ("param eps = 1e-5; mu = mean(x); d = x - mu; v = sum(d^2) / (n - 1); "
                        "y = d / sqrt(v + eps)")
@@ -52,6 +54,14 @@ def test_cross_entropy_with_eps_in_the_log_proves_by_merging_sums():
     """d K1 / d S holds only once its two sums and the named one meet in one summand."""
     proof, _ = _proof(CROSS_ENTROPY_EPS, "ce_eps")
     assert any("sums merged into one" in row.how for row in proof.checks)
+
+
+def test_cross_entropy_with_eps_entries_at_n():
+    """The per-entry proof of its Hessian at n = 8: the coefficients are proved term by
+    term (the written-out sums of 8 exponentials are never put over one denominator)."""
+    f = lang.function(CROSS_ENTROPY_EPS, name="ce_eps_entries")
+    done = prove_entries(analyse_second(f)[0].jacobian, 8)
+    assert done.entries == 64 and done.coefficients == 2
 
 
 def _sums():
