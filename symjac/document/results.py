@@ -223,7 +223,7 @@ def properties(w: Writer, s: Subject, layout: str) -> None:
         w.para(text, lead)
         lines = [Line(step, lhs)]
         if isinstance(step.lhs, sp.Sum):  # the sum split, still in named quantities
-            middle, _ = reduce_sums(step.lhs, nt.n)
+            middle, _ = reduce_sums(step.lhs, nt.n, shown=True)
             if middle != step.rhs and middle != step.lhs:
                 lines = [Line(Step(step.lhs, middle, "linearity, collapse"), lhs),
                          Line(Step(step.lhs, step.rhs, step.reason))]

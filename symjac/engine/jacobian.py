@@ -10,6 +10,7 @@ symmetry, proved.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import sympy as sp
@@ -89,9 +90,10 @@ class Jacobian:
             out += t.coeff * at(t.a, i, vectors) * at(t.b, j, vectors)
         return out
 
-    @property
+    @functools.cached_property
     def symmetric(self) -> bool:
-        """Whether J_ij = J_ji for all i, j (proved by the zero test)."""
+        """Whether J_ij = J_ji for all i, j (proved by the zero test; once per Jacobian:
+        the structure, the documents and the kernels all ask)."""
         if self.gradient is not None:
             return False
         g = self.generic().subs(DELTA, 0)  # delta_ij D_i is symmetric by itself

@@ -8,7 +8,9 @@ to exactly 0:
    e^{-u})``, ``tanh``, ``sech``, ``softplus``), relu with a Piecewise;
 2. a kink or a test (``|u|``, a step, a Piecewise, max/min) splits the input into cases:
    where every test compares one symbol ``x`` with one value ``c``, the cases ``x = c - p``,
-   ``x = c``, ``x = c + p`` with a positive symbol ``p`` cover every x, and each is checked;
+   ``x = c``, ``x = c + p`` with a positive symbol ``p`` cover every x, and each is checked
+   (first, each test's Iverson bracket as a symbol: terms under one test may cancel for
+   every value of it; a test between two symbols, ``x_j = M``, is not split: not shown);
 3. in each case, every ``exp(q u)`` with rational q becomes a power of one positive symbol
    per u (exponentials of independent arguments are algebraically independent, and an
    identity of rational functions in them holds at any values), logarithms of products of
@@ -20,6 +22,8 @@ No numerical evidence is accepted, and ``simplify`` is never called. A False ans
 """
 
 from __future__ import annotations
+
+import functools
 
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
@@ -57,7 +61,16 @@ def is_zero(expr: sp.Expr) -> bool:
         plain = expr.xreplace(opaque)
         if not plain.atoms(Relational) and _rational_zero(plain):
             return True
+        brackets = _brackets(expr)  # zero for every value of each test's bracket: zero
+        if brackets is not None and _rational_zero(brackets):
+            return True
     if expr.has(*_KINKS) or expr.atoms(Relational):
+        # the tests as written: one without a Piecewise in it that the split cannot
+        # decide is still there after folding (folding moves a test's Piecewise
+        # argument out, it leaves the other tests as they are), and folding a sum of
+        # several piecewise terms can take minutes
+        if _pivots(expr, settled=True) is None:
+            return False
         cases = _cases(sp.piecewise_fold(expr) if expr.has(sp.Piecewise) else expr)
         if cases is None:
             return False
@@ -117,8 +130,37 @@ def _exponential_form(expr: sp.Expr) -> sp.Expr:
     return expr
 
 
-def _pivots(expr: sp.Expr) -> set[tuple[sp.Symbol, sp.Expr]] | None:
-    """``(x, c)`` for every test in ``expr`` that compares a symbol x with a value c."""
+def _brackets(expr: sp.Expr) -> sp.Expr | None:
+    """Every Piecewise whose conditions are single tests written with one symbol per test
+    (its Iverson bracket): ``Piecewise((a, c), (b, True)) = a [c] + b (1 - [c])``; the
+    same test is the same symbol wherever it occurs, so terms under one test cancel.
+    None when a condition is not a single test, or a piece's value has one."""
+    tests: dict[sp.Basic, sp.Dummy] = {}
+
+    def bracket(pw: sp.Piecewise) -> sp.Expr:
+        out, rest = sp.Integer(0), sp.Integer(1)  # rest: no earlier condition held
+        for value, cond in pw.args:
+            if value.atoms(Relational) or value.has(sp.Piecewise):
+                raise ValueError
+            if cond is sp.true:
+                return out + rest * value
+            if not isinstance(cond, Relational):
+                raise ValueError
+            c = cond.canonical
+            b = tests.setdefault(c, sp.Dummy("B"))
+            out += rest * b * value
+            rest *= 1 - b
+        raise ValueError  # (no last piece for every other case: undefined somewhere)
+
+    try:
+        return expr.replace(lambda e: isinstance(e, sp.Piecewise), bracket)
+    except ValueError:
+        return None
+
+
+def _pivots(expr: sp.Expr, settled: bool = False) -> set[tuple[sp.Symbol, sp.Expr]] | None:
+    """``(x, c)`` for every test in ``expr`` that compares a symbol x with a value c
+    (``settled``: only the tests with no Piecewise in them)."""
     tests: list[sp.Expr] = []
     for node in sp.preorder_traversal(expr):
         if isinstance(node, (sp.Abs, sp.sign, sp.Heaviside)):
@@ -130,7 +172,7 @@ def _pivots(expr: sp.Expr) -> set[tuple[sp.Symbol, sp.Expr]] | None:
             tests.append(node.lhs - node.rhs)
     out: set[tuple[sp.Symbol, sp.Expr]] = set()
     for t in tests:
-        if t.is_number:
+        if t.is_number or settled and t.has(sp.Piecewise):
             continue
         symbols = [s for s in t.free_symbols if not s.is_positive]
         if len(symbols) != 1:
@@ -217,6 +259,7 @@ def _rational_zero(expr: sp.Expr) -> bool:
     return quick_zero(numerator)
 
 
+@functools.lru_cache(maxsize=4096)
 def _root(base: sp.Expr, exp: sp.Rational) -> sp.Expr:
     """``base^exp`` in one written form: ``base`` cancelled to P/Q, and each positive
     factor of P and Q taken out of the power (``(n B)^(1/2) = n^(1/2) B^(1/2)`` for n > 0:
